@@ -1,0 +1,144 @@
+"""Read-only admin for events and transactions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from .models import StripeEvent, StripeTransaction
+from .money import format_amount
+
+
+class ReadOnlyAdminMixin:
+    """Stripe is the source of truth: rows are browsed here, never edited."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "event_status",
+        "livemode",
+        "created",
+        "received_at",
+        "published",
+    )
+    list_filter = ("type", "livemode", ("created", admin.DateFieldListFilter))
+    search_fields = ("=event_id", "=transaction_id", "=object_id")
+    date_hierarchy = "created"
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["republish"]
+    fields = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "object_type",
+        "object_id",
+        "livemode",
+        "api_version",
+        "created",
+        "received_at",
+        "published_at",
+        "pretty_payload",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("status"))
+    def event_status(self, obj: StripeEvent) -> str:
+        status = obj.payload.get("data", {}).get("object", {}).get("status")
+        return status if isinstance(status, str) else "—"
+
+    @admin.display(description=_("published"), boolean=True)
+    def published(self, obj: StripeEvent) -> bool:
+        return obj.published_at is not None
+
+    @admin.display(description=_("payload"))
+    def pretty_payload(self, obj: StripeEvent) -> str:
+        text = json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False)
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
+
+    @admin.action(description=_("Republish selected events"), permissions=["view"])
+    def republish(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        from .messaging import publish_event
+
+        events = list(queryset.order_by("created", "id"))
+        sent = sum(publish_event(event) for event in events)
+        level = messages.SUCCESS if sent == len(events) else messages.WARNING
+        self.message_user(request, _("Republished %(sent)d of %(total)d events.") % {
+            "sent": sent,
+            "total": len(events),
+        }, level)
+
+
+@admin.register(StripeTransaction)
+class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "kind", "status", "amount_display", "refunded_display", "livemode",
+                    "user", "created_at", "updated_at")
+    list_filter = ("status", "kind", "livemode", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=id",)
+    list_select_related = ("user",)
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "kind",
+        "status",
+        "amount_display",
+        "refunded_display",
+        "livemode",
+        "user",
+        "idempotency_key",
+        "last_event_created",
+        "created_at",
+        "updated_at",
+        "event_list",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_display(self, obj: StripeTransaction) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    @admin.display(description=_("refunded"), ordering="amount_refunded")
+    def refunded_display(self, obj: StripeTransaction) -> str:
+        return format_amount(obj.amount_refunded, obj.currency) if obj.amount_refunded else "—"
+
+    @admin.display(description=_("events"))
+    def event_list(self, obj: StripeTransaction) -> str:
+        events = list(obj.events()[:200])
+        if not events:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:django_stripe_bridge_stripeevent_change", args=[event.pk]),
+                    event.event_id,
+                    event.type,
+                    event.created,
+                    event.received_at,
+                )
+                for event in events
+            ),
+        )
+        header = format_html(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            _("event"), _("type"), _("created at Stripe"), _("received"),
+        )
+        return format_html("<table>{}{}</table>", header, rows)

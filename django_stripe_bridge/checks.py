@@ -1,0 +1,125 @@
+"""System checks (``manage.py check``) for the ``STRIPE_BRIDGE`` settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import (
+    DEFAULTS,
+    MESSAGE_PAYLOADS,
+    REPLAY_MODES,
+    SETTING_NAME,
+    SUBSCRIBE_POLICIES,
+    bridge_settings,
+)
+
+_IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report ``STRIPE_BRIDGE`` settings that would break or weaken the bridge."""
+    messages: list[CheckMessage] = []
+    user_settings = getattr(settings, SETTING_NAME, None) or {}
+    if not isinstance(user_settings, dict):
+        return [
+            Error(
+                f"{SETTING_NAME} must be a dict.",
+                hint=f"Set {SETTING_NAME} = {{'API_KEY': ..., 'WEBHOOK_SECRETS': [...]}}.",
+                id="stripe_bridge.E001",
+            )
+        ]
+    for name in sorted(set(user_settings) - set(DEFAULTS)):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}[{name!r}] is not a setting of django-stripe-bridge.",
+                hint="Check the spelling; the settings are listed in docs/settings.md.",
+                id="stripe_bridge.E002",
+            )
+        )
+
+    api_key = user_settings.get("API_KEY")
+    if not api_key:
+        messages.append(
+            Warning(
+                f"{SETTING_NAME}['API_KEY'] is not set: the charge endpoints answer 503.",
+                hint="Set it to your Stripe secret key (sk_test_… or sk_live_…), "
+                "read from the environment, never committed.",
+                id="stripe_bridge.W001",
+            )
+        )
+    elif not isinstance(api_key, str) or not api_key.startswith(_KEY_PREFIXES):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['API_KEY'] is not a Stripe secret or restricted key.",
+                hint="Use a key starting with sk_test_, sk_live_, rk_test_ or rk_live_ "
+                "(the publishable pk_… key goes in PUBLISHABLE_KEY).",
+                id="stripe_bridge.E003",
+            )
+        )
+    elif "_live_" in api_key and settings.DEBUG:
+        messages.append(
+            Warning(
+                f"{SETTING_NAME}['API_KEY'] is a live key while DEBUG is on.",
+                hint="Use a test key (sk_test_…) in development, or set DEBUG = False.",
+                id="stripe_bridge.W004",
+            )
+        )
+
+    if not bridge_settings.webhook_secrets:
+        messages.append(
+            Warning(
+                f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: every webhook will be refused.",
+                hint="Set it to the signing secret (whsec_…) shown by 'stripe listen', the "
+                "Dashboard, or 'manage.py stripe_bridge_webhook_setup'.",
+                id="stripe_bridge.W002",
+            )
+        )
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    default_layer = layers.get("default") if isinstance(layers, dict) else None
+    if not default_layer:
+        messages.append(
+            Warning(
+                "CHANNEL_LAYERS has no 'default' layer: real-time messaging is disabled.",
+                hint="Configure channels_redis.core.RedisChannelLayer (pip install "
+                "'django-stripe-bridge[redis]'); see docs/scaling.md.",
+                id="stripe_bridge.W003",
+            )
+        )
+    elif default_layer.get("BACKEND") == _IN_MEMORY_LAYER and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "The in-memory channel layer is in use while DEBUG is off.",
+                hint="It works only inside one process and loses messages on restart; use "
+                "channels_redis.core.RedisChannelLayer in production.",
+                id="stripe_bridge.W005",
+            )
+        )
+
+    policy = user_settings.get("SUBSCRIBE_POLICY", DEFAULTS["SUBSCRIBE_POLICY"])
+    if not isinstance(policy, str) or not (policy in SUBSCRIBE_POLICIES or "." in policy):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['SUBSCRIBE_POLICY'] = {policy!r} is not a policy.",
+                hint="Use 'pinned', 'open', 'staff' or the dotted path to a callable "
+                "(user, selector, pinned_ids) -> bool.",
+                id="stripe_bridge.E004",
+            )
+        )
+    for name, allowed in (("MESSAGE_PAYLOAD", MESSAGE_PAYLOADS), ("REPLAY", REPLAY_MODES)):
+        value = user_settings.get(name, DEFAULTS[name])
+        if value not in allowed:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] = {value!r} is not one of {', '.join(allowed)}.",
+                    hint=f"Set {SETTING_NAME}[{name!r}] to one of {', '.join(allowed)}.",
+                    id="stripe_bridge.E005",
+                )
+            )
+    return messages
+

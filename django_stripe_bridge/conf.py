@@ -1,0 +1,106 @@
+"""The ``STRIPE_BRIDGE`` settings, with defaults, read through ``bridge_settings``.
+
+Use it as ``from django_stripe_bridge.conf import bridge_settings`` and read
+``bridge_settings.API_KEY``. Dotted paths in ``IMPORT_STRINGS`` are imported on
+first access. The object reloads itself when a test changes ``STRIPE_BRIDGE``
+with ``override_settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+SETTING_NAME = "STRIPE_BRIDGE"
+
+DEFAULTS: dict[str, Any] = {
+    "API_KEY": None,
+    "PUBLISHABLE_KEY": None,
+    "API_BASE": None,
+    "API_VERSION": None,
+    "MAX_NETWORK_RETRIES": 2,
+    "TIMEOUT": 30,
+    "WEBHOOK_SECRETS": [],
+    "WEBHOOK_TOLERANCE": 300,
+    "WEBHOOK_MAX_BYTES": 1024 * 1024,
+    "DEFAULT_CURRENCY": "usd",
+    "CURRENCIES": None,
+    "MIN_AMOUNT": 1,
+    "MAX_AMOUNT": 99_999_999,
+    "CHARGE_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "CHARGE_THROTTLE_RATE": "10/min",
+    "CHANNEL": "stripe",
+    "SUBSCRIBE_POLICY": "pinned",
+    "MESSAGE_PAYLOAD": "summary",
+    "REPLAY": "latest",
+    "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
+}
+
+#: Settings holding dotted paths (or lists of them) that are imported on access.
+IMPORT_STRINGS = {"CHARGE_PERMISSION_CLASSES"}
+
+#: Policy names understood without an import; anything else is a dotted path.
+SUBSCRIBE_POLICIES = ("pinned", "open", "staff")
+#: Values of ``REPLAY`` (and of a subscribe frame's ``replay``).
+REPLAY_MODES = ("latest", "all", "none")
+#: Values of ``MESSAGE_PAYLOAD``.
+MESSAGE_PAYLOADS = ("summary", "full")
+
+
+def _import(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return import_string(value)
+        except ImportError as exc:
+            from .exceptions import ConfigurationError
+
+            raise ConfigurationError(
+                f"Could not import {value!r} for {SETTING_NAME}[{name!r}]: {exc}"
+            ) from exc
+    if isinstance(value, list | tuple):
+        return [_import(item, name) for item in value]
+    return value
+
+
+class BridgeSettings:
+    """Attribute access to ``settings.STRIPE_BRIDGE`` with defaults filled in."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, SETTING_NAME, None) or {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(f"Invalid {SETTING_NAME} setting: {name!r}")
+        if name not in self._cache:
+            value = self.user_settings.get(name, DEFAULTS[name])
+            if name in IMPORT_STRINGS:
+                value = _import(value, name)
+            self._cache[name] = value
+        return self._cache[name]
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """``WEBHOOK_SECRETS`` as a list, also when a single string was given."""
+        secrets = self.WEBHOOK_SECRETS or []
+        return [secrets] if isinstance(secrets, str) else [s for s in secrets if s]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+bridge_settings = BridgeSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        bridge_settings.reload()
+
+
+setting_changed.connect(_reload)

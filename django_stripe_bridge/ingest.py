@@ -1,0 +1,162 @@
+"""The one path by which a verified Stripe event becomes rows.
+
+The webhook view, ``stripe_bridge_sync`` and the tests all call :func:`ingest_event`. It
+stores the event once, brings its transaction up to date under a row lock, and, after the
+commit, sends the signals and publishes the event to the channel layer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from . import signals
+from .events import (
+    TRANSACTION_OBJECTS,
+    event_object,
+    is_newer,
+    status_of,
+    transaction_id_of,
+    transaction_kind_of,
+    validate_event,
+)
+from .models import StripeEvent, StripeTransaction
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest_event` did: the stored row and whether this call created it."""
+
+    event: StripeEvent
+    created: bool
+    transaction: StripeTransaction | None = None
+    old_status: str | None = None
+    status_changed: bool = False
+
+
+def timestamp_to_datetime(value: int) -> dt.datetime:
+    """Stripe's integer seconds as an aware UTC datetime."""
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+
+
+def ingest_event(event: Mapping[str, Any], *, publish: bool = True) -> IngestResult:
+    """Store a verified Stripe event exactly once and update its transaction.
+
+    Safe under concurrent deliveries of the same event: one call creates the row, every
+    other returns ``created=False`` and changes nothing. Raises
+    :class:`~django_stripe_bridge.exceptions.InvalidEvent` for a payload that is not an event.
+    """
+    validate_event(event)
+    with transaction.atomic():
+        row, created = _insert_event(event)
+        if not created:
+            result = IngestResult(event=row, created=False)
+        else:
+            result = _update_transaction(row, event)
+        transaction.on_commit(lambda: _after_commit(result, publish=publish))
+    return result
+
+
+def _insert_event(event: Mapping[str, Any]) -> tuple[StripeEvent, bool]:
+    obj = event_object(event)
+    object_type = obj.get("object")
+    object_id = obj.get("id")
+    row = StripeEvent(
+        event_id=event["id"],
+        transaction_id=transaction_id_of(event)[:255],
+        type=event["type"],
+        object_type=object_type[:100] if isinstance(object_type, str) else "",
+        object_id=object_id[:255] if isinstance(object_id, str) else "",
+        livemode=event.get("livemode") is True,
+        api_version=str(event.get("api_version") or "")[:50],
+        created=timestamp_to_datetime(event["created"]),
+        payload=dict(event),
+    )
+    try:
+        # A savepoint, so that a duplicate leaves the outer transaction usable.
+        with transaction.atomic():
+            row.save(force_insert=True)
+    except IntegrityError:
+        # Another delivery of this event got there first (or finished long ago).
+        existing = StripeEvent.objects.filter(event_id=event["id"]).first()
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
+
+
+def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestResult:
+    obj = event_object(event)
+    if obj.get("object") not in TRANSACTION_OBJECTS or not row.transaction_id:
+        return IngestResult(event=row, created=True)
+
+    tx_id = row.transaction_id
+    StripeTransaction.objects.get_or_create(
+        pk=tx_id,
+        defaults={"kind": transaction_kind_of(tx_id), "livemode": row.livemode},
+    )
+    tx = StripeTransaction.objects.select_for_update().get(pk=tx_id)
+    old_status = tx.status or None
+    new_status = status_of(event)
+    current_created = tx.last_event_created and int(tx.last_event_created.timestamp())
+    changed_fields: list[str] = []
+
+    if new_status and is_newer(event["created"], new_status, current_created, old_status):
+        tx.last_event_created = row.created
+        changed_fields.append("last_event_created")
+        if new_status != old_status:
+            tx.status = new_status
+            changed_fields.append("status")
+        changed_fields += _copy_amounts(tx, obj)
+    elif tx.amount is None:
+        # First sight of a transaction made elsewhere through an event that sets no status.
+        changed_fields += _copy_amounts(tx, obj)
+
+    if changed_fields:
+        tx.save(update_fields=[*changed_fields, "updated_at"])
+    return IngestResult(
+        event=row,
+        created=True,
+        transaction=tx,
+        old_status=old_status,
+        status_changed="status" in changed_fields,
+    )
+
+
+def _copy_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
+    """Take amount, refunds and currency from the transaction's own charge or PaymentIntent."""
+    if obj.get("object") not in ("charge", "payment_intent"):
+        return []
+    changed = []
+    amount, currency = obj.get("amount"), obj.get("currency")
+    if isinstance(amount, int) and tx.amount != amount:
+        tx.amount = amount
+        changed.append("amount")
+    if isinstance(currency, str) and len(currency) == 3 and tx.currency != currency:
+        tx.currency = currency
+        changed.append("currency")
+    refunded = obj.get("amount_refunded")
+    if isinstance(refunded, int) and refunded > tx.amount_refunded:
+        tx.amount_refunded = refunded
+        changed.append("amount_refunded")
+    return changed
+
+
+def _after_commit(result: IngestResult, *, publish: bool) -> None:
+    signals.event_received.send(sender=StripeEvent, event=result.event, created=result.created)
+    if result.status_changed:
+        signals.transaction_status_changed.send(
+            sender=StripeTransaction,
+            transaction=result.transaction,
+            old_status=result.old_status,
+            new_status=result.transaction.status if result.transaction else None,
+            event=result.event,
+        )
+    if result.created and publish:
+        from .messaging import publish_event
+
+        publish_event(result.event, transaction=result.transaction)

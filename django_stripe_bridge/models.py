@@ -1,0 +1,109 @@
+"""``StripeEvent`` (every event Stripe sent, once) and ``StripeTransaction`` (its current state)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from .events import RANK
+
+
+class StripeEvent(models.Model):
+    """One Stripe event, stored exactly once, with the whole payload as received."""
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    transaction_id = models.CharField(_("transaction id"), max_length=255, blank=True)
+    type = models.CharField(_("type"), max_length=100, db_index=True)
+    object_type = models.CharField(_("object type"), max_length=100, blank=True)
+    object_id = models.CharField(_("object id"), max_length=255, blank=True)
+    livemode = models.BooleanField(_("live mode"), default=False)
+    api_version = models.CharField(_("API version"), max_length=50, blank=True)
+    created = models.DateTimeField(_("created at Stripe"))
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    payload = models.JSONField(_("payload"))
+    published_at = models.DateTimeField(_("published"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Stripe event")
+        verbose_name_plural = _("Stripe events")
+        ordering = ("-created", "-id")
+        indexes = [
+            # Replay and the admin's transaction inline: a transaction's events in order.
+            models.Index(fields=["transaction_id", "created", "id"], name="stripe_evt_tx_created"),
+            models.Index(fields=["-created", "-id"], name="stripe_evt_created"),
+            # `stripe_bridge_republish --unpublished`.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(published_at__isnull=True),
+                name="stripe_evt_unpublished",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type})"
+
+    @property
+    def created_timestamp(self) -> int:
+        """Stripe's ``created`` as integer seconds, as in the payload."""
+        return int(self.created.timestamp())
+
+
+class StripeTransaction(models.Model):
+    """The current state of one charge or PaymentIntent."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", _("Charge")
+        PAYMENT_INTENT = "payment_intent", _("PaymentIntent")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        REQUIRES_ACTION = "requires_action", _("Requires action")
+        PROCESSING = "processing", _("Processing")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
+        EXPIRED = "expired", _("Expired")
+        PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
+        REFUNDED = "refunded", _("Refunded")
+        DISPUTED = "disputed", _("Disputed")
+        DISPUTE_WON = "dispute_won", _("Dispute won")
+        DISPUTE_LOST = "dispute_lost", _("Dispute lost")
+
+    id = models.CharField(_("transaction id"), max_length=255, primary_key=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    amount = models.BigIntegerField(_("amount"), null=True, blank=True)
+    amount_refunded = models.BigIntegerField(_("amount refunded"), default=0)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, blank=True)
+    livemode = models.BooleanField(_("live mode"), default=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stripe_transactions",
+    )
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
+    last_event_created = models.DateTimeField(_("last status event"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("Stripe transaction")
+        verbose_name_plural = _("Stripe transactions")
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=["-created_at"], name="stripe_tx_created")]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def rank(self) -> int:
+        """How far along the payment is (see :data:`django_stripe_bridge.events.RANK`)."""
+        return RANK.get(self.status, -1)
+
+    def events(self) -> models.QuerySet[StripeEvent]:
+        """This transaction's events, oldest first."""
+        return StripeEvent.objects.filter(transaction_id=self.id).order_by("created", "id")

@@ -1,0 +1,31 @@
+"""Amounts in the smallest currency unit, shown as people read them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+#: Currencies Stripe charges in whole units (no cents): 1000 JPY is ¥1000, not ¥10.00.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
+)
+#: Currencies with three decimals (the last digit must be 0 at Stripe).
+THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
+
+
+def decimals(currency: str) -> int:
+    """How many decimals a currency's smallest unit has."""
+    code = currency.lower()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if code in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def format_amount(amount: int | None, currency: str) -> str:
+    """``1050, "usd"`` → ``"10.50 USD"``; ``1000, "jpy"`` → ``"1000 JPY"``."""
+    if amount is None:
+        return "—"
+    places = decimals(currency or "usd")
+    value = Decimal(amount).scaleb(-places)
+    return f"{value:.{places}f} {currency.upper()}".strip()

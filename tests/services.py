@@ -1,0 +1,41 @@
+"""Finding the real services the tests use (PostgreSQL, Redis), skipping or failing clearly.
+
+Locally a missing service skips the tests that need it, with the reason. Under ``CI=true``
+a missing service is a failure: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(reason: str) -> None:
+    """Skip (locally) or fail (under CI=true) because a service is missing."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def reachable(url: str, default_port: int) -> bool:
+    """Whether something listens at the host and port of ``url``."""
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
