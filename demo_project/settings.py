@@ -25,7 +25,7 @@ def env_flag(name: str, default: bool) -> bool:
 
 DEBUG = env_flag("DJANGO_DEBUG", True)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    "demo-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"  # noqa: S105
+    "demo-only-insecure-key-set-DJANGO_SECRET_KEY-in-production"
 )
 ALLOWED_HOSTS = [
     host.strip()

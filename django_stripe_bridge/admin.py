@@ -80,16 +80,30 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         events = list(queryset.order_by("created", "id"))
         sent = sum(publish_event(event) for event in events)
         level = messages.SUCCESS if sent == len(events) else messages.WARNING
-        self.message_user(request, _("Republished %(sent)d of %(total)d events.") % {
-            "sent": sent,
-            "total": len(events),
-        }, level)
+        self.message_user(
+            request,
+            _("Republished %(sent)d of %(total)d events.")
+            % {
+                "sent": sent,
+                "total": len(events),
+            },
+            level,
+        )
 
 
 @admin.register(StripeTransaction)
 class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "amount_display", "refunded_display", "livemode",
-                    "user", "created_at", "updated_at")
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "amount_display",
+        "refunded_display",
+        "livemode",
+        "user",
+        "created_at",
+        "updated_at",
+    )
     list_filter = ("status", "kind", "livemode", ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id",)
     list_select_related = ("user",)
@@ -139,6 +153,9 @@ class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
         header = format_html(
             "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-            _("event"), _("type"), _("created at Stripe"), _("received"),
+            _("event"),
+            _("type"),
+            _("created at Stripe"),
+            _("received"),
         )
         return format_html("<table>{}{}</table>", header, rows)

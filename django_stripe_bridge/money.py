@@ -6,10 +6,11 @@ from decimal import Decimal
 
 #: Currencies Stripe charges in whole units (no cents): 1000 JPY is ¥1000, not ¥10.00.
 ZERO_DECIMAL_CURRENCIES = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
+    | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
 )
 #: Currencies with three decimals (the last digit must be 0 at Stripe).
-THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
+THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
 
 def decimals(currency: str) -> int:

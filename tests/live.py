@@ -55,7 +55,7 @@ class LiveServer:
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a management command against this server's settings and database."""
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
             env=self.env,
@@ -71,7 +71,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -
         if process.poll() is not None:
             raise RuntimeError(f"Daphne exited with {process.returncode}:\n{log_path.read_text()}")
         try:
-            with urllib.request.urlopen(url + "/admin/login/", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(url + "/admin/login/", timeout=2):
                 return
         except urllib.error.HTTPError:
             return
@@ -94,7 +94,7 @@ def run_daphne(env: dict[str, str] | None = None) -> Iterator[LiveServer]:
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    migrate = subprocess.run(  # noqa: S603
+    migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,
         env=full_env,
@@ -106,9 +106,17 @@ def run_daphne(env: dict[str, str] | None = None) -> Iterator[LiveServer]:
         raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
     log_path = var_dir / "daphne.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "demo_project.asgi:application"],
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "demo_project.asgi:application",
+            ],
             cwd=ROOT,
             env=full_env,
             stdout=log,

@@ -31,7 +31,9 @@ def reachable(url: str, default_port: int) -> bool:
     """Whether something listens at the host and port of ``url``."""
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 2
+        ):
             return True
     except OSError:
         return False

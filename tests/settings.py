@@ -10,7 +10,7 @@ import tempfile
 
 from demo_project.settings import database_from_url
 
-SECRET_KEY = "tests-only-secret-key"  # noqa: S105
+SECRET_KEY = "tests-only-secret-key"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True

@@ -61,7 +61,9 @@ def test_event_detail_is_read_only_with_pretty_payload(admin_client, data):
 
 
 def test_no_add_page(admin_client):
-    assert admin_client.get(reverse("admin:django_stripe_bridge_stripeevent_add")).status_code == 403
+    assert (
+        admin_client.get(reverse("admin:django_stripe_bridge_stripeevent_add")).status_code == 403
+    )
     url = reverse("admin:django_stripe_bridge_stripetransaction_add")
     assert admin_client.get(url).status_code == 403
 

@@ -34,9 +34,12 @@ def test_dotted_paths_are_imported_lazily():
 
 
 def test_bad_dotted_path_names_the_setting():
-    with override_settings(STRIPE_BRIDGE={"CHARGE_PERMISSION_CLASSES": ["no.such.Class"]}):
-        with pytest.raises(ConfigurationError, match="CHARGE_PERMISSION_CLASSES"):
-            bridge_settings.CHARGE_PERMISSION_CLASSES  # noqa: B018
+    bad = {"CHARGE_PERMISSION_CLASSES": ["no.such.Class"]}
+    with (
+        override_settings(STRIPE_BRIDGE=bad),
+        pytest.raises(ConfigurationError, match="CHARGE_PERMISSION_CLASSES"),
+    ):
+        bridge_settings.CHARGE_PERMISSION_CLASSES  # noqa: B018
 
 
 def test_unknown_setting_is_an_attribute_error():
