@@ -1,19 +1,29 @@
 """The demo page: charge a test card and watch its status arrive over the websocket."""
 
+import json
+
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.urls import reverse
 
 from django_stripe_bridge.conf import bridge_settings
 
 
 def index(request: HttpRequest) -> HttpResponse:
     """Render the payment page with the Stripe base and publishable key the browser needs."""
+    api_base = (bridge_settings.API_BASE or "").rstrip("/")
+    config = {
+        "offline": bool(api_base),
+        "apiBase": api_base,
+        "publishableKey": bridge_settings.PUBLISHABLE_KEY or "",
+        "chargeUrl": reverse("stripe_bridge:charge"),
+        "csrfToken": get_token(request),
+    }
+    # Escape "<" so that no value can close the <script> element holding the JSON.
+    config_json = json.dumps(config).replace("<", "\\u003c")
     return render(
         request,
         "demo_project/index.html",
-        {
-            "publishable_key": bridge_settings.PUBLISHABLE_KEY or "",
-            "api_base": bridge_settings.API_BASE or "",
-            "offline": bool(bridge_settings.API_BASE),
-        },
+        {"config": config_json, "offline": config["offline"], "api_base": api_base},
     )
