@@ -7,12 +7,15 @@ from tests import services
 
 
 def pytest_report_header(config: pytest.Config) -> str:
+    if not settings.configured:
+        return "stripe-bridge: Django not configured"
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     return f"stripe-bridge: database {engine}, CI={services.in_ci()}"
 
 
 def _is_postgres() -> bool:
-    return "postgresql" in settings.DATABASES["default"]["ENGINE"]
+    # Without the Django plugin (`-p no:django`) settings are not configured: not PostgreSQL.
+    return settings.configured and "postgresql" in settings.DATABASES["default"]["ENGINE"]
 
 
 def _uses_database(item: pytest.Item) -> bool:
