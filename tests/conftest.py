@@ -5,6 +5,8 @@ from django.conf import settings
 
 from tests import services
 
+pytest_plugins = ["django_stripe_bridge.testing.pytest_plugin"]
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     if not settings.configured:
