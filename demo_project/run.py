@@ -57,7 +57,7 @@ def ensure_admin(env: dict[str, str]) -> None:
         "    print('Created the admin user: admin /', password)\n"
     )
     admin_env = {**env, "DEMO_ADMIN_PASSWORD": secrets.token_urlsafe(9)}
-    manage("shell", "-c", code, env=admin_env)
+    manage("shell", "--no-imports", "-c", code, env=admin_env)
 
 
 def main() -> int:
@@ -66,10 +66,16 @@ def main() -> int:
     real_stripe = env.get("STRIPE_API_KEY", "").startswith(("sk_", "rk_")) and not env.get(
         "STRIPE_API_BASE"
     )
-    manage("migrate", "--noinput", "-v", "0", env=env)
-    ensure_admin(env)
+    if real_stripe and not env.get("STRIPE_WEBHOOK_SECRET"):
+        print(
+            "Using Stripe itself. To receive its webhooks here, run\n"
+            f"  stripe listen --forward-to {HOST}:{port}{WEBHOOK_PATH}\n"
+            "and restart with STRIPE_WEBHOOK_SECRET set to the whsec_… secret it prints."
+        )
     stripe = contextlib.nullcontext() if real_stripe else embedded_stripe(env, port)
     with stripe:
+        manage("migrate", "--noinput", "-v", "0", env=env)
+        ensure_admin(env)
         print(f"Demo: http://{HOST}:{port}/   admin: http://{HOST}:{port}/admin/   Ctrl-C stops.")
         daphne = subprocess.Popen(  # noqa: S603
             [
