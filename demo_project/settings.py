@@ -103,7 +103,11 @@ if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
+            "CONFIG": {
+                "hosts": [os.environ["REDIS_URL"]],
+                # Lets several sites (or test runs) share one Redis without hearing each other.
+                "prefix": os.environ.get("CHANNELS_REDIS_PREFIX") or "asgi",
+            },
         }
     }
 else:

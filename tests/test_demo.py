@@ -24,11 +24,11 @@ START_TIMEOUT = 120
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | str]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(  # noqa: S310
+    request = urllib.request.Request(
         url, data=data, method=method, headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()
@@ -60,7 +60,11 @@ def demo(tmp_path_factory):
         env.pop(name, None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            ["./run", "demo"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ["./run", "demo"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
@@ -108,12 +112,16 @@ def test_readme_curl_charge_and_its_webhook(demo):
 
     tx = wait_for(webhook_arrived, 20, "the charge.succeeded webhook to reach the demo")
     assert tx["status"] == "succeeded"
-    assert "sk_test" not in log_path.read_text()
+    from django_stripe_bridge.testing import TEST_API_KEY
+
+    assert TEST_API_KEY not in log_path.read_text()
 
 
 def chromium_path() -> str:
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which(
-        "chromium-browser"
+    path = (
+        os.environ.get("CHROMIUM_PATH")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
     )
     if not path:
         services.missing("Chromium is not installed (apt-get install chromium)")
@@ -143,9 +151,11 @@ def test_demo_page_shows_the_status_arriving_live(demo, tmp_path: Path):
             requests_to_django: list[str] = []
             page.on(
                 "request",
-                lambda r: requests_to_django.append(r.post_data or "")
-                if r.url.startswith(base) and r.method == "POST"
-                else None,
+                lambda r: (
+                    requests_to_django.append(r.post_data or "")
+                    if r.url.startswith(base) and r.method == "POST"
+                    else None
+                ),
             )
             page.goto(base + "/")
             page.fill("#amount", "1234")

@@ -1,0 +1,337 @@
+/*!
+ * stripe-bridge.js: the browser client of django-stripe-bridge's websocket channel.
+ *
+ * No build step, no dependencies. Load it with a <script> tag and use the global
+ * `StripeBridge` (CommonJS `require()` works too):
+ *
+ *   const bridge = StripeBridge.connect("/ws/stripe/");
+ *   const sub = bridge.subscribe("stripe", "id = 'ch_1'", (message) => {
+ *     console.log(message.headers.status);            // "succeeded", "refunded", ...
+ *   });
+ *   bridge.on("error", (error) => console.warn(error.code, error.message));
+ *   sub.unsubscribe();
+ *   bridge.close();
+ *
+ * The connection is kept alive with pings and re-opened with exponential backoff and
+ * jitter when it drops. Every subscription is then made again with replay ("latest",
+ * or "all" when that was asked for), and events already delivered are dropped by
+ * event_id, so no status is missed and none is seen twice.
+ *
+ * The protocol is described in docs/websocket-protocol.md.
+ */
+(function (root, factory) {
+  "use strict";
+  const api = factory();
+  if (typeof module === "object" && module && module.exports) {
+    module.exports = api;
+  }
+  if (root) {
+    root.StripeBridge = api;
+  }
+})(typeof globalThis !== "undefined" ? globalThis : this, function () {
+  "use strict";
+
+  const DEFAULTS = {
+    // Replay for the first subscribe of each subscription: "latest", "all", "none", or
+    // null for the server's REPLAY setting. Re-subscribes after a reconnect use "latest"
+    // (or "all" when the subscription asked for "all").
+    replay: null,
+    pingInterval: 25000, // ms between pings; 0 disables them
+    pongTimeout: 10000, // ms without any frame after a ping before the socket is recycled
+    minDelay: 500, // first reconnect delay (ms), doubled on each failure...
+    maxDelay: 30000, // ...up to this
+    rememberEvents: 1000, // event ids remembered per subscription to drop repeats
+    WebSocket: null, // constructor to use (defaults to the global WebSocket)
+  };
+
+  // Codes after which a subscription is gone (the server refused it).
+  const REFUSALS = [
+    "invalid_selector",
+    "forbidden",
+    "bad_frame",
+    "too_many_subscriptions",
+    "unknown_channel",
+    "subscription_exists",
+  ];
+
+  function resolveUrl(url) {
+    const loc = typeof location !== "undefined" ? location : null;
+    if (!url) url = "/ws/stripe/";
+    if (/^wss?:\/\//i.test(url)) return url;
+    if (/^https?:\/\//i.test(url)) return url.replace(/^http/i, "ws");
+    if (!loc) throw new Error("StripeBridge: give an absolute ws:// or wss:// URL");
+    const scheme = loc.protocol === "https:" ? "wss://" : "ws://";
+    return scheme + loc.host + (url.charAt(0) === "/" ? url : "/" + url);
+  }
+
+  /** Seconds-free helper: the delay (ms) before reconnect number `attempt` (0-based). */
+  function backoffDelay(attempt, minDelay, maxDelay, random) {
+    const ceiling = Math.min(maxDelay, minDelay * Math.pow(2, attempt));
+    return ceiling / 2 + (random || Math.random)() * (ceiling / 2);
+  }
+
+  class RecentIds {
+    constructor(size) {
+      this.size = size;
+      this.ids = new Set();
+    }
+    /** Remember `id`; false when it was already there. */
+    add(id) {
+      if (this.ids.has(id)) return false;
+      this.ids.add(id);
+      if (this.ids.size > this.size) this.ids.delete(this.ids.values().next().value);
+      return true;
+    }
+  }
+
+  class Subscription {
+    constructor(bridge, name, channel, selector, onMessage, options) {
+      this.bridge = bridge;
+      this.name = name;
+      this.channel = channel;
+      this.selector = selector;
+      this.onMessage = onMessage;
+      this.onError = options.onError || null;
+      this.replay = options.replay !== undefined ? options.replay : bridge.options.replay;
+      this.subscribedOnce = false;
+      this.active = true;
+      this.seen = new RecentIds(bridge.options.rememberEvents);
+    }
+
+    /** Stop receiving; safe to call more than once. */
+    unsubscribe() {
+      if (!this.active) return;
+      this.active = false;
+      this.bridge._forget(this, true);
+    }
+
+    _frame() {
+      const frame = { action: "subscribe", subscription: this.name, channel: this.channel };
+      if (this.selector !== null && this.selector !== undefined) frame.selector = this.selector;
+      let replay = this.replay;
+      if (this.subscribedOnce) replay = this.replay === "all" ? "all" : "latest";
+      if (replay) frame.replay = replay;
+      return frame;
+    }
+  }
+
+  class Bridge {
+    constructor(url, options) {
+      this.url = resolveUrl(url);
+      this.options = Object.assign({}, DEFAULTS, options || {});
+      this.subscriptions = new Map();
+      this.listeners = {};
+      this.socket = null;
+      this.attempt = 0;
+      this.closed = false;
+      this.counter = 0;
+      this._reconnectTimer = null;
+      this._pingTimer = null;
+      this._pongTimer = null;
+      this._open();
+    }
+
+    // -- public API --------------------------------------------------------------------
+
+    /**
+     * Subscribe to `channel` ("stripe" or "stripe/<transaction id>") with a selector.
+     * `onMessage(message)` gets each message frame ({headers, data, replayed, ...}).
+     * Options: `replay`, `subscription` (a name), `onError(errorFrame)`.
+     */
+    subscribe(channel, selector, onMessage, options) {
+      if (this.closed) throw new Error("StripeBridge: this connection is closed");
+      options = options || {};
+      const name = options.subscription || "js-" + ++this.counter;
+      if (this.subscriptions.has(name)) {
+        throw new Error("StripeBridge: subscription " + name + " exists");
+      }
+      const sub = new Subscription(
+        this, name, channel || "stripe", selector, onMessage, options
+      );
+      this.subscriptions.set(name, sub);
+      this._sendSubscribe(sub);
+      return sub;
+    }
+
+    /** Listen to "open", "close", "reconnecting", "subscribed", "message", "error". */
+    on(type, callback) {
+      (this.listeners[type] = this.listeners[type] || []).push(callback);
+      return this;
+    }
+
+    off(type, callback) {
+      this.listeners[type] = (this.listeners[type] || []).filter((cb) => cb !== callback);
+      return this;
+    }
+
+    /** Close for good: no reconnect. */
+    close() {
+      this.closed = true;
+      this._clearTimers();
+      if (this._reconnectTimer) clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      if (this.socket) this.socket.close(1000);
+      this.socket = null;
+    }
+
+    // -- plumbing ----------------------------------------------------------------------
+
+    _emit(type, detail) {
+      for (const callback of (this.listeners[type] || []).slice()) {
+        try {
+          callback(detail);
+        } catch (error) {
+          setTimeout(() => { throw error; }, 0); // report, do not break the client
+        }
+      }
+    }
+
+    _isOpen() {
+      return this.socket !== null && this.socket.readyState === 1;
+    }
+
+    _send(frame) {
+      if (this._isOpen()) this.socket.send(JSON.stringify(frame));
+    }
+
+    _sendSubscribe(sub) {
+      this._send(sub._frame());
+    }
+
+    _forget(sub, tellServer) {
+      if (this.subscriptions.get(sub.name) === sub) this.subscriptions.delete(sub.name);
+      if (tellServer) this._send({ action: "unsubscribe", subscription: sub.name });
+    }
+
+    _open() {
+      const Socket = this.options.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
+      if (!Socket) throw new Error("StripeBridge: no WebSocket implementation");
+      let socket;
+      try {
+        socket = new Socket(this.url);
+      } catch (error) {
+        this._emit("error", { code: "connect_failed", message: String(error) });
+        this._scheduleReconnect();
+        return;
+      }
+      this.socket = socket;
+      socket.onopen = () => {
+        if (socket !== this.socket) return;
+        this._emit("open", { url: this.url });
+        for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
+        this._startPing();
+      };
+      socket.onmessage = (event) => {
+        if (socket !== this.socket) return;
+        this._onFrame(event.data);
+      };
+      socket.onerror = () => {
+        if (socket !== this.socket) return;
+        this._emit("error", { code: "socket_error", message: "websocket error" });
+      };
+      socket.onclose = (event) => {
+        if (socket !== this.socket) return;
+        this.socket = null;
+        this._clearTimers();
+        this._emit("close", { code: event && event.code, reason: event && event.reason });
+        if (!this.closed) this._scheduleReconnect();
+      };
+    }
+
+    _onFrame(text) {
+      let frame;
+      try {
+        frame = JSON.parse(text);
+      } catch (error) {
+        return;
+      }
+      if (!frame || typeof frame !== "object") return;
+      this._alive();
+      const sub = frame.subscription != null ? this.subscriptions.get(frame.subscription) : null;
+      switch (frame.type) {
+        case "pong":
+          this.attempt = 0;
+          break;
+        case "subscribed":
+          this.attempt = 0;
+          if (sub) sub.subscribedOnce = true;
+          this._emit("subscribed", frame);
+          break;
+        case "message": {
+          if (!sub || !sub.active) return;
+          const eventId = frame.headers && frame.headers.event_id;
+          if (eventId && !sub.seen.add(eventId)) return; // already delivered
+          this._emit("message", frame);
+          if (sub.onMessage) sub.onMessage(frame);
+          break;
+        }
+        case "error":
+          if (sub && REFUSALS.indexOf(frame.code) !== -1) {
+            sub.active = false;
+            this._forget(sub, false);
+            if (sub.onError) sub.onError(frame);
+          }
+          this._emit("error", frame);
+          break;
+        default:
+          break;
+      }
+    }
+
+    _startPing() {
+      const interval = this.options.pingInterval;
+      if (!interval) return;
+      this._pingTimer = setInterval(() => {
+        this._send({ action: "ping" });
+        if (!this._pongTimer) {
+          this._pongTimer = setTimeout(() => {
+            // No answer: the connection is dead even if the browser has not noticed.
+            this._pongTimer = null;
+            this._emit("error", { code: "ping_timeout", message: "no answer to ping" });
+            if (this.socket) {
+              const dead = this.socket;
+              this.socket = null;
+              this._clearTimers();
+              try { dead.close(4000); } catch (error) { /* already closing */ }
+              this._emit("close", { code: 4000, reason: "ping timeout" });
+              if (!this.closed) this._scheduleReconnect();
+            }
+          }, this.options.pongTimeout);
+        }
+      }, interval);
+    }
+
+    _alive() {
+      if (this._pongTimer) clearTimeout(this._pongTimer);
+      this._pongTimer = null;
+    }
+
+    _clearTimers() {
+      if (this._pingTimer) clearInterval(this._pingTimer);
+      if (this._pongTimer) clearTimeout(this._pongTimer);
+      this._pingTimer = null;
+      this._pongTimer = null;
+    }
+
+    _scheduleReconnect() {
+      if (this.closed || this._reconnectTimer) return;
+      const delay = backoffDelay(this.attempt, this.options.minDelay, this.options.maxDelay);
+      this.attempt += 1;
+      this._emit("reconnecting", { attempt: this.attempt, delay: delay });
+      this._reconnectTimer = setTimeout(() => {
+        this._reconnectTimer = null;
+        if (!this.closed) this._open();
+      }, delay);
+    }
+  }
+
+  return {
+    /** Open a connection: `StripeBridge.connect("/ws/stripe/", {replay: "latest"})`. */
+    connect(url, options) {
+      return new Bridge(url, options);
+    },
+    Bridge: Bridge,
+    backoffDelay: backoffDelay,
+    version: "0.1.0",
+  };
+});

@@ -1,0 +1,225 @@
+// Unit tests of stripe-bridge.js under Node's built-in test runner, with a fake WebSocket.
+// Run: node --test tests/js/   (tests/test_js_client.py runs it from pytest).
+"use strict";
+
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const path = require("node:path");
+const test = require("node:test");
+const vm = require("node:vm");
+
+const SOURCE = path.join(
+  __dirname, "..", "..", "django_stripe_bridge", "static", "django_stripe_bridge", "stripe-bridge.js"
+);
+const StripeBridge = require(SOURCE);
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(predicate, what, timeout = 2000) {
+  const deadline = Date.now() + timeout;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for " + what);
+    await sleep(2);
+  }
+}
+
+function fakeSockets() {
+  const sockets = [];
+  class FakeWebSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      sockets.push(this);
+    }
+    send(text) {
+      if (this.readyState !== 1) throw new Error("send on a socket that is not open");
+      this.sent.push(JSON.parse(text));
+    }
+    close(code) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      setTimeout(() => this.onclose && this.onclose({ code: code || 1005, reason: "" }), 0);
+    }
+    // -- driven by the tests --
+    open() {
+      this.readyState = 1;
+      this.onopen && this.onopen({});
+    }
+    receive(frame) {
+      this.onmessage && this.onmessage({ data: JSON.stringify(frame) });
+    }
+    drop(code) {
+      this.readyState = 3;
+      this.onclose && this.onclose({ code: code || 1006, reason: "" });
+    }
+  }
+  return { FakeWebSocket, sockets };
+}
+
+function message(sub, eventId, status, replayed) {
+  return {
+    type: "message", subscription: sub, channel: "stripe",
+    headers: { id: "ch_1", event_id: eventId, status: status }, data: {}, replayed: !!replayed,
+  };
+}
+
+function connect(options) {
+  const fake = fakeSockets();
+  const bridge = StripeBridge.connect("ws://example.test/ws/stripe/", Object.assign(
+    { WebSocket: fake.FakeWebSocket, minDelay: 10, maxDelay: 80, pingInterval: 0 }, options || {}
+  ));
+  return { bridge, sockets: fake.sockets };
+}
+
+test("subscribes once open, delivers messages, unsubscribes", () => {
+  const { bridge, sockets } = connect({ replay: "none" });
+  const got = [];
+  const sub = bridge.subscribe("stripe", "id = 'ch_1'", (m) => got.push(m.headers.event_id));
+  assert.equal(sockets.length, 1);
+  sockets[0].open();
+  assert.deepEqual(sockets[0].sent, [
+    { action: "subscribe", subscription: sub.name, channel: "stripe",
+      selector: "id = 'ch_1'", replay: "none" },
+  ]);
+  sockets[0].receive({ type: "subscribed", subscription: sub.name });
+  sockets[0].receive(message(sub.name, "evt_1", "succeeded"));
+  sockets[0].receive(message("someone-else", "evt_x", "succeeded"));
+  assert.deepEqual(got, ["evt_1"]);
+  sub.unsubscribe();
+  assert.deepEqual(sockets[0].sent[1], { action: "unsubscribe", subscription: sub.name });
+  sockets[0].receive(message(sub.name, "evt_2", "refunded"));
+  assert.deepEqual(got, ["evt_1"]);
+  bridge.close();
+});
+
+test("reconnects with backoff and re-subscribes with replay, dropping repeats", async () => {
+  const { bridge, sockets } = connect();
+  const got = [];
+  const delays = [];
+  bridge.on("reconnecting", (d) => delays.push(d.delay));
+  const sub = bridge.subscribe("stripe/ch_1", null, (m) => got.push([m.headers.event_id, m.replayed]),
+    { subscription: "s1" });
+  sockets[0].open();
+  assert.equal(sockets[0].sent[0].replay, undefined, "first subscribe: the server's default");
+  sockets[0].receive({ type: "subscribed", subscription: "s1" });
+  sockets[0].receive(message("s1", "evt_1", "pending"));
+  sockets[0].drop(1006);
+  await until(() => sockets.length === 2, "a new socket");
+  assert.ok(delays[0] >= 5 && delays[0] <= 10, "first delay within [min/2, min]: " + delays[0]);
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent[0],
+    { action: "subscribe", subscription: "s1", channel: "stripe/ch_1", replay: "latest" });
+  sockets[1].receive({ type: "subscribed", subscription: "s1" });
+  sockets[1].receive(message("s1", "evt_1", "pending", true)); // seen: dropped
+  sockets[1].receive(message("s1", "evt_2", "succeeded", true)); // missed while away
+  assert.deepEqual(got, [["evt_1", false], ["evt_2", true]]);
+  assert.equal(sub.active, true);
+  bridge.close();
+});
+
+test("replay 'all' stays 'all' after a reconnect", async () => {
+  const { bridge, sockets } = connect();
+  bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { replay: "all", subscription: "s1" });
+  sockets[0].open();
+  sockets[0].receive({ type: "subscribed", subscription: "s1" });
+  sockets[0].drop();
+  await until(() => sockets.length === 2, "a new socket");
+  sockets[1].open();
+  assert.equal(sockets[0].sent[0].replay, "all");
+  assert.equal(sockets[1].sent[0].replay, "all");
+  bridge.close();
+});
+
+test("backoff doubles per failure, is capped, and resets once subscribed", async () => {
+  const { bridge, sockets } = connect({ minDelay: 4, maxDelay: 16 });
+  const delays = [];
+  bridge.on("reconnecting", (d) => delays.push([d.attempt, d.delay]));
+  bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { subscription: "s1" });
+  for (let i = 0; i < 5; i++) {
+    sockets[i].drop(1006); // never opened: the server is down
+    await until(() => sockets.length === i + 2, "socket " + (i + 2));
+  }
+  const ceilings = [4, 8, 16, 16, 16];
+  delays.forEach(([attempt, delay], i) => {
+    assert.equal(attempt, i + 1);
+    assert.ok(delay >= ceilings[i] / 2 && delay <= ceilings[i], `delay ${i}: ${delay}`);
+  });
+  sockets[5].open();
+  sockets[5].receive({ type: "subscribed", subscription: "s1" });
+  sockets[5].drop(1006);
+  await until(() => delays.length === 6, "the next reconnect");
+  assert.equal(delays[5][0], 1, "back to the first delay");
+  bridge.close();
+});
+
+test("backoffDelay has jitter", () => {
+  const values = new Set();
+  for (let i = 0; i < 20; i++) values.add(StripeBridge.backoffDelay(3, 500, 30000));
+  assert.ok(values.size > 1);
+  for (const v of values) assert.ok(v >= 2000 && v <= 4000);
+});
+
+test("a refused subscription reports the error and is not made again", async () => {
+  const { bridge, sockets } = connect();
+  const errors = [];
+  const refused = [];
+  bridge.on("error", (e) => errors.push(e.code));
+  const bad = bridge.subscribe("stripe", "amount >", () => {}, {
+    subscription: "bad", onError: (frame) => refused.push(frame.code),
+  });
+  bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { subscription: "good" });
+  sockets[0].open();
+  sockets[0].receive({ type: "error", code: "invalid_selector", message: "x at column 9",
+    subscription: "bad" });
+  sockets[0].receive({ type: "error", code: "bad_frame", message: "?", subscription: null });
+  assert.deepEqual(refused, ["invalid_selector"]);
+  assert.deepEqual(errors, ["invalid_selector", "bad_frame"]);
+  assert.equal(bad.active, false);
+  sockets[0].drop();
+  await until(() => sockets.length === 2, "a new socket");
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent.map((f) => f.subscription), ["good"]);
+  bridge.close();
+});
+
+test("pings, and recycles a connection that stops answering", async () => {
+  const { bridge, sockets } = connect({ pingInterval: 15, pongTimeout: 15 });
+  const errors = [];
+  bridge.on("error", (e) => errors.push(e.code));
+  bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { subscription: "s1" });
+  sockets[0].open();
+  await until(() => sockets[0].sent.some((f) => f.action === "ping"), "a ping");
+  sockets[0].receive({ type: "pong" });
+  // Now silence: the next ping goes unanswered.
+  await until(() => sockets.length === 2, "a new socket after the ping timeout");
+  assert.ok(errors.includes("ping_timeout"));
+  assert.equal(sockets[0].readyState, 3);
+  bridge.close();
+});
+
+test("close() stops for good", async () => {
+  const { bridge, sockets } = connect();
+  const closes = [];
+  bridge.on("close", (e) => closes.push(e.code));
+  sockets[0].open();
+  bridge.close();
+  await sleep(40);
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(closes, []);
+  assert.throws(() => bridge.subscribe("stripe", "id = 'x'", () => {}), /closed/);
+});
+
+test("relative URLs follow the page's scheme and host", () => {
+  const sandbox = {
+    location: { protocol: "https:", host: "shop.example" }, WebSocket: class {
+      constructor(url) { sandbox.opened = url; }
+      close() {}
+    },
+  };
+  vm.createContext(sandbox);
+  vm.runInContext(fs.readFileSync(SOURCE, "utf8"), sandbox);
+  assert.equal(typeof sandbox.StripeBridge.connect, "function", "a global, without modules");
+  sandbox.StripeBridge.connect().close();
+  assert.equal(sandbox.opened, "wss://shop.example/ws/stripe/");
+});
