@@ -8,11 +8,13 @@ commit, sends the signals and publishes the event to the channel layer.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 
 from . import signals
 from .events import (
@@ -25,6 +27,8 @@ from .events import (
     validate_event,
 )
 from .models import StripeEvent, StripeTransaction
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestRes
     tx = StripeTransaction.objects.select_for_update().get(pk=tx_id)
     old_status = tx.status or None
     new_status = status_of(event)
-    current_created = tx.last_event_created and int(tx.last_event_created.timestamp())
+    last = tx.last_event_created
+    current_created = int(last.timestamp()) if last is not None else None
     changed_fields: list[str] = []
 
     if new_status and is_newer(event["created"], new_status, current_created, old_status):
@@ -115,6 +120,10 @@ def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestRes
     elif tx.amount is None:
         # First sight of a transaction made elsewhere through an event that sets no status.
         changed_fields += _copy_amounts(tx, obj)
+    else:
+        # A late or same-rank event may still report more refunded money (two partial
+        # refunds in one second): the refunded amount only ever grows.
+        changed_fields += _copy_refunded(tx, obj)
 
     if changed_fields:
         tx.save(update_fields=[*changed_fields, "updated_at"])
@@ -139,18 +148,28 @@ def _copy_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
     if isinstance(currency, str) and len(currency) == 3 and tx.currency != currency:
         tx.currency = currency
         changed.append("currency")
+    return changed + _copy_refunded(tx, obj)
+
+
+def _copy_refunded(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
+    """Raise the refunded amount to the charge's or PaymentIntent's, never lower it."""
+    if obj.get("object") not in ("charge", "payment_intent"):
+        return []
     refunded = obj.get("amount_refunded")
     if isinstance(refunded, int) and refunded > tx.amount_refunded:
         tx.amount_refunded = refunded
-        changed.append("amount_refunded")
-    return changed
+        return ["amount_refunded"]
+    return []
 
 
 def _after_commit(result: IngestResult, *, publish: bool) -> None:
-    signals.event_received.send(sender=StripeEvent, event=result.event, created=result.created)
+    # The event is committed: a failing receiver must not turn into an error for the
+    # caller (Stripe would retry a delivery that is already stored, as a duplicate).
+    _send_robust(signals.event_received, StripeEvent, event=result.event, created=result.created)
     if result.status_changed:
-        signals.transaction_status_changed.send(
-            sender=StripeTransaction,
+        _send_robust(
+            signals.transaction_status_changed,
+            StripeTransaction,
             transaction=result.transaction,
             old_status=result.old_status,
             new_status=result.transaction.status if result.transaction else None,
@@ -160,3 +179,15 @@ def _after_commit(result: IngestResult, *, publish: bool) -> None:
         from .messaging import publish_event
 
         publish_event(result.event, transaction=result.transaction)
+
+
+def _send_robust(signal: Signal, sender: type, **kwargs: Any) -> None:
+    """Send a signal to every receiver, logging (not raising) a receiver's error."""
+    for receiver, response in signal.send_robust(sender=sender, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "Receiver %r of a django-stripe-bridge signal failed for event %s",
+                receiver,
+                kwargs["event"].event_id,
+                exc_info=response,
+            )

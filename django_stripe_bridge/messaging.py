@@ -177,15 +177,15 @@ def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None
     Never raises: the event is safe in the database, and replay and
     ``stripe_bridge_republish --unpublished`` deliver it later.
     """
-    layer = get_layer()
-    if layer is None:
-        return False
-    if transaction is None and row.transaction_id:
-        from .models import StripeTransaction
-
-        transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
-    message = build_message(row, status_after(row, transaction))
     try:
+        layer = get_layer()
+        if layer is None:
+            return False
+        if transaction is None and row.transaction_id:
+            from .models import StripeTransaction
+
+            transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
+        message = build_message(row, status_after(row, transaction))
         async_to_sync(_send)(layer, message)
     except Exception as exc:
         logger.warning(
@@ -197,6 +197,17 @@ def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None
         )
         return False
     now = timezone.now()
-    type(row).objects.filter(pk=row.pk).update(published_at=now)
+    try:
+        type(row).objects.filter(pk=row.pk).update(published_at=now)
+    except Exception as exc:
+        # Sent, but not marked: a later republish sends it again, which subscribers
+        # tolerate (a repeated event changes nothing on their side).
+        logger.warning(
+            "Published Stripe event %s but could not mark it published (%s: %s).",
+            row.event_id,
+            type(exc).__name__,
+            exc,
+        )
+        return True
     row.published_at = now
     return True

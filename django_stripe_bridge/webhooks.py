@@ -1,3 +1,286 @@
-"""Webhook view (placeholder until the webhook endpoint lands)."""
+"""Stripe's webhook endpoint: verify the signature, ingest the event, answer after commit.
 
-from .views import _NotYet as WebhookView  # noqa: F401
+:func:`verify_signature` is Stripe's signing scheme as a pure function. :class:`WebhookView`
+reads the raw body (never more than ``WEBHOOK_MAX_BYTES`` + 1 bytes), verifies it, parses
+the event and hands it to :func:`django_stripe_bridge.ingest.ingest_event`, the one path by
+which events become rows. Subclass the view and override its hooks to change one step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, connections, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.request import RawPostDataException
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from . import ingest
+from .conf import SETTING_NAME, bridge_settings
+from .events import validate_event
+from .exceptions import InvalidEvent, SignatureVerificationError
+
+logger = logging.getLogger(__name__)
+
+#: The header Stripe signs its webhooks in.
+SIGNATURE_HEADER = "Stripe-Signature"
+#: The only signature scheme Stripe uses for live webhooks (``v0`` is a test scheme).
+SIGNATURE_SCHEME = "v1"
+#: A longer header is refused unread: Stripe's carry one or two signatures.
+MAX_SIGNATURE_HEADER_LENGTH = 4096
+#: Seconds Stripe is asked to wait before retrying after a 503.
+RETRY_AFTER = 60
+
+
+# -- signature verification ----------------------------------------------------------------
+
+
+def compute_signature(payload: bytes, secret: str, timestamp: int) -> str:
+    """The ``v1`` signature of ``payload`` at ``timestamp``: hex HMAC-SHA256 of ``t.payload``."""
+    signed = str(timestamp).encode() + b"." + payload
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def parse_signature_header(header: str) -> tuple[int, list[str]]:
+    """``(timestamp, [v1 signatures])`` from a ``Stripe-Signature`` header, or raise."""
+    malformed = SignatureVerificationError(
+        f"Malformed {SIGNATURE_HEADER} header: expected 't=<timestamp>,v1=<signature>'."
+    )
+    if len(header) > MAX_SIGNATURE_HEADER_LENGTH:
+        raise malformed
+    timestamps: list[str] = []
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep or not key:
+            raise malformed
+        if key == "t":
+            timestamps.append(value.strip())
+        elif key == SIGNATURE_SCHEME:
+            signatures.append(value.strip())
+        # Other schemes (v0, future ones) are ignored, as Stripe's libraries do.
+    if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
+        raise malformed
+    if not signatures:
+        raise SignatureVerificationError(
+            f"The {SIGNATURE_HEADER} header has no {SIGNATURE_SCHEME} signature."
+        )
+    return int(timestamps[0]), signatures
+
+
+def verify_signature(
+    payload: bytes,
+    header: str | None,
+    secrets: Sequence[str],
+    tolerance: int | None,
+    now: float | None = None,
+) -> int:
+    """Check a ``Stripe-Signature`` header against the raw body; return its timestamp.
+
+    Any configured secret may match any ``v1`` signature (so a secret can be rotated while
+    Stripe signs with both). Signatures are compared in constant time. A timestamp more
+    than ``tolerance`` seconds from ``now``, in the past or the future, is refused;
+    ``tolerance=None`` turns that check off. Raises :class:`SignatureVerificationError`
+    with a message that says what is wrong and never contains a secret.
+    """
+    if not header:
+        raise SignatureVerificationError(
+            f"No {SIGNATURE_HEADER} header: this endpoint accepts only webhooks signed by Stripe."
+        )
+    timestamp, signatures = parse_signature_header(header)
+    matched = False
+    for secret in secrets:
+        expected = compute_signature(payload, secret, timestamp)
+        # Every candidate is compared, so timing says nothing about which one matched.
+        for signature in signatures:
+            matched |= hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+    if not matched:
+        raise SignatureVerificationError(
+            f"No {SIGNATURE_SCHEME} signature matches the body for any configured webhook "
+            f"secret. Check that {SETTING_NAME}['WEBHOOK_SECRETS'] holds this endpoint's "
+            "signing secret and that no proxy rewrites the request body."
+        )
+    if tolerance is not None:
+        age = (time.time() if now is None else now) - timestamp
+        if age > tolerance:
+            raise SignatureVerificationError(
+                f"The signature timestamp is {int(age)} s old, beyond the {tolerance} s "
+                "tolerance (a replayed request, or a server clock that is wrong)."
+            )
+        if -age > tolerance:
+            raise SignatureVerificationError(
+                f"The signature timestamp is {int(-age)} s in the future, beyond the "
+                f"{tolerance} s tolerance (check the server clock)."
+            )
+    return timestamp
+
+
+# -- errors the view answers with ------------------------------------------------------------
+
+
+class WebhookRefused(Exception):
+    """A request the view answers with an error; nothing is stored."""
+
+    status = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status or self.status
+        self.code = code or self.code
+
+
+class ServiceUnavailable(WebhookRefused):
+    """The bridge cannot take the event right now; Stripe retries after a 503."""
+
+    status = 503
+    error_type = "api_error"
+    code = "service_unavailable"
+
+
+def error_response(exc: WebhookRefused) -> JsonResponse:
+    """The JSON answer for a refused request (Stripe shows it in the Dashboard)."""
+    body = {"error": {"type": exc.error_type, "code": exc.code, "message": exc.message}}
+    response = JsonResponse(body, status=exc.status)
+    if exc.status == 503:
+        response["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
+# -- the view ------------------------------------------------------------------------------
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class WebhookView(View):
+    """``POST webhooks/handler``: Stripe's signed events, stored once, answered after commit.
+
+    Answers 200 ``{"received": true, "duplicate": …}`` once the event row is committed;
+    400 for a bad signature or a body that is not an event, 413 for an oversized body, 503
+    when the bridge is not configured or the database is unavailable (Stripe retries).
+    """
+
+    http_method_names = ["post"]
+
+    #: The raw body of the request being handled, set before the hooks run.
+    payload: bytes = b""
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(**initkwargs)
+        # Under ATOMIC_REQUESTS the whole view would run in one transaction: the answer
+        # could claim "stored" before the commit, and on_commit publishing would wait for
+        # the end of the request. ingest_event manages its own transaction instead.
+        for alias in connections:
+            view = transaction.non_atomic_requests(using=alias)(view)
+        return view
+
+    # -- hooks to override ---------------------------------------------------------------
+
+    def get_secrets(self) -> list[str]:
+        """The signing secrets a request may be signed with (``WEBHOOK_SECRETS``)."""
+        return bridge_settings.webhook_secrets
+
+    def validate_request(self, request: HttpRequest) -> None:
+        """Raise :class:`SignatureVerificationError` unless ``self.payload`` is signed by Stripe."""
+        verify_signature(
+            self.payload,
+            request.headers.get(SIGNATURE_HEADER),
+            self.get_secrets(),
+            bridge_settings.WEBHOOK_TOLERANCE,
+        )
+
+    def parse_events(self, request: HttpRequest) -> list[Mapping[str, Any]]:
+        """The Stripe events in the verified body; raise :class:`InvalidEvent` if there are none."""
+        try:
+            event = json.loads(self.payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+        return [validate_event(event)]
+
+    def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
+        """Store one verified event (publishing and signals follow its commit)."""
+        return ingest.ingest_event(event)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            if not self.get_secrets():
+                raise ServiceUnavailable(
+                    f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
+                    "webhooks. Set it to the endpoint's signing secret (whsec_…).",
+                    code="webhook_not_configured",
+                )
+            self.payload = self.read_payload(request)
+            try:
+                self.validate_request(request)
+                events = self.parse_events(request)
+            except SignatureVerificationError as exc:
+                raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
+            except InvalidEvent as exc:
+                raise WebhookRefused(str(exc), code="invalid_event") from exc
+            results = [self.handle_event(event) for event in events]
+        except WebhookRefused as exc:
+            self.log_refusal(request, exc)
+            return error_response(exc)
+        except (DatabaseError, InterfaceError) as exc:
+            exc503 = ServiceUnavailable(
+                "The database is unavailable; the event was not stored. Stripe will retry.",
+                code="database_unavailable",
+            )
+            logger.error("Stripe webhook not stored: %s: %s", type(exc).__name__, exc)
+            return error_response(exc503)
+        except Exception:
+            # Never a 500 with a traceback: log it, and let Stripe retry later.
+            logger.exception("Stripe webhook failed unexpectedly")
+            return error_response(ServiceUnavailable("The webhook could not be processed."))
+        duplicate = all(not result.created for result in results)
+        return JsonResponse({"received": True, "duplicate": duplicate})
+
+    def read_payload(self, request: HttpRequest) -> bytes:
+        """The raw body, refusing one over ``WEBHOOK_MAX_BYTES`` without reading it all.
+
+        Read from the stream, not ``request.body``: that would read everything, and
+        ``DATA_UPLOAD_MAX_MEMORY_SIZE`` would refuse a body the bridge is set to accept.
+        """
+        limit = int(bridge_settings.WEBHOOK_MAX_BYTES)
+        too_large = WebhookRefused(
+            f"The body is larger than {SETTING_NAME}['WEBHOOK_MAX_BYTES'] ({limit} bytes).",
+            status=413,
+            code="payload_too_large",
+        )
+        length = request.META.get("CONTENT_LENGTH") or ""
+        if length:
+            if not length.isascii() or not length.isdigit():
+                raise WebhookRefused("Malformed Content-Length header.")
+            if int(length) > limit:
+                raise too_large
+        try:
+            body = request.read(limit + 1)
+        except (OSError, RawPostDataException) as exc:
+            raise WebhookRefused("The request body could not be read.") from exc
+        if len(body) > limit:
+            raise too_large
+        return body
+
+    def log_refusal(self, request: HttpRequest, exc: WebhookRefused) -> None:
+        """Log a refused webhook: the reason and the client, never the body or a secret."""
+        level = logging.ERROR if exc.status >= 500 else logging.WARNING
+        logger.log(
+            level,
+            "Refused a Stripe webhook from %s with %d (%s): %s",
+            request.META.get("REMOTE_ADDR", "?"),
+            exc.status,
+            exc.code,
+            exc.message,
+        )

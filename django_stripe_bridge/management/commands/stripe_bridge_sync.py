@@ -1,0 +1,97 @@
+"""``manage.py stripe_bridge_sync``: ingest the events Stripe has that the webhook missed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_stripe_bridge import ingest, stripe_api
+from django_stripe_bridge.exceptions import InvalidEvent, StripeBridgeError
+from django_stripe_bridge.models import StripeEvent
+
+from ._timeparse import parse_point_in_time
+
+#: Stripe's retry window for webhooks: what a missed delivery may still be waiting on.
+DEFAULT_SINCE = "3d"
+#: Events checked against the database per query.
+CHUNK = 100
+
+
+def _chunks(events: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Command(BaseCommand):
+    help = (
+        "Page through Stripe's Events API and ingest the events never received by the "
+        "webhook, through the same path as the webhook (no duplicates; new events are "
+        "published and signalled). Stripe keeps events for 30 days."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--since",
+            default=DEFAULT_SINCE,
+            help=f"a duration back from now (3d, 12h, 30m) or an ISO date/datetime; "
+            f"default {DEFAULT_SINCE} (Stripe's webhook retry window)",
+        )
+        parser.add_argument(
+            "--type",
+            action="append",
+            dest="types",
+            metavar="TYPE",
+            help="only events of this type (repeatable)",
+        )
+
+    def handle(self, *args: Any, since: str, types: list[str] | None, **options: Any) -> None:
+        self.verbosity = int(options["verbosity"])
+        start = parse_point_in_time(since, "--since")
+        if self.verbosity >= 1:
+            self.stdout.write(f"Fetching Stripe events created since {start:%Y-%m-%d %H:%M:%S %Z}…")
+        checked = 0
+        missing: list[dict[str, Any]] = []
+        try:
+            events = stripe_api.list_events(since=start, types=types)
+            for chunk in _chunks(events, CHUNK):
+                ids = [event.get("id") for event in chunk]
+                stored = set(
+                    StripeEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True)
+                )
+                missing += [event for event in chunk if event.get("id") not in stored]
+                checked += len(chunk)
+                if self.verbosity >= 1:
+                    self.stdout.write(f"  checked {checked} event(s), {len(missing)} missing")
+        except StripeBridgeError as exc:
+            raise CommandError(f"Could not list Stripe's events: {exc}") from exc
+
+        # Stripe lists newest first; ingest oldest first, as the webhooks would have come.
+        missing.sort(key=lambda event: (event.get("created") or 0, str(event.get("id"))))
+        ingested = invalid = 0
+        for event in missing:
+            try:
+                result = ingest.ingest_event(event)
+            except InvalidEvent as exc:
+                invalid += 1
+                self.stderr.write(f"{event.get('id')}: skipped, not a valid event: {exc}")
+                continue
+            if result.created:
+                ingested += 1
+                if self.verbosity >= 2:
+                    self.stdout.write(f"  ingested {result.event.event_id} ({result.event.type})")
+        summary = (
+            f"Checked {checked} event(s) since {start.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC: "
+            f"ingested {ingested}, {checked - len(missing)} already stored"
+        )
+        if invalid:
+            raise CommandError(f"{summary}, {invalid} invalid.")
+        self.stdout.write(self.style.SUCCESS(summary + "."))
