@@ -1,14 +1,475 @@
-"""HTTP views (placeholder until the charge endpoints land)."""
+"""HTTP endpoints of the bridge (SPEC §4): ``charge``, ``payment-intents``, ``transactions/<id>``
+and ``schema``.
 
+The views parse and answer; the work is done by :mod:`~django_stripe_bridge.charges`. Every
+failure is answered in Stripe's error shape, ``{"error": {"type", "message", "param", …}}``,
+by :func:`bridge_exception_handler`, whatever the project's ``REST_FRAMEWORK`` settings say.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import math
+import re
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError
+from django.http import Http404
+from django.urls import include, re_path
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import spectacular_settings
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import exceptions, status
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from . import __version__, charges
+from .conf import bridge_settings
+from .exceptions import ConfigurationError, StripeRequestError
+from .models import StripeTransaction
+from .serializers import (
+    BODY_PARAM,
+    ChargeRequestSerializer,
+    ChargeSerializer,
+    ErrorSerializer,
+    PaymentIntentRequestSerializer,
+    PaymentIntentSerializer,
+    TransactionSerializer,
+    first_error,
+)
+from .throttling import ChargeRateThrottle
 
-class _NotYet(APIView):
-    def post(self, request, *args, **kwargs):
-        return Response({"error": {"type": "api_error", "message": "Not implemented yet."}}, 501)
+logger = logging.getLogger(__name__)
 
-    get = post
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The tag of the bridge's operations in the OpenAPI schema.
+SCHEMA_TAG = "stripe-bridge"
+#: Stripe's limit on idempotency keys.
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+_PRINTABLE_ASCII = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 
 
-ChargeView = PaymentIntentView = TransactionView = SchemaView = _NotYet
+# --- errors ----------------------------------------------------------------------------------
+
+
+class RequestTooLarge(exceptions.APIException):
+    """The body is larger than the view accepts."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+def error_body(
+    error_type: str, message: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """``{"error": {...}}`` as every error of the bridge's endpoints is answered."""
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if param is not None:
+        error["param"] = param
+    if code is not None:
+        error["code"] = code
+    return {"error": error}
+
+
+def bridge_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """Answer any exception in Stripe's error shape; never a traceback, never a secret."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, StripeRequestError):
+        if isinstance(exc, ConfigurationError):
+            logger.error("%s", exc)
+        return Response({"error": exc.error}, status=exc.status_code)
+    if isinstance(exc, ImproperlyConfigured):
+        logger.error("The bridge is misconfigured: %s", exc)
+        body = error_body(
+            "api_error",
+            "Payments are not available: the server is not configured for Stripe.",
+            code="not_configured",
+        )
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if isinstance(exc, exceptions.ValidationError):
+        param, detail = first_error(exc.detail)
+        code = "parameter_missing" if getattr(detail, "code", None) == "required" else None
+        body = error_body(
+            "invalid_request_error", str(detail), param=param, code=code or "parameter_invalid"
+        )
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.ParseError):
+        body = error_body(
+            "invalid_request_error", str(exc.detail), param=BODY_PARAM, code="body_invalid"
+        )
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DatabaseError):
+        logger.exception("Database error in %s", type(context.get("view")).__name__)
+        body = error_body(
+            "api_error",
+            "The database is unavailable. Retry with the same Idempotency-Key.",
+            code="database_unavailable",
+        )
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    if isinstance(exc, exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(math.ceil(exc.wait))
+        code = {
+            401: "authentication_required",
+            403: "permission_denied",
+            404: "resource_missing",
+            405: "method_not_allowed",
+            406: "not_acceptable",
+            413: "request_too_large",
+            415: "unsupported_media_type",
+            429: "rate_limit",
+        }.get(exc.status_code, exc.default_code)
+        detail = exc.detail if isinstance(exc.detail, str) else first_error(exc.detail)[1]
+        body = error_body("invalid_request_error", str(detail), code=str(code))
+        return Response(body, status=exc.status_code, headers=headers)
+    logger.exception("Unexpected error in %s", type(context.get("view")).__name__)
+    body = error_body("api_error", "An unexpected error occurred.", code="internal_error")
+    return Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+# --- plumbing: JSON in, JSON out -------------------------------------------------------------
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON bodies up to the view's ``max_body_bytes``; errors that say what is wrong."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        view = (parser_context or {}).get("view")
+        limit = getattr(view, "max_body_bytes", BridgeAPIView.max_body_bytes)
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            text = codecs.decode(raw, encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise exceptions.ParseError(f"The request body is not valid {encoding}.") from None
+        try:
+            return json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            raise exceptions.ParseError(f"The request body is not valid JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+class JSONContentNegotiation(BaseContentNegotiation):
+    """Always answer JSON (errors too), whatever ``Accept`` says; parse by ``Content-Type``."""
+
+    def select_parser(self, request: Any, parsers: Any) -> Any:
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+class BridgeAPIView(APIView):
+    """Base of the bridge's JSON endpoints: JSON in and out, errors in Stripe's shape."""
+
+    parser_classes = [BoundedJSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONContentNegotiation
+    schema = AutoSchema()
+    #: Larger bodies are answered 413 (the bridge's bodies are a few hundred bytes).
+    max_body_bytes = 64 * 1024
+
+    def get_exception_handler(self) -> Any:
+        return bridge_exception_handler
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Payment objects and client secrets must not sit in shared caches.
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+def _error_response(description: str, example: dict[str, Any] | None = None) -> OpenApiResponse:
+    examples = [OpenApiExample(description, value=example)] if example else None
+    return OpenApiResponse(ErrorSerializer, description=description, examples=examples)
+
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    description="Passed to Stripe (at most 255 printable ASCII characters). The same key with "
+    "the same body returns the first result again without charging twice; with another body, "
+    "409. When absent the bridge makes one; either way the response's Idempotency-Key header "
+    "holds the key used, for a safe retry after a 502 or 503.",
+)
+
+_COMMON_ERRORS = {
+    400: _error_response(
+        "A parameter is missing or wrong; `param` names it (`body` for the body as a whole).",
+        error_body(
+            "invalid_request_error",
+            "'amount' must be at least 1.",
+            param="amount",
+            code="parameter_invalid",
+        ),
+    ),
+    403: _error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
+    409: _error_response(
+        "The Idempotency-Key was used before with another body.",
+        error_body(
+            "idempotency_error",
+            "This Idempotency-Key was already used with another request.",
+            code="idempotency_key_in_use",
+        ),
+    ),
+    413: _error_response("The body is larger than 64 KiB."),
+    415: _error_response("The body is not sent as application/json."),
+    429: _error_response("Too many requests from this IP (CHARGE_THROTTLE_RATE); see Retry-After."),
+    502: _error_response("Stripe could not be reached, did not answer in time, or failed."),
+    503: _error_response("The bridge has no usable Stripe key (STRIPE_BRIDGE['API_KEY'])."),
+}
+
+
+class _CreateView(BridgeAPIView):
+    """Plumbing shared by the create endpoints: permissions, throttle, idempotency key."""
+
+    request_serializer_class: type[Any]
+
+    def get_permissions(self) -> list[Any]:
+        classes = bridge_settings.CHARGE_PERMISSION_CLASSES
+        if not isinstance(classes, list | tuple):
+            classes = [classes]
+        return [permission() for permission in classes]
+
+    def get_throttles(self) -> list[Any]:
+        return [*super().get_throttles(), ChargeRateThrottle()]
+
+    def get_idempotency_key(self) -> str | None:
+        """The client's ``Idempotency-Key`` header, checked; ``None`` when it sent none."""
+        key = self.request.headers.get(IDEMPOTENCY_HEADER)
+        if key is None:
+            return None
+        if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not _PRINTABLE_ASCII.fullmatch(key):
+            raise exceptions.ValidationError(
+                {
+                    IDEMPOTENCY_HEADER: f"The {IDEMPOTENCY_HEADER} header must be 1 to "
+                    f"{IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters."
+                }
+            )
+        return key
+
+    def get_user(self) -> Any:
+        """The user to record on the transaction, or ``None`` for an anonymous client."""
+        user = getattr(self.request, "user", None)
+        return user if user is not None and user.is_authenticated else None
+
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        # Made here rather than in the service so that it can be told to the client: a
+        # retry with it after a 502 or 503 is then safe too.
+        self.idempotency_key = self.get_idempotency_key() or charges.new_idempotency_key()
+        serializer = self.request_serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(self.perform_create(serializer.validated_data, self.idempotency_key))
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        key = getattr(self, "idempotency_key", None)
+        if key:
+            response[IDEMPOTENCY_HEADER] = key
+        return response
+
+    def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        raise NotImplementedError
+
+
+class ChargeView(_CreateView):
+    """``POST charge``: charge a one-time card token (or a PaymentMethod) through Stripe."""
+
+    request_serializer_class = ChargeRequestSerializer
+
+    @extend_schema(
+        operation_id="stripe_bridge_charge_create",
+        tags=[SCHEMA_TAG],
+        summary="Charge a card token",
+        description="Creates a Stripe charge and answers with the charge object. Its `id` is "
+        "the transaction id to subscribe to (channel `stripe`, selector `id = '<id>'`). A JSON "
+        "object body, or a one-element array holding it.",
+        request=ChargeRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            200: OpenApiResponse(ChargeSerializer, description="The Stripe charge object."),
+            402: _error_response(
+                "The card was declined; `charge` is the failed charge's id.",
+                {
+                    "error": {
+                        "type": "card_error",
+                        "code": "card_declined",
+                        "decline_code": "insufficient_funds",
+                        "message": "Your card has insufficient funds.",
+                        "charge": "ch_1Cmms9I56A1133zjexAcwndb",
+                    }
+                },
+            ),
+            **_COMMON_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "Charge 10.00 USD",
+                value={"token": "tok_visa", "amount": 1000, "currency": "usd"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        return self.perform_charge(data, idempotency_key)
+
+    # --- hook to override ---
+
+    def perform_charge(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        """Charge with the validated body; return what to answer (the charge object)."""
+        return charges.create_charge(**data, idempotency_key=idempotency_key, user=self.get_user())
+
+
+class PaymentIntentView(_CreateView):
+    """``POST payment-intents``: create (and optionally confirm) a PaymentIntent."""
+
+    request_serializer_class = PaymentIntentRequestSerializer
+
+    @extend_schema(
+        operation_id="stripe_bridge_payment_intent_create",
+        tags=[SCHEMA_TAG],
+        summary="Create a PaymentIntent",
+        description="Creates a PaymentIntent and, with `confirm: true`, confirms it with "
+        "`payment_method`. `status` is Stripe's: `succeeded`, `requires_action` (3-D Secure: "
+        "finish with Stripe.js and `client_secret`; see `next_action`), "
+        "`requires_payment_method`… Its `id` is the transaction id to subscribe to.",
+        request=PaymentIntentRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            200: PaymentIntentSerializer,
+            402: _error_response(
+                "The card was declined; `payment_intent` and `charge` name what failed."
+            ),
+            **_COMMON_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "Pay 10.00 USD now",
+                value={"amount": 1000, "payment_method": "pm_card_visa", "confirm": True},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        intent = self.perform_payment_intent(data, idempotency_key)
+        return PaymentIntentSerializer(intent).data
+
+    # --- hook to override ---
+
+    def perform_payment_intent(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        """Create the PaymentIntent with the validated body; return Stripe's object."""
+        return charges.create_payment_intent(
+            **data, idempotency_key=idempotency_key, user=self.get_user()
+        )
+
+
+class TransactionView(BridgeAPIView):
+    """``GET transactions/<id>``: a transaction's status and events, for clients that poll."""
+
+    # Knowing the id is enough, as for a pinned subscription.
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="stripe_bridge_transaction_retrieve",
+        tags=[SCHEMA_TAG],
+        summary="A transaction's current status",
+        parameters=[
+            OpenApiParameter(
+                "transaction_id",
+                str,
+                OpenApiParameter.PATH,
+                description="ch_… or pi_…, as answered by charge or payment-intents.",
+            )
+        ],
+        responses={
+            200: TransactionSerializer,
+            404: _error_response("No transaction has this id."),
+        },
+    )
+    def get(self, request: Any, transaction_id: str, *args: Any, **kwargs: Any) -> Response:
+        tx = StripeTransaction.objects.filter(pk=transaction_id).first()
+        if tx is None:
+            raise exceptions.NotFound(f"No such transaction: '{transaction_id}'.")
+        return Response(TransactionSerializer(tx).data)
+
+
+# --- schema ----------------------------------------------------------------------------------
+
+
+class BridgeSchemaGenerator(SchemaGenerator):
+    """drf-spectacular's generator, with paths as the bridge answers them (no trailing slash)."""
+
+    def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
+        schema = super().get_schema(request=request, public=public)
+        schema["paths"] = {
+            (path.rstrip("/") or "/"): item for path, item in schema.get("paths", {}).items()
+        }
+        return schema
+
+
+class SchemaView(SpectacularAPIView):
+    """``GET schema``: OpenAPI 3 description of the bridge's endpoints, in YAML.
+
+    JSON with ``?format=json`` (or ``Accept: application/vnd.oai.openapi+json``). Only the
+    bridge's endpoints are described, under the prefix the app is mounted at.
+    """
+
+    generator_class = BridgeSchemaGenerator
+
+    @extend_schema(exclude=True)
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        from . import urls
+
+        prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
+        self.patterns = [re_path("^" + re.escape(prefix), include(urls.urlpatterns))]
+        if not spectacular_settings.TITLE:
+            self.custom_settings = {
+                "TITLE": "django-stripe-bridge",
+                "VERSION": __version__,
+                "DESCRIPTION": "Charge cards through Stripe and follow each payment's status.",
+            }
+        return super().get(request, *args, **kwargs)
+
+
+__all__ = [
+    "BridgeAPIView",
+    "ChargeView",
+    "PaymentIntentView",
+    "SchemaView",
+    "TransactionView",
+    "bridge_exception_handler",
+]

@@ -1,0 +1,221 @@
+"""Charging through Stripe: the service functions behind ``POST charge`` and ``payment-intents``.
+
+The views call these; these call :mod:`~django_stripe_bridge.stripe_api` and record the
+:class:`~django_stripe_bridge.models.StripeTransaction` that later webhooks update. A webhook
+may land before the create call returns: the row is then completed, never rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+
+from .conf import bridge_settings
+from .events import RANK, Status, status_of_object, transaction_id_of, transaction_kind_of
+from .exceptions import StripeCardError, StripeInvalidRequest
+from .ingest import timestamp_to_datetime
+from .models import StripeTransaction
+from .stripe_api import confirm_payment_intent as _confirm_payment_intent
+from .stripe_api import create_charge as _create_charge
+from .stripe_api import create_payment_intent as _create_payment_intent
+
+__all__ = [
+    "confirm_idempotency_key",
+    "create_charge",
+    "create_payment_intent",
+    "new_idempotency_key",
+    "record_transaction",
+]
+
+#: Stripe's parameter names → the bridge's, for errors that name a parameter. ``id`` is what
+#: Stripe blames when an object named in the request does not exist ("No such token").
+_CHARGE_PARAMS = {"source": "token", "card": "token", "id": "token"}
+_PAYMENT_INTENT_PARAMS = {"id": "payment_method"}
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for a create call whose client sent none."""
+    return str(uuid.uuid4())
+
+
+def confirm_idempotency_key(idempotency_key: str) -> str:
+    """The key for confirming the PaymentIntent created with ``idempotency_key``.
+
+    Stripe refuses one key on two endpoints; deriving the second keeps a retry of the whole
+    request (same key) a replay of both calls.
+    """
+    derived = f"{idempotency_key}:confirm"
+    if len(derived) <= 255:
+        return derived
+    return "confirm:" + hashlib.sha256(idempotency_key.encode()).hexdigest()
+
+
+def create_charge(
+    *,
+    token: str,
+    amount: int,
+    currency: str | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    receipt_email: str | None = None,
+    idempotency_key: str | None = None,
+    user: Any = None,
+) -> dict[str, Any]:
+    """Charge ``token`` and return Stripe's charge object; record its transaction.
+
+    Raises a :class:`~django_stripe_bridge.exceptions.StripeRequestError`; for a decline
+    (:class:`~django_stripe_bridge.exceptions.StripeCardError`) the failed charge is recorded
+    too, so its id can still be followed.
+    """
+    key = idempotency_key or new_idempotency_key()
+    currency = (currency or bridge_settings.DEFAULT_CURRENCY).lower()
+    params: dict[str, Any] = {"amount": amount, "currency": currency, "source": token}
+    params.update(_present(description=description, metadata=metadata, receipt_email=receipt_email))
+    try:
+        charge = _create_charge(params, idempotency_key=key)
+    except StripeCardError as exc:
+        charge_id = exc.error.get("charge")
+        if isinstance(charge_id, str) and charge_id:
+            failed = {
+                "id": charge_id,
+                "object": "charge",
+                "status": "failed",
+                "amount": amount,
+                "currency": currency,
+                "payment_intent": exc.error.get("payment_intent"),
+                "livemode": _livemode(),
+            }
+            record_transaction(failed, user=user, idempotency_key=key)
+        raise
+    except StripeInvalidRequest as exc:
+        _rename_param(exc, _CHARGE_PARAMS)
+        raise
+    record_transaction(charge, user=user, idempotency_key=key)
+    return charge
+
+
+def create_payment_intent(
+    *,
+    amount: int,
+    currency: str | None = None,
+    payment_method: str | None = None,
+    confirm: bool = False,
+    description: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
+    user: Any = None,
+) -> dict[str, Any]:
+    """Create a PaymentIntent (and confirm it when ``confirm``); record its transaction.
+
+    The PaymentIntent is created first and confirmed in a second call, so its transaction is
+    recorded before any money moves and a decline still names it
+    (``error["payment_intent"]``).
+    """
+    key = idempotency_key or new_idempotency_key()
+    currency = (currency or bridge_settings.DEFAULT_CURRENCY).lower()
+    params: dict[str, Any] = {"amount": amount, "currency": currency}
+    params.update(
+        _present(payment_method=payment_method, description=description, metadata=metadata)
+    )
+    try:
+        intent = _create_payment_intent(params, idempotency_key=key)
+    except StripeInvalidRequest as exc:
+        _rename_param(exc, _PAYMENT_INTENT_PARAMS)
+        raise
+    record_transaction(intent, user=user, idempotency_key=key)
+    if not confirm:
+        return intent
+    try:
+        intent = _confirm_payment_intent(intent["id"], idempotency_key=confirm_idempotency_key(key))
+    except StripeCardError as exc:
+        if not exc.error.get("payment_intent"):
+            exc.error["payment_intent"] = intent["id"]
+        record_transaction(intent, user=user, idempotency_key=key, status=Status.FAILED)
+        raise
+    record_transaction(intent, user=user, idempotency_key=key)
+    return intent
+
+
+def record_transaction(
+    obj: Mapping[str, Any],
+    *,
+    user: Any = None,
+    idempotency_key: str = "",
+    status: str | None = None,
+) -> StripeTransaction:
+    """Create or complete the transaction of a charge or PaymentIntent a create call returned.
+
+    ``status`` defaults to the object's. Safe against a webhook for the same transaction
+    handled at the same moment (the row is locked), and never rolls back what a webhook
+    already set: the status moves only forward in rank, amounts are only filled in.
+    """
+    tx_id = transaction_id_of({"data": {"object": obj}})
+    new_status = status or status_of_object(obj)
+    created = obj.get("created")
+    created_at = (
+        timestamp_to_datetime(created)
+        if isinstance(created, int) and not isinstance(created, bool)
+        else None
+    )
+    with transaction.atomic():
+        StripeTransaction.objects.get_or_create(
+            pk=tx_id,
+            defaults={"kind": transaction_kind_of(tx_id), "livemode": obj.get("livemode") is True},
+        )
+        tx = StripeTransaction.objects.select_for_update().get(pk=tx_id)
+        changed: list[str] = []
+        if user is not None and getattr(user, "is_authenticated", False) and tx.user_id is None:
+            tx.user = user
+            changed.append("user")
+        if idempotency_key and not tx.idempotency_key:
+            tx.idempotency_key = idempotency_key[:255]
+            changed.append("idempotency_key")
+        changed += _fill_amounts(tx, obj)
+        if new_status and (not tx.status or RANK[new_status] > RANK.get(tx.status, -1)):
+            tx.status = new_status
+            changed.append("status")
+            if created_at and (tx.last_event_created is None or created_at > tx.last_event_created):
+                # The status holds at least since the object's creation: an event older than
+                # that (a late ``charge.pending``) must not move it back.
+                tx.last_event_created = created_at
+                changed.append("last_event_created")
+        if changed:
+            tx.save(update_fields=[*changed, "updated_at"])
+    return tx
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+
+def _present(**params: Any) -> dict[str, Any]:
+    """The parameters that were given (not ``None``, not empty)."""
+    return {name: value for name, value in params.items() if value not in (None, "", {})}
+
+
+def _fill_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
+    changed = []
+    amount, currency, refunded = obj.get("amount"), obj.get("currency"), obj.get("amount_refunded")
+    if tx.amount is None and isinstance(amount, int):
+        tx.amount = amount
+        changed.append("amount")
+    if not tx.currency and isinstance(currency, str) and len(currency) == 3:
+        tx.currency = currency.lower()
+        changed.append("currency")
+    if isinstance(refunded, int) and refunded > tx.amount_refunded:
+        tx.amount_refunded = refunded
+        changed.append("amount_refunded")
+    return changed
+
+
+def _livemode() -> bool:
+    return "_live_" in str(bridge_settings.API_KEY or "")
+
+
+def _rename_param(exc: StripeInvalidRequest, names: Mapping[str, str]) -> None:
+    param = exc.error.get("param")
+    if isinstance(param, str) and param in names:
+        exc.error["param"] = names[param]

@@ -1,0 +1,344 @@
+"""The one module that talks to Stripe.
+
+It builds a ``stripe.StripeClient`` from the ``STRIPE_BRIDGE`` settings, makes the few calls
+the bridge needs, and turns Stripe's errors into the bridge's own
+(:class:`~django_stripe_bridge.exceptions.StripeRequestError` and its subclasses), whose
+``status_code`` and ``error`` say how to answer the bridge's client. Every function returns
+plain dicts, so nothing outside this module sees a ``stripe`` type.
+
+The secret key never leaves this module in a message: errors and log records are passed
+through :func:`redact` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import re
+import secrets
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import stripe
+
+from .conf import SETTING_NAME, bridge_settings
+from .exceptions import (
+    NotConfigured,
+    StripeCardError,
+    StripeIdempotencyConflict,
+    StripeInvalidRequest,
+    StripeRequestError,
+    StripeUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "confirm_payment_intent",
+    "create_charge",
+    "create_payment_intent",
+    "get_stripe_client",
+    "list_events",
+    "redact",
+    "register_webhook",
+]
+
+#: Anything shaped like a Stripe secret or restricted key.
+_KEY_PATTERN = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+")
+#: Fields of a Stripe ``card_error`` that the bridge's client may see.
+_CARD_ERROR_FIELDS = ("code", "decline_code", "param", "charge", "advice_code")
+#: What the client is told when the bridge cannot use its key; the log says more.
+_NOT_CONFIGURED_MESSAGE = "Payments are not available: the server is not configured for Stripe."
+
+
+def redact(text: str) -> str:
+    """``text`` with the configured secret key, and anything shaped like one, masked."""
+    api_key = bridge_settings.API_KEY
+    if isinstance(api_key, str) and len(api_key) > 8:
+        text = text.replace(api_key, "sk_…redacted")
+    return _KEY_PATTERN.sub(lambda match: match.group(0)[:8] + "…redacted", text)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Masks secret keys in records of the ``stripe`` library's logger.
+
+    The library logs Stripe's error messages and response bodies; a server that echoes the
+    key (Stripe masks it; a misbehaving proxy or stand-in might not) must not put it in logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact(a) if isinstance(a, str) else a for k, a in record.args.items()
+            }
+        return True
+
+
+_stripe_logger = logging.getLogger("stripe")
+if not any(isinstance(f, RedactSecretsFilter) for f in _stripe_logger.filters):
+    _stripe_logger.addFilter(RedactSecretsFilter())
+
+
+# --- the client ------------------------------------------------------------------------------
+
+_client_lock = threading.Lock()
+_cached: tuple[tuple[Any, ...], stripe.StripeClient] | None = None
+
+
+def _api_key() -> str:
+    api_key = bridge_settings.API_KEY
+    if not api_key or not isinstance(api_key, str):
+        raise NotConfigured(
+            f"{SETTING_NAME}['API_KEY'] is not set: the bridge cannot call Stripe. Set it to "
+            "your Stripe secret key (sk_test_… or sk_live_…), read from the environment.",
+            error={"message": _NOT_CONFIGURED_MESSAGE},
+        )
+    return api_key
+
+
+def get_stripe_client() -> stripe.StripeClient:
+    """The ``StripeClient`` configured from ``STRIPE_BRIDGE``; raises :class:`NotConfigured`.
+
+    ``API_KEY``, ``API_BASE``, ``API_VERSION``, ``MAX_NETWORK_RETRIES`` and ``TIMEOUT``
+    (seconds, or a ``(connect, read)`` pair) are read on every call; the client is built
+    again only when one of them changed.
+    """
+    global _cached
+    api_key = _api_key()
+    api_base = bridge_settings.API_BASE
+    config = (
+        api_key,
+        api_base,
+        bridge_settings.API_VERSION,
+        bridge_settings.MAX_NETWORK_RETRIES,
+        bridge_settings.TIMEOUT,
+    )
+    with _client_lock:
+        if _cached is None or _cached[0] != config:
+            timeout = bridge_settings.TIMEOUT
+            client = stripe.StripeClient(
+                api_key,
+                stripe_version=bridge_settings.API_VERSION or None,
+                base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+                max_network_retries=bridge_settings.MAX_NETWORK_RETRIES,
+                http_client=stripe.RequestsClient(
+                    timeout=tuple(timeout) if isinstance(timeout, list) else timeout
+                ),
+            )
+            _cached = (config, client)
+        return _cached[1]
+
+
+# --- calls -----------------------------------------------------------------------------------
+
+
+def create_charge(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    """Create a charge (``POST /v1/charges``) and return the charge object."""
+    client = get_stripe_client()
+    with translate_errors():
+        charge = client.v1.charges.create(
+            params=dict(params),  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return charge.to_dict()
+
+
+def create_payment_intent(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    """Create a PaymentIntent (``POST /v1/payment_intents``) and return it."""
+    client = get_stripe_client()
+    with translate_errors():
+        intent = client.v1.payment_intents.create(
+            params=dict(params),  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return intent.to_dict()
+
+
+def confirm_payment_intent(
+    intent_id: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str
+) -> dict[str, Any]:
+    """Confirm a PaymentIntent (``POST /v1/payment_intents/<id>/confirm``) and return it."""
+    client = get_stripe_client()
+    with translate_errors():
+        intent = client.v1.payment_intents.confirm(
+            intent_id,
+            params=dict(params or {}),  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return intent.to_dict()
+
+
+def list_events(
+    *,
+    since: dt.datetime | int | None = None,
+    types: Sequence[str] | None = None,
+    page_size: int = 100,
+) -> Iterator[dict[str, Any]]:
+    """Stripe's events (newest first), fetched page by page as the iterator advances.
+
+    ``since`` keeps events created at or after that time (``created[gte]``); ``types``
+    keeps those types. Stripe keeps events for 30 days. Errors are raised as the bridge's
+    own, also when they happen on a later page.
+    """
+    params: dict[str, Any] = {"limit": page_size}
+    if since is not None:
+        gte = int(since.timestamp()) if isinstance(since, dt.datetime) else int(since)
+        params["created"] = {"gte": gte}
+    if types:
+        params["types"] = list(types)
+    client = get_stripe_client()
+    with translate_errors():
+        pages = iter(client.v1.events.list(params=params).auto_paging_iter())  # type: ignore[arg-type]
+    while True:
+        with translate_errors():
+            event = next(pages, None)
+        if event is None:
+            return
+        yield event.to_dict()
+
+
+#: Name under which :func:`register_webhook` configures an endpoint in localstripe.
+DEFAULT_WEBHOOK_NAME = "django-stripe-bridge"
+
+
+def register_webhook(
+    url: str,
+    *,
+    events: Sequence[str] | None = None,
+    description: str | None = None,
+    name: str = DEFAULT_WEBHOOK_NAME,
+) -> str:
+    """Register ``url`` to receive Stripe's webhooks and return its signing secret.
+
+    With Stripe (or any server that has ``POST /v1/webhook_endpoints``) this creates a
+    webhook endpoint listening to ``events`` (default: every event, ``["*"]``) and returns
+    the ``whsec_…`` secret Stripe made for it: put it in ``STRIPE_BRIDGE['WEBHOOK_SECRETS']``.
+
+    localstripe has no such API. When ``API_BASE`` is set and the server answers that route
+    with 404, the endpoint is configured through localstripe's ``POST /_config/webhooks/<name>``
+    instead, with a secret made here; registering the same ``name`` again replaces it.
+    """
+    client = get_stripe_client()
+    params: dict[str, Any] = {"url": url, "enabled_events": list(events or ["*"])}
+    if description:
+        params["description"] = description
+    try:
+        with translate_errors():
+            endpoint = client.v1.webhook_endpoints.create(params=params)  # type: ignore[arg-type]
+    except StripeInvalidRequest as exc:
+        if not bridge_settings.API_BASE or exc.http_status != 404:
+            raise
+        return _register_localstripe_webhook(url, events=events, name=name)
+    return str(endpoint["secret"])
+
+
+def _register_localstripe_webhook(url: str, *, events: Sequence[str] | None, name: str) -> str:
+    secret = "whsec_" + secrets.token_urlsafe(24)
+    body: dict[str, Any] = {"url": url, "secret": secret}
+    if events and list(events) != ["*"]:
+        body["events"] = list(events)
+    base = str(bridge_settings.API_BASE).rstrip("/")
+    request = urllib.request.Request(  # noqa: S310 (the configured API base, http or https)
+        f"{base}/_config/webhooks/{urllib.parse.quote(name, safe='')}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {_api_key()}"},
+        method="POST",
+    )
+    timeout = bridge_settings.TIMEOUT
+    try:
+        with urllib.request.urlopen(  # noqa: S310
+            request, timeout=max(timeout) if isinstance(timeout, list | tuple) else timeout
+        ):
+            pass
+    except urllib.error.HTTPError as exc:
+        raise StripeInvalidRequest(
+            f"{base} refused the webhook configuration (HTTP {exc.code}).",
+            error={"param": "url"},
+        ) from None
+    except OSError as exc:
+        raise StripeUnavailable(f"Could not reach {base}: {redact(str(exc))}") from None
+    return secret
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a ``stripe`` error raised inside the block into the bridge's own."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        translated = translate_error(exc)
+        _log(exc, translated)
+        raise translated from None
+
+
+def translate_error(exc: stripe.StripeError) -> StripeRequestError:
+    """The bridge's error for a ``stripe`` error: what its client should be told."""
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    raw = body.get("error") if isinstance(body.get("error"), dict) else {}
+    assert isinstance(raw, dict)
+    message = redact(str(raw.get("message") or exc.user_message or "Stripe refused the request."))
+    status = exc.http_status
+    translated: StripeRequestError
+
+    if isinstance(exc, stripe.CardError) or raw.get("type") == "card_error":
+        fields = {key: raw.get(key) for key in _CARD_ERROR_FIELDS}
+        intent = raw.get("payment_intent")
+        fields["payment_intent"] = intent.get("id") if isinstance(intent, dict) else intent
+        translated = StripeCardError(message, error=fields)
+    elif isinstance(exc, stripe.IdempotencyError) or raw.get("type") == "idempotency_error":
+        translated = StripeIdempotencyConflict(
+            "This Idempotency-Key was already used with another request. Send a new key "
+            "for a new payment, or the same body to get the first result again."
+        )
+    elif isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        translated = NotConfigured(
+            f"Stripe refused {SETTING_NAME}['API_KEY'] (HTTP {status}): {message} Check that "
+            "the key is a valid secret key for this account, with the permissions needed.",
+            error={"message": _NOT_CONFIGURED_MESSAGE},
+        )
+    elif isinstance(exc, stripe.InvalidRequestError):
+        translated = StripeInvalidRequest(
+            message, error={"param": raw.get("param"), "code": raw.get("code")}
+        )
+    elif isinstance(exc, stripe.APIConnectionError):
+        translated = StripeUnavailable(
+            "Stripe could not be reached or did not answer in time. Retry with the same "
+            "Idempotency-Key: a payment is never made twice."
+        )
+    elif isinstance(exc, stripe.RateLimitError):
+        translated = StripeUnavailable(
+            "Stripe is limiting the rate of requests. Retry later with the same Idempotency-Key."
+        )
+    else:
+        translated = StripeUnavailable(
+            f"Stripe failed to handle the request (HTTP {status or 'without a status'}). Retry "
+            "with the same Idempotency-Key: a payment is never made twice."
+        )
+    translated.http_status = status
+    translated.request_id = exc.request_id
+    return translated
+
+
+def _log(exc: stripe.StripeError, translated: StripeRequestError) -> None:
+    level = logging.INFO if translated.status_code in (400, 402, 409) else logging.WARNING
+    logger.log(
+        level,
+        "Stripe call failed: %s (HTTP %s, request %s): %s",
+        type(exc).__name__,
+        exc.http_status,
+        exc.request_id,
+        redact(str(exc.user_message or exc.__class__.__doc__ or "")).strip(),
+    )
