@@ -10,8 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from django_stripe_bridge.testing import sign_payload  # noqa: E402
-from tests.live import run_daphne  # noqa: E402, F401
+from django_stripe_bridge.testing import sign_payload
+from tests.live import run_daphne  # noqa: F401
 
 WEBHOOK_PATH = "/api/services/Stripe/webhooks/handler"
 SECRET = "whsec_bench_secret"

@@ -46,8 +46,8 @@ async def open_subscriber(ws_url: str, origin: str, charge_id: str):
 
 
 def post_webhook(url: str, body: bytes) -> None:
-    request = urllib.request.Request(url, body, signed_headers(body), method="POST")  # noqa: S310
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+    request = urllib.request.Request(url, body, signed_headers(body), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 
 
@@ -81,7 +81,9 @@ async def run(count: int, server) -> None:
         latencies.append((time.perf_counter() - started) * 1000)
     per_socket = (after - before) / count
     print(f"{count:>6} subscribers: webhook→websocket {summary(latencies)}")
-    print(f"{'':>6}   server RSS +{(after - before) / 1024:.1f} MiB, {per_socket:.1f} KiB per socket")
+    print(
+        f"{'':>6}   server RSS +{(after - before) / 1024:.1f} MiB, {per_socket:.1f} KiB per socket"
+    )
     await asyncio.gather(*(s.close() for s in sockets))
 
 

@@ -6,10 +6,7 @@ Import them into a test module with ``from tests.realtime_fixtures import *  # n
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,7 +35,6 @@ __all__ = [
     "make_app",
     "open_client",
     "session_cookie",
-    "sign_webhook",
     "unique_prefix",
     "until",
 ]
@@ -153,13 +149,6 @@ async def flush_channel_layer() -> AsyncIterator[None]:
 def unique_prefix() -> str:
     """A channels-redis ``prefix`` no other test run uses."""
     return f"sbtest{uuid.uuid4().hex[:12]}"
-
-
-def sign_webhook(body: bytes, secret: str, timestamp: int | None = None) -> str:
-    """A ``Stripe-Signature`` header for ``body``, as Stripe computes it."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
 
 
 def dumps(obj: Any) -> bytes:

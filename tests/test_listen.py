@@ -24,10 +24,10 @@ from django_stripe_bridge.listen import (
     listen,
     websocket_url,
 )
+from django_stripe_bridge.testing import sign_payload
 from tests.factories import charge_object, make_event
 from tests.live import ROOT, LiveServer, run_daphne
 from tests.realtime_fixtures import *  # noqa: F403
-from tests.realtime_fixtures import sign_webhook
 
 SECRET = "whsec_listen_tests"
 WAIT = 10.0
@@ -280,7 +280,7 @@ async def test_cli_against_the_demo_server(demo_server):
         data=body,
         headers={
             "Content-Type": "application/json",
-            "Stripe-Signature": sign_webhook(body, SECRET),
+            "Stripe-Signature": sign_payload(body, SECRET),
         },
     )
     response = await asyncio.to_thread(urllib.request.urlopen, request, timeout=WAIT)

@@ -19,10 +19,11 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
+from django_stripe_bridge.testing import sign_payload
 from tests.factories import charge_object, make_event
 from tests.live import LiveServer, run_daphne
 from tests.realtime_fixtures import *  # noqa: F403
-from tests.realtime_fixtures import sign_webhook, unique_prefix
+from tests.realtime_fixtures import unique_prefix
 
 pytestmark = pytest.mark.redis
 
@@ -71,7 +72,7 @@ def post_webhook(server: LiveServer, event: dict) -> dict:
         data=body,
         headers={
             "Content-Type": "application/json",
-            "Stripe-Signature": sign_webhook(body, SECRET),
+            "Stripe-Signature": sign_payload(body, SECRET),
         },
         method="POST",
     )

@@ -10,8 +10,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import copy
-import hashlib
-import hmac
 import itertools
 import json
 import threading
@@ -27,6 +25,7 @@ from django.db import connections
 from django.test import override_settings
 
 from django_stripe_bridge import signals
+from django_stripe_bridge.testing import sign_payload
 
 __all__ = [
     "PAYLOADS_DIR",
@@ -44,15 +43,6 @@ __all__ = [
 PAYLOADS_DIR = Path(__file__).resolve().parent / "payloads"
 
 _ids = itertools.count(1)
-
-
-def sign_payload(body: bytes, secret: str, timestamp: int | None = None) -> str:
-    """A ``Stripe-Signature`` header for ``body``, as Stripe computes it."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(
-        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
-    ).hexdigest()
-    return f"t={timestamp},v1={signature}"
 
 
 def load_payload(name: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from ._launcher import (
     StripeStandIn,
     run_stripe_standin,
 )
+from ._signing import sign_payload
 
 __all__ = [
     "DECLINES_BY_NUMBER",
@@ -50,4 +51,5 @@ __all__ = [
     "StripeStandIn",
     "TestCard",
     "run_stripe_standin",
+    "sign_payload",
 ]

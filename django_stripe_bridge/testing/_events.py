@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import hashlib
-import hmac
 import itertools
 import json
 import logging
-import time
 from typing import Any
 
 import aiohttp
@@ -24,6 +21,7 @@ from localstripe.resources import Event, store
 
 from . import _context
 from ._lists import created_filter, paginate, unknown_params
+from ._signing import sign_payload
 
 logger = logging.getLogger("django_stripe_bridge.standin")
 
@@ -74,13 +72,6 @@ def reset() -> None:
     state.deliveries.clear()
 
 
-def _signature_header(secret: str, payload: bytes) -> str:
-    timestamp = int(time.time())
-    signed = f"{timestamp}.".encode() + payload
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
 async def _deliver_forever(queue: asyncio.Queue[tuple[int, float, Any]]) -> None:
     loop = asyncio.get_running_loop()
     timeout = aiohttp.ClientTimeout(total=10)
@@ -109,7 +100,7 @@ async def _post(
 ) -> None:
     headers = {
         "Content-Type": "application/json; charset=utf-8",
-        "Stripe-Signature": _signature_header(hook.secret, payload),
+        "Stripe-Signature": sign_payload(payload, hook.secret),
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
     }
     record: dict[str, Any] = {"event": event.id, "type": event.type, "webhook": name}
