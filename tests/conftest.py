@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import logging
+import traceback
+from collections.abc import Iterator
+
 import pytest
 from django.conf import settings
 
+from django_stripe_bridge.conf import bridge_settings
+from django_stripe_bridge.testing import TEST_API_KEY
 from tests import services
 
 pytest_plugins = ["django_stripe_bridge.testing.pytest_plugin"]
@@ -52,3 +58,49 @@ def redis_url() -> str:
     if not services.reachable(url, 6379):
         services.missing(f"Redis is not reachable at {url} (set REDIS_URL)")
     return url
+
+
+class SecretWatch(logging.Handler):
+    """Collects log records that contain a Stripe key or webhook secret in use."""
+
+    FIXED = frozenset({TEST_API_KEY, "sk_test_bridge_tests", "whsec_tests_primary"})
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def secrets(self) -> set[str]:
+        found = set(self.FIXED)
+        try:
+            found.add(bridge_settings.API_KEY)
+            found.update(bridge_settings.webhook_secrets)
+        except Exception:  # noqa: S110  (odd settings in a test are that test's business)
+            pass
+        return {s for s in found if isinstance(s, str) and len(s) >= 8}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += "".join(traceback.format_exception(*record.exc_info))
+        for secret in self.secrets():
+            if secret in text:
+                self.leaks.append(f"{record.name}: {text[:300]}")
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[None]:
+    """Every test: no log record, at any level, carries the API key or a webhook secret."""
+    watch = SecretWatch()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(watch)
+        root.setLevel(level)
+    assert not watch.leaks, "a secret reached the logs:\n" + "\n".join(watch.leaks)
