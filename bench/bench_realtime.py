@@ -30,6 +30,7 @@ from _common import (
 )
 
 ROUNDS = 20
+WARMUP = 3
 
 
 async def open_subscriber(ws_url: str, origin: str, charge_id: str):
@@ -66,19 +67,20 @@ async def run(count: int, server) -> None:
         )
     watcher = await open_subscriber(server.ws_url, origin, target)
     sockets.append(watcher)
-    await asyncio.sleep(1)
+    await asyncio.sleep(2)
     after = rss_kib(server.process.pid)
 
     latencies = []
-    for n in range(ROUNDS):
-        body = charge_event(n, target)
+    for n in range(-WARMUP, ROUNDS):
+        body = charge_event(n + WARMUP, target)
         started = time.perf_counter()
         await asyncio.to_thread(post_webhook, server.url + WEBHOOK_PATH, body)
         while True:
             frame = json.loads(await asyncio.wait_for(watcher.recv(), 30))
             if frame.get("type") == "message" and not frame.get("replayed"):
                 break
-        latencies.append((time.perf_counter() - started) * 1000)
+        if n >= 0:
+            latencies.append((time.perf_counter() - started) * 1000)
     per_socket = (after - before) / count
     print(f"{count:>6} subscribers: webhook→websocket {summary(latencies)}")
     print(
