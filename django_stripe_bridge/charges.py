@@ -15,7 +15,14 @@ from typing import Any
 from django.db import transaction
 
 from .conf import bridge_settings
-from .events import RANK, Status, status_of_object, transaction_id_of, transaction_kind_of
+from .events import (
+    RANK,
+    Status,
+    amount_of,
+    status_of_object,
+    transaction_id_of,
+    transaction_kind_of,
+)
 from .exceptions import StripeCardError, StripeInvalidRequest
 from .ingest import timestamp_to_datetime
 from .models import StripeTransaction
@@ -198,14 +205,15 @@ def _present(**params: Any) -> dict[str, Any]:
 
 def _fill_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
     changed = []
-    amount, currency, refunded = obj.get("amount"), obj.get("currency"), obj.get("amount_refunded")
-    if tx.amount is None and isinstance(amount, int):
+    amount, currency = amount_of(obj.get("amount")), obj.get("currency")
+    refunded = amount_of(obj.get("amount_refunded"))
+    if tx.amount is None and amount is not None:
         tx.amount = amount
         changed.append("amount")
     if not tx.currency and isinstance(currency, str) and len(currency) == 3:
         tx.currency = currency.lower()
         changed.append("currency")
-    if isinstance(refunded, int) and refunded > tx.amount_refunded:
+    if refunded is not None and refunded > tx.amount_refunded:
         tx.amount_refunded = refunded
         changed.append("amount_refunded")
     return changed

@@ -19,6 +19,7 @@ from django.dispatch import Signal
 from . import signals
 from .events import (
     TRANSACTION_OBJECTS,
+    amount_of,
     event_object,
     is_newer,
     status_of,
@@ -141,8 +142,8 @@ def _copy_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
     if obj.get("object") not in ("charge", "payment_intent"):
         return []
     changed = []
-    amount, currency = obj.get("amount"), obj.get("currency")
-    if isinstance(amount, int) and tx.amount != amount:
+    amount, currency = amount_of(obj.get("amount")), obj.get("currency")
+    if amount is not None and tx.amount != amount:
         tx.amount = amount
         changed.append("amount")
     if isinstance(currency, str) and len(currency) == 3 and tx.currency != currency:
@@ -155,8 +156,8 @@ def _copy_refunded(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
     """Raise the refunded amount to the charge's or PaymentIntent's, never lower it."""
     if obj.get("object") not in ("charge", "payment_intent"):
         return []
-    refunded = obj.get("amount_refunded")
-    if isinstance(refunded, int) and refunded > tx.amount_refunded:
+    refunded = amount_of(obj.get("amount_refunded"))
+    if refunded is not None and refunded > tx.amount_refunded:
         tx.amount_refunded = refunded
         return ["amount_refunded"]
     return []

@@ -160,7 +160,8 @@ async def listen(
                             raise SubscriptionRefused(data)
                         say(f"server error: {data.get('code')}: {data.get('message')}")
                     elif kind == "message":
-                        event_id = (data.get("headers") or {}).get("event_id")
+                        sent = data.get("headers")
+                        event_id = sent.get("event_id") if isinstance(sent, dict) else None
                         if isinstance(event_id, str) and not seen.add(event_id):
                             continue
                         yield data

@@ -21,6 +21,7 @@ Grammar (keywords are case-insensitive; ``[...]`` is optional, ``{...}`` repeats
 
 Identifiers are ``[A-Za-z_][A-Za-z0-9_]*``; strings are single-quoted with ``''`` for a
 quote; numbers are ``12``, ``-3``, ``4.5``, ``.5``, ``1.5E3`` (a sign must touch the digits).
+NUL and lone UTF-16 surrogates are refused anywhere, strings included.
 A value standing alone must be a header name or ``TRUE``/``FALSE``.
 
 Evaluation uses SQL three-valued logic: a missing header, a header whose value is None,
@@ -71,6 +72,9 @@ _TOKEN_RE = re.compile(
       | (?P<punct>[(),])""",
     re.VERBOSE,
 )
+#: Characters refused anywhere, string literals included: NUL (PostgreSQL cannot compare a
+#: pinned id holding one) and lone UTF-16 surrogates (not Unicode: nothing can encode them).
+_FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 _CONSTANTS: dict[str, bool | None] = {"TRUE": True, "FALSE": False, "NULL": None}
 _NUMERIC_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -476,6 +480,11 @@ class Selector:
             raise SelectorError(
                 f"selector longer than {MAX_SELECTOR_LENGTH} characters",
                 lead + MAX_SELECTOR_LENGTH + 1,
+            )
+        forbidden = _FORBIDDEN_CHARACTER.search(source)
+        if forbidden:
+            raise SelectorError(
+                f"unexpected character {forbidden.group()!r}", forbidden.start() + 1
             )
         cond = _Parser(source).parse() if stripped else _Cond(_match_all, None)
         object.__setattr__(self, "_text", stripped)

@@ -173,14 +173,22 @@ class MetadataField(serializers.DictField):
             raise ValidationError(f"'metadata' may have at most {METADATA_MAX_KEYS} keys.")
         for key, value in data.items():
             shown = key if len(key) <= 60 else key[:57] + "..."
-            if not key or len(key) > METADATA_KEY_MAX_LENGTH or "[" in key or "]" in key:
+            if (
+                not key
+                or len(key) > METADATA_KEY_MAX_LENGTH
+                or "[" in key
+                or "]" in key
+                or "\x00" in key
+            ):
                 raise ValidationError(
                     f"Metadata key '{shown}' is not allowed: keys have 1 to "
-                    f"{METADATA_KEY_MAX_LENGTH} characters, without square brackets."
+                    f"{METADATA_KEY_MAX_LENGTH} characters, without square brackets or NUL."
                 )
             param = f"metadata[{shown}]"
             if not isinstance(value, str):
                 raise ValidationError({param: f"'{param}' must be a string."})
+            if "\x00" in value:
+                raise ValidationError({param: f"'{param}' must not contain NUL characters."})
             if len(value) > METADATA_VALUE_MAX_LENGTH:
                 raise ValidationError(
                     {param: f"'{param}' must be at most {METADATA_VALUE_MAX_LENGTH} characters."}

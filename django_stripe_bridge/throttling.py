@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from .conf import SETTING_NAME, bridge_settings
@@ -36,6 +37,13 @@ class ChargeRateThrottle(SimpleRateThrottle):
                 "such as '10/min' (period s, min, hour or day), or None to disable it."
             )
         return rate
+
+    def get_ident(self, request: Any) -> str:
+        # DRF trusts all of X-Forwarded-For when NUM_PROXIES is None: a client could make
+        # up a new address for every request. Without NUM_PROXIES there is no proxy.
+        if api_settings.NUM_PROXIES is None:
+            return str(request.META.get("REMOTE_ADDR") or "")
+        return str(super().get_ident(request))
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

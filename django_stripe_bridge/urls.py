@@ -14,7 +14,8 @@ urlpatterns = [
     re_path(r"^charge/?$", views.ChargeView.as_view(), name="charge"),
     re_path(r"^payment-intents/?$", views.PaymentIntentView.as_view(), name="payment-intents"),
     re_path(
-        r"^transactions/(?P<transaction_id>[A-Za-z0-9_]{1,255})/?$",
+        # Any id: an unknown or malformed one is the view's JSON 404, not Django's HTML page.
+        r"^transactions/(?P<transaction_id>[^/]*)/?$",
         views.TransactionView.as_view(),
         name="transaction",
     ),

@@ -8,14 +8,17 @@ by :func:`bridge_exception_handler`, whatever the project's ``REST_FRAMEWORK`` s
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import math
 import re
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import (
+    ImproperlyConfigured,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError
 from django.http import Http404
@@ -32,10 +35,11 @@ from drf_spectacular.utils import (
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from . import __version__, charges
@@ -114,7 +118,16 @@ def bridge_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
             "invalid_request_error", str(exc.detail), param=BODY_PARAM, code="body_invalid"
         )
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        # A body read whole somewhere (a middleware, say) past DATA_UPLOAD_MAX_MEMORY_SIZE.
+        exc = RequestTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        logger.warning("Suspicious request refused: %s", exc)
+        body = error_body(
+            "invalid_request_error", "The request was refused as suspicious.", code="suspicious"
+        )
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -152,28 +165,91 @@ def bridge_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
 # --- plumbing: JSON in, JSON out -------------------------------------------------------------
 
 
-class BoundedJSONParser(JSONParser):
-    """JSON bodies up to the view's ``max_body_bytes``; errors that say what is wrong."""
+class UnsupportedContentEncoding(exceptions.APIException):
+    """The body is compressed (``Content-Encoding``); the bridge reads plain JSON only."""
+
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_detail = "Compressed request bodies are not accepted."
+    default_code = "unsupported_content_encoding"
+
+
+class BoundedJSONParser(BaseParser):
+    """JSON bodies up to the view's ``max_body_bytes``; errors that say what is wrong.
+
+    Not a ``JSONParser``: DRF hands those ``request.body``, read whole (and refused past
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with an error of its own) before the limit is checked.
+    """
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        view = (parser_context or {}).get("view")
+        context = parser_context or {}
+        view = context.get("view")
         limit = getattr(view, "max_body_bytes", BridgeAPIView.max_body_bytes)
+        request = context.get("request")
+        content_encoding = request.META.get("HTTP_CONTENT_ENCODING", "") if request else ""
+        if content_encoding.strip().lower() not in ("", "identity"):
+            raise UnsupportedContentEncoding(
+                f"Content-Encoding {content_encoding[:40]!r} is not accepted: send the JSON "
+                "body uncompressed."
+            )
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        encoding = context.get("encoding") or "utf-8"
         try:
-            text = codecs.decode(raw, encoding)
-        except (UnicodeDecodeError, LookupError):
+            # bytes.decode() takes text encodings only: a charset such as zlib or base64
+            # would otherwise inflate a small body past the limit just checked.
+            text = raw.decode(encoding)
+        except LookupError:
+            raise exceptions.ParseError(
+                f"The charset {encoding!r} is not a text encoding: send the body as UTF-8 JSON."
+            ) from None
+        except ValueError:
             raise exceptions.ParseError(f"The request body is not valid {encoding}.") from None
         try:
-            return json.loads(text, parse_constant=_refuse_constant)
+            data = json.loads(text, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
             raise exceptions.ParseError(f"The request body is not valid JSON: {exc}") from None
+        where = _lone_surrogate_in(data)
+        if where is not None:
+            raise exceptions.ParseError(
+                f"The request body is not valid Unicode: {where} holds a lone surrogate (a "
+                "\\ud800-\\udfff escape without its pair)."
+            )
+        return data
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate_in(data: Any) -> str | None:
+    """Where a parsed JSON body holds a lone surrogate (that no encoder can write), or None.
+
+    JSON's ``\\ud800`` escapes decode to one; a surrogate *pair* decodes to one character.
+    """
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return f"'{where}'" if where else "the body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    return f"a key of '{where}'" if where else "a parameter name"
+                name = key if len(key) <= 40 else key[:37] + "..."
+                stack.append((item, f"{where}[{name}]" if where else name))
+        elif isinstance(value, list):
+            stack.extend(
+                (item, f"{where}[{index}]" if where else "") for index, item in enumerate(value)
+            )
+    return None
 
 
 class JSONContentNegotiation(BaseContentNegotiation):
@@ -421,9 +497,15 @@ class TransactionView(BridgeAPIView):
         },
     )
     def get(self, request: Any, transaction_id: str, *args: Any, **kwargs: Any) -> Response:
-        tx = StripeTransaction.objects.filter(pk=transaction_id).first()
+        # The route takes any id, so that every unknown one gets this answer; one that no
+        # row can have (too long, or a NUL that PostgreSQL refuses) is not looked up.
+        storable = 0 < len(transaction_id) <= 255 and "\x00" not in transaction_id
+        tx = StripeTransaction.objects.filter(pk=transaction_id).first() if storable else None
+        if tx is None and not transaction_id:
+            raise exceptions.NotFound("No transaction id: use transactions/<id>.")
         if tx is None:
-            raise exceptions.NotFound(f"No such transaction: '{transaction_id}'.")
+            shown = transaction_id if len(transaction_id) <= 60 else transaction_id[:57] + "..."
+            raise exceptions.NotFound(f"No such transaction: '{shown}'.")
         return Response(TransactionSerializer(tx).data)
 
 
@@ -449,6 +531,31 @@ class SchemaView(SpectacularAPIView):
     """
 
     generator_class = BridgeSchemaGenerator
+
+    def get_exception_handler(self) -> Any:
+        return bridge_exception_handler
+
+    def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            # DRF's answer to an unknown ?format= is a bare "Not found."
+            fmt = str(request.query_params.get(api_settings.URL_FORMAT_OVERRIDE, ""))[:40]
+            raise exceptions.NotAcceptable(
+                f"Unknown schema format {fmt!r}: use ?format=json or ?format=yaml (the default)."
+            ) from None
+        except exceptions.NotAcceptable:
+            raise exceptions.NotAcceptable(
+                "Could not satisfy the request Accept header: the schema is served as "
+                "application/vnd.oai.openapi (YAML) or application/vnd.oai.openapi+json (JSON)."
+            ) from None
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(response, "exception", False):
+            # Errors in the bridge's JSON shape, not in the YAML that was asked for.
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(exclude=True)
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:

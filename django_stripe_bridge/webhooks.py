@@ -36,6 +36,8 @@ SIGNATURE_HEADER = "Stripe-Signature"
 SIGNATURE_SCHEME = "v1"
 #: A longer header is refused unread: Stripe's carry one or two signatures.
 MAX_SIGNATURE_HEADER_LENGTH = 4096
+#: A ``t=`` with more digits is refused (Unix time has 10 until the year 2286).
+MAX_TIMESTAMP_DIGITS = 12
 #: Seconds Stripe is asked to wait before retrying after a 503.
 RETRY_AFTER = 60
 
@@ -55,7 +57,10 @@ def parse_signature_header(header: str) -> tuple[int, list[str]]:
         f"Malformed {SIGNATURE_HEADER} header: expected 't=<timestamp>,v1=<signature>'."
     )
     if len(header) > MAX_SIGNATURE_HEADER_LENGTH:
-        raise malformed
+        raise SignatureVerificationError(
+            f"The {SIGNATURE_HEADER} header is longer than {MAX_SIGNATURE_HEADER_LENGTH} "
+            "characters: Stripe's carry one or two signatures."
+        )
     timestamps: list[str] = []
     signatures: list[str] = []
     for item in header.split(","):
@@ -69,6 +74,12 @@ def parse_signature_header(header: str) -> tuple[int, list[str]]:
         # Other schemes (v0, future ones) are ignored, as Stripe's libraries do.
     if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
         raise malformed
+    if len(timestamps[0]) > MAX_TIMESTAMP_DIGITS:
+        # Signed or not, it is no Unix time: and one this long cannot be compared with now.
+        raise SignatureVerificationError(
+            f"The {SIGNATURE_HEADER} timestamp has more than {MAX_TIMESTAMP_DIGITS} digits: "
+            "it must be a Unix time in seconds."
+        )
     if not signatures:
         raise SignatureVerificationError(
             f"The {SIGNATURE_HEADER} header has no {SIGNATURE_SCHEME} signature."
@@ -205,6 +216,8 @@ class WebhookView(View):
             event = json.loads(self.payload)
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+        except RecursionError as exc:
+            raise InvalidEvent("The body is nested too deeply to be a Stripe event.") from exc
         return [validate_event(event)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
@@ -212,6 +225,18 @@ class WebhookView(View):
         return ingest.ingest_event(event)
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def http_method_not_allowed(
+        self, request: HttpRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        refused = WebhookRefused(
+            f"Method {request.method!s:.20} not allowed: Stripe sends webhooks as POST.",
+            status=405,
+            code="method_not_allowed",
+        )
+        response = error_response(refused)
+        response["Allow"] = "POST"
+        return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
