@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import (
@@ -42,7 +43,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges
+from . import __version__, charges, webhooks
 from .conf import bridge_settings
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
@@ -61,6 +62,25 @@ from .throttling import ChargeRateThrottle
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def bridge_schema(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``extend_schema`` for a view method, built on drf-spectacular's ``AutoSchema``.
+
+    ``extend_schema`` bases a method's schema on ``DEFAULT_SCHEMA_CLASS``, which a project
+    that never set up drf-spectacular leaves at DRF's own class; the bridge's schema must
+    work in such a project too.
+    """
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        method.schema = AutoSchema  # type: ignore[attr-defined]
+        decorated = extend_schema(**kwargs)(method)
+        del method.schema  # type: ignore[attr-defined]
+        return decorated
+
+    return decorate
+
+
 #: The tag of the bridge's operations in the OpenAPI schema.
 SCHEMA_TAG = "stripe-bridge"
 #: Stripe's limit on idempotency keys.
@@ -381,7 +401,7 @@ class ChargeView(_CreateView):
 
     request_serializer_class = ChargeRequestSerializer
 
-    @extend_schema(
+    @bridge_schema(
         operation_id="stripe_bridge_charge_create",
         tags=[SCHEMA_TAG],
         summary="Charge a card token",
@@ -432,7 +452,7 @@ class PaymentIntentView(_CreateView):
 
     request_serializer_class = PaymentIntentRequestSerializer
 
-    @extend_schema(
+    @bridge_schema(
         operation_id="stripe_bridge_payment_intent_create",
         tags=[SCHEMA_TAG],
         summary="Create a PaymentIntent",
@@ -479,7 +499,7 @@ class TransactionView(BridgeAPIView):
     # Knowing the id is enough, as for a pinned subscription.
     permission_classes = [AllowAny]
 
-    @extend_schema(
+    @bridge_schema(
         operation_id="stripe_bridge_transaction_retrieve",
         tags=[SCHEMA_TAG],
         summary="A transaction's current status",
@@ -513,13 +533,19 @@ class TransactionView(BridgeAPIView):
 
 
 class BridgeSchemaGenerator(SchemaGenerator):
-    """drf-spectacular's generator, with paths as the bridge answers them (no trailing slash)."""
+    """drf-spectacular's generator, with paths as the bridge answers them (no trailing slash).
+
+    The webhook is a plain Django view (no DRF parsing of the signed raw body), so its
+    operation is added by hand.
+    """
 
     def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
         schema = super().get_schema(request=request, public=public)
-        schema["paths"] = {
-            (path.rstrip("/") or "/"): item for path, item in schema.get("paths", {}).items()
-        }
+        paths = {(path.rstrip("/") or "/"): item for path, item in schema.get("paths", {}).items()}
+        if request is not None:
+            prefix = re.sub(r"schema/?$", "", request.path_info)
+            paths[prefix + "webhooks/handler"] = {"post": webhooks.openapi_operation()}
+        schema["paths"] = paths
         return schema
 
 
@@ -531,6 +557,9 @@ class SchemaView(SpectacularAPIView):
     """
 
     generator_class = BridgeSchemaGenerator
+    # Not described itself (DRF skips views without a schema), whatever the project's
+    # DEFAULT_SCHEMA_CLASS is.
+    schema = None
 
     def get_exception_handler(self) -> Any:
         return bridge_exception_handler
@@ -557,7 +586,6 @@ class SchemaView(SpectacularAPIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
-    @extend_schema(exclude=True)
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         from . import urls
 

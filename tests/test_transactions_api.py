@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from drf_spectacular.validation import validate_schema
 
 from django_stripe_bridge.ingest import ingest_event
 from tests.charge_fixtures import *  # noqa: F403
@@ -109,7 +110,12 @@ def test_the_schema_as_json_documents_requests_and_error_shapes(client):
         "/api/services/Stripe/charge",
         "/api/services/Stripe/payment-intents",
         "/api/services/Stripe/transactions/{transaction_id}",
+        "/api/services/Stripe/webhooks/handler",
     }
+    validate_schema(schema)  # a valid OpenAPI 3 document, webhook operation included
+    webhook = paths["/api/services/Stripe/webhooks/handler"]["post"]
+    assert [p["name"] for p in webhook["parameters"]] == ["Stripe-Signature"]
+    assert set(webhook["responses"]) == {"200", "400", "413", "503"}
     charge = paths["/api/services/Stripe/charge"]["post"]
     assert set(charge["responses"]) >= {"200", "400", "402", "409", "429", "502", "503"}
     assert any(p["name"] == "Idempotency-Key" for p in charge["parameters"])
