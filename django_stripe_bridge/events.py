@@ -179,7 +179,7 @@ def _id_of(value: Any) -> str | None:
 
 
 def transaction_id_of(event: Mapping[str, Any]) -> str:
-    """The transaction an event belongs to, by the rules of SPEC §3."""
+    """The transaction an event belongs to, by the rules in docs/models.md."""
     obj = event_object(event)
     kind = obj.get("object")
     if kind == "charge":

@@ -1,4 +1,4 @@
-"""Request and response shapes of the HTTP API (SPEC §4), as DRF serializers.
+"""Request and response shapes of the HTTP API (docs/http-api.md), as DRF serializers.
 
 Request fields are strict where DRF is lenient: a string field refuses numbers, ``amount``
 refuses strings and fractions, ``confirm`` refuses ``"true"``; unknown fields are refused, so

@@ -1,4 +1,4 @@
-"""HTTP endpoints of the bridge (SPEC §4): ``charge``, ``payment-intents``, ``transactions/<id>``
+"""HTTP endpoints of the bridge: ``charge``, ``payment-intents``, ``transactions/<id>``
 and ``schema``.
 
 The views parse and answer; the work is done by :mod:`~django_stripe_bridge.charges`. Every
