@@ -60,13 +60,17 @@ def ensure_admin(env: dict[str, str]) -> None:
     manage("shell", "--no-imports", "-c", code, env=admin_env)
 
 
+def uses_configured_stripe(env: dict[str, str]) -> bool:
+    """Whether the environment names a Stripe to use (a secret key, for Stripe itself or for
+    the server ``STRIPE_API_BASE`` names); otherwise the demo embeds the offline stand-in."""
+    return env.get("STRIPE_API_KEY", "").startswith(("sk_", "rk_"))
+
+
 def main() -> int:
     port = int(os.environ.get("DEMO_PORT", "8000"))
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
-    real_stripe = env.get("STRIPE_API_KEY", "").startswith(("sk_", "rk_")) and not env.get(
-        "STRIPE_API_BASE"
-    )
-    if real_stripe and not env.get("STRIPE_WEBHOOK_SECRET"):
+    real_stripe = uses_configured_stripe(env)
+    if real_stripe and not env.get("STRIPE_API_BASE") and not env.get("STRIPE_WEBHOOK_SECRET"):
         print(
             "Using Stripe itself. To receive its webhooks here, run\n"
             f"  stripe listen --forward-to {HOST}:{port}{WEBHOOK_PATH}\n"

@@ -25,6 +25,11 @@ class ReadOnlyAdminMixin:
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A deleted event would be ingested again as new by stripe_bridge_sync, and a deleted
+        # transaction would lose the ordering of its statuses: stripe_bridge_prune is the way.
+        return False
+
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):

@@ -24,7 +24,7 @@ from .events import (
     transaction_kind_of,
 )
 from .exceptions import StripeCardError, StripeInvalidRequest
-from .ingest import timestamp_to_datetime
+from .ingest import send_status_changed, timestamp_to_datetime
 from .models import StripeTransaction
 from .stripe_api import confirm_payment_intent as _confirm_payment_intent
 from .stripe_api import create_charge as _create_charge
@@ -158,7 +158,8 @@ def record_transaction(
 
     ``status`` defaults to the object's. Safe against a webhook for the same transaction
     handled at the same moment (the row is locked), and never rolls back what a webhook
-    already set: the status moves only forward in rank, amounts are only filled in.
+    already set: the status moves only forward in rank, amounts are only filled in. A change
+    of status sends ``transaction_status_changed`` (with ``event=None``) after the commit.
     """
     tx_id = transaction_id_of({"data": {"object": obj}})
     new_status = status or status_of_object(obj)
@@ -182,6 +183,7 @@ def record_transaction(
             tx.idempotency_key = idempotency_key[:255]
             changed.append("idempotency_key")
         changed += _fill_amounts(tx, obj)
+        old_status = tx.status or None
         if new_status and (not tx.status or RANK[new_status] > RANK.get(tx.status, -1)):
             tx.status = new_status
             changed.append("status")
@@ -192,6 +194,9 @@ def record_transaction(
                 changed.append("last_event_created")
         if changed:
             tx.save(update_fields=[*changed, "updated_at"])
+        if "status" in changed:
+            # No event made this change: receivers get ``event=None`` (docs/operations.md).
+            transaction.on_commit(lambda: send_status_changed(tx, old_status, None))
     return tx
 
 

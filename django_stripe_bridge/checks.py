@@ -121,4 +121,47 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="stripe_bridge.E005",
                 )
             )
+    return messages + _check_limits(user_settings)
+
+
+def _check_limits(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    """Currency and amount limits that contradict each other (the charge would ignore them)."""
+    messages: list[CheckMessage] = []
+    currencies = user_settings.get("CURRENCIES", DEFAULTS["CURRENCIES"])
+    default = user_settings.get("DEFAULT_CURRENCY", DEFAULTS["DEFAULT_CURRENCY"])
+    if currencies is not None and not isinstance(currencies, list | tuple | set | frozenset):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['CURRENCIES'] = {currencies!r} is not a list.",
+                hint="Set it to a list of three-letter codes such as ['usd', 'eur'], or None "
+                "to allow any currency.",
+                id="stripe_bridge.E006",
+            )
+        )
+    elif currencies is not None:
+        allowed = {str(code).lower() for code in currencies}
+        if str(default).lower() not in allowed:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}['DEFAULT_CURRENCY'] = {default!r} is not in "
+                    f"{SETTING_NAME}['CURRENCIES']: a charge without 'currency' would use it.",
+                    hint="Add it to CURRENCIES, or set DEFAULT_CURRENCY to one of "
+                    f"{', '.join(sorted(allowed)) or '(none)'}.",
+                    id="stripe_bridge.E006",
+                )
+            )
+    low = user_settings.get("MIN_AMOUNT", DEFAULTS["MIN_AMOUNT"])
+    high = user_settings.get("MAX_AMOUNT", DEFAULTS["MAX_AMOUNT"])
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)) or not (
+        1 <= low <= high
+    ):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['MIN_AMOUNT'] = {low!r} and ['MAX_AMOUNT'] = {high!r} are not "
+                "an amount range: they must be integers with 1 <= MIN_AMOUNT <= MAX_AMOUNT.",
+                hint="Amounts are in the smallest currency unit (1000 = 10.00 USD); the "
+                "defaults are 1 and 99_999_999.",
+                id="stripe_bridge.E007",
+            )
+        )
     return messages

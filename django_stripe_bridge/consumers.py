@@ -10,8 +10,8 @@ How an event reaches a subscription exactly once:
   connection in both kinds of group gets two copies of an event and keeps the first;
 * on subscribe the consumer joins its groups *before* it reads stored events for replay,
   keeps the live events of that subscription aside while replay is read and sent, then
-  sends those it did not replay; live copies of replayed events that arrive later are
-  dropped too;
+  sends those it did not replay (with ``latest``, those older than the replayed event go
+  before it); live copies of replayed events that arrive later are dropped too;
 * groups are joined again before the channel layer's ``group_expiry`` lapses.
 """
 
@@ -33,7 +33,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from . import messaging, policy, replay
 from .conf import REPLAY_MODES, bridge_settings
-from .selectors import Selector, SelectorError, compile_selector
+from .selectors import Selector, SelectorError, compile_selector, pin_id
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,12 @@ class Subscription:
 def event_key(message: dict[str, Any]) -> Hashable:
     """What identifies an event across its copies: the row's pk, else the event id."""
     return message.get("event_pk") or message.get("event_id")
+
+
+def _stored_order(message: dict[str, Any]) -> tuple[int, int]:
+    """Where an event sorts among its transaction's stored events: Stripe's time, then arrival."""
+    headers = message.get("headers") or {}
+    return (headers.get("created") or 0, message.get("event_pk") or 0)
 
 
 def _valid_name(name: Any) -> bool:
@@ -350,9 +356,7 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             if channel == base:
                 return selector
             # 'stripe/<tx>' is shorthand for "id = '<tx>'", ANDed with any selector given.
-            tx_id = channel[len(base) + 1 :]
-            pinned = "id = '{}'".format(tx_id.replace("'", "''"))
-            return compile_selector(f"{pinned} AND ({selector.text})" if selector.text else pinned)
+            return pin_id(channel[len(base) + 1 :], selector)
         except SelectorError as exc:
             raise FrameError(ErrorCode.INVALID_SELECTOR, str(exc), name) from None
 
@@ -412,6 +416,13 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             logger.exception("Replay failed; closing the connection so the client retries.")
             await self.close(code=1011)
             return
+        assert sub.buffer is not None
+        if mode == replay.LATEST:
+            # 'latest' replays one event per id, carrying the current status. Held-back live
+            # events older than it were processed before it: they go first, so the last
+            # status the client sees is the current one (a pair of webhooks that lands while
+            # the client subscribes would otherwise end on the older status).
+            await self._send_older_held_back(sub, messages)
         replayed = set()
         for message in messages:
             replayed.add(event_key(message))
@@ -419,7 +430,6 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         # Live events that arrived meanwhile, except copies of what was just replayed. Events
         # arriving while these are sent join the buffer; the loop ends with it empty, and the
         # switch to live happens without an await in between.
-        assert sub.buffer is not None
         while sub.buffer:
             message = sub.buffer.popleft()
             key = event_key(message)
@@ -432,6 +442,24 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         if replayed:
             sub.guard = replayed
             sub.guard_until = asyncio.get_running_loop().time() + REPLAY_GUARD_SECONDS
+
+    async def _send_older_held_back(
+        self, sub: Subscription, messages: list[dict[str, Any]]
+    ) -> None:
+        """Send, as live, the held-back events older than the one replayed for their id."""
+        assert sub.buffer is not None
+        newest = {m.get("transaction_id"): _stored_order(m) for m in messages}
+        older: list[dict[str, Any]] = []
+        later: deque[dict[str, Any]] = deque()
+        for message in sub.buffer:
+            bound = newest.get(message.get("transaction_id"))
+            if bound is not None and _stored_order(message) < bound:
+                older.append(message)
+            else:
+                later.append(message)
+        sub.buffer = later
+        for message in older:
+            await self.send_message(sub, message, replayed=False)
 
     # -- frames ---------------------------------------------------------------------------
 

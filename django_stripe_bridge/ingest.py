@@ -167,15 +167,8 @@ def _after_commit(result: IngestResult, *, publish: bool) -> None:
     # The event is committed: a failing receiver must not turn into an error for the
     # caller (Stripe would retry a delivery that is already stored, as a duplicate).
     _send_robust(signals.event_received, StripeEvent, event=result.event, created=result.created)
-    if result.status_changed:
-        _send_robust(
-            signals.transaction_status_changed,
-            StripeTransaction,
-            transaction=result.transaction,
-            old_status=result.old_status,
-            new_status=result.transaction.status if result.transaction else None,
-            event=result.event,
-        )
+    if result.status_changed and result.transaction is not None:
+        send_status_changed(result.transaction, result.old_status, result.event)
     if result.created and publish:
         from .messaging import publish_event
 
@@ -184,11 +177,27 @@ def _after_commit(result: IngestResult, *, publish: bool) -> None:
 
 def _send_robust(signal: Signal, sender: type, **kwargs: Any) -> None:
     """Send a signal to every receiver, logging (not raising) a receiver's error."""
+    event, tx = kwargs.get("event"), kwargs.get("transaction")
+    subject = f"event {event.event_id}" if event is not None else f"transaction {tx and tx.pk}"
     for receiver, response in signal.send_robust(sender=sender, **kwargs):
         if isinstance(response, Exception):
             logger.error(
-                "Receiver %r of a django-stripe-bridge signal failed for event %s",
+                "Receiver %r of a django-stripe-bridge signal failed for %s",
                 receiver,
-                kwargs["event"].event_id,
+                subject,
                 exc_info=response,
             )
+
+
+def send_status_changed(
+    tx: StripeTransaction, old_status: str | None, event: StripeEvent | None
+) -> None:
+    """Send ``transaction_status_changed`` for ``tx``'s current status (after the commit)."""
+    _send_robust(
+        signals.transaction_status_changed,
+        StripeTransaction,
+        transaction=tx,
+        old_status=old_status,
+        new_status=tx.status,
+        event=event,
+    )

@@ -34,6 +34,10 @@ from urllib.parse import urlsplit, urlunsplit
 DEFAULT_PATH = "/ws/stripe/"
 #: How many recent event ids are remembered to drop repeats after a reconnect.
 REMEMBERED_EVENTS = 1000
+#: Seconds a connection must stay open before the backoff starts again from the first delay.
+#: A server that answers and closes at once (its database is down: replay fails) counts as
+#: a failed attempt, so listeners back off instead of reconnecting twice a second.
+STABLE_AFTER = 10.0
 
 
 class ListenError(Exception):
@@ -129,7 +133,9 @@ async def listen(
     seen = _Recent(REMEMBERED_EVENTS)
     subscribed_once = False
     failures = 0
+    loop = asyncio.get_running_loop()
     while True:
+        opened: float | None = None
         try:
             async with client.connect(
                 url,
@@ -138,6 +144,7 @@ async def listen(
                 ping_interval=ping_interval,
                 open_timeout=10,
             ) as ws:
+                opened = loop.time()
                 frame: dict[str, Any] = {"action": "subscribe", "subscription": subscription}
                 if channel is not None:
                     frame["channel"] = channel
@@ -152,7 +159,6 @@ async def listen(
                     data = json.loads(raw)
                     kind = data.get("type") if isinstance(data, dict) else None
                     if kind == "subscribed":
-                        failures = 0
                         subscribed_once = True
                         say(f"subscribed to {data.get('channel')} {data.get('selector')!r}")
                     elif kind == "error":
@@ -170,6 +176,8 @@ async def listen(
             raise
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             say(f"connection lost: {type(exc).__name__}: {exc}")
+        if opened is not None and loop.time() - opened >= STABLE_AFTER:
+            failures = 0
         failures += 1
         if max_attempts is not None and failures >= max_attempts:
             raise ListenError(f"gave up after {failures} failed attempts to reach {url}")

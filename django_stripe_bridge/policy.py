@@ -85,8 +85,13 @@ def get_policy() -> Policy:
 
 
 async def may_subscribe(user: Any, selector: Any) -> bool:
-    """Apply the policy; a policy that raises refuses (and the error is logged)."""
-    policy = get_policy()
+    """Apply the policy; a policy that raises, or cannot be loaded, refuses (and is logged)."""
+    try:
+        policy = get_policy()
+    except ConfigurationError:
+        # Refuse rather than kill the connection: every other frame still works.
+        logger.exception("SUBSCRIBE_POLICY cannot be used; the subscription is refused.")
+        return False
     pinned_ids = selector.pinned_ids
     try:
         if policy in BUILTIN_POLICIES.values():

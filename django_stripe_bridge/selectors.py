@@ -47,10 +47,11 @@ __all__ = [
     "Selector",
     "SelectorError",
     "compile_selector",
+    "pin_id",
 ]
 
 MAX_SELECTOR_LENGTH = 4096
-"""Longest selector accepted, in characters (after stripping surrounding whitespace)."""
+"""Longest selector accepted, in characters as given (surrounding whitespace included)."""
 MAX_DEPTH = 32
 """Deepest nesting accepted; each open parenthesis and each ``NOT`` is one level."""
 MAX_IN_ITEMS = 1000
@@ -465,22 +466,21 @@ def _match_all(headers: Headers) -> Truth:
 class Selector:
     """A compiled selector: test headers with :meth:`matches`; immutable and hashable."""
 
-    __slots__ = ("_pinned", "_test", "_text")
+    __slots__ = ("_parts", "_pinned", "_test", "_text")
     _text: str
     _test: Test
     _pinned: frozenset[str] | None
+    _parts: tuple[str, Selector] | None  # (id, selector) of a pin_id() result
 
     def __init__(self, text: str | None = None) -> None:
         if text is not None and not isinstance(text, str):
             raise SelectorError("a selector must be a string", 1)
         source = text or ""
-        stripped = source.strip()
-        if len(stripped) > MAX_SELECTOR_LENGTH:
-            lead = len(source) - len(source.lstrip())
+        if len(source) > MAX_SELECTOR_LENGTH:
             raise SelectorError(
-                f"selector longer than {MAX_SELECTOR_LENGTH} characters",
-                lead + MAX_SELECTOR_LENGTH + 1,
+                f"selector longer than {MAX_SELECTOR_LENGTH} characters", MAX_SELECTOR_LENGTH + 1
             )
+        stripped = source.strip()
         forbidden = _FORBIDDEN_CHARACTER.search(source)
         if forbidden:
             raise SelectorError(
@@ -490,6 +490,7 @@ class Selector:
         object.__setattr__(self, "_text", stripped)
         object.__setattr__(self, "_test", cond.test)
         object.__setattr__(self, "_pinned", cond.pins)
+        object.__setattr__(self, "_parts", None)
 
     @property
     def text(self) -> str:
@@ -512,6 +513,8 @@ class Selector:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._parts is not None:
+            return (pin_id, self._parts)
         return (type(self), (self._text,))
 
     def __eq__(self, other: object) -> bool:
@@ -533,3 +536,27 @@ def compile_selector(text: str | None) -> Selector:
     None, an empty string, or whitespace gives a broad selector that matches every message.
     """
     return Selector(text)
+
+
+def pin_id(transaction_id: str, selector: Selector | None = None) -> Selector:
+    """``selector`` narrowed to one transaction: ``id = '<transaction_id>' AND (<selector>)``.
+
+    This is what a subscription to the ``stripe/<transaction id>`` channel uses. The limits
+    apply to ``selector`` alone (it was checked when compiled), so what compiles on its own
+    compiles narrowed too, although the combined text is one level deeper and longer.
+    """
+    pin = Selector("id = '{}'".format(transaction_id.replace("'", "''")))
+    if selector is None or not selector.text:
+        return pin
+    pinned = frozenset({transaction_id})
+    if selector.pinned_ids is not None:
+        pinned &= selector.pinned_ids  # AND intersects, as in the grammar
+    narrowed = object.__new__(Selector)
+    for name, value in (
+        ("_text", f"{pin.text} AND ({selector.text})"),
+        ("_test", _all([pin._test, selector._test])),
+        ("_pinned", pinned),
+        ("_parts", (transaction_id, selector)),
+    ):
+        object.__setattr__(narrowed, name, value)
+    return narrowed

@@ -129,8 +129,10 @@ class AmountField(serializers.IntegerField):
             if not data.is_integer():
                 self.fail("invalid")
             data = int(data)
-        if data < bridge_settings.MIN_AMOUNT:
-            self.fail("min_value", min_value=bridge_settings.MIN_AMOUNT)
+        # Nothing below 1 is an amount to charge, whatever MIN_AMOUNT says (check E007).
+        minimum = max(1, bridge_settings.MIN_AMOUNT)
+        if data < minimum:
+            self.fail("min_value", min_value=minimum)
         if data > bridge_settings.MAX_AMOUNT:
             self.fail("max_value", max_value=bridge_settings.MAX_AMOUNT)
         return int(data)

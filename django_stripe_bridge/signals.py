@@ -1,7 +1,8 @@
 """Signals sent by the bridge, always after the database transaction commits.
 
-Receivers run in the process that ingested the event (the webhook request, or
-``stripe_bridge_sync``), after the rows are committed and before the webhook is answered.
+Receivers run in the process that stored the change (the webhook request,
+``stripe_bridge_sync``, or the charge request), after the rows are committed and before
+the request is answered.
 A receiver's exception is logged on ``django_stripe_bridge.ingest`` and does not reach
 Stripe: the event is stored, and a retry would only be a duplicate. Keep receivers quick;
 hand slow work to a task queue. See docs/operations.md for an example receiver.
@@ -15,9 +16,11 @@ from django.dispatch import Signal
 #: sender: :class:`~django_stripe_bridge.models.StripeEvent`.
 event_received = Signal()
 
-#: Sent when an event moves a transaction to another status.
+#: Sent once for every change of a transaction's stored status: by an event, or by the
+#: response of a charge or PaymentIntent the bridge created (before any webhook).
 #: provides args: ``transaction`` (the :class:`~django_stripe_bridge.models.StripeTransaction`),
-#: ``old_status`` (``None`` for a transaction first seen in this event), ``new_status``,
-#: ``event`` (the :class:`~django_stripe_bridge.models.StripeEvent` that changed it).
+#: ``old_status`` (``None`` for a transaction that had no status yet), ``new_status``,
+#: ``event`` (the :class:`~django_stripe_bridge.models.StripeEvent` that changed it, or
+#: ``None`` when the create call's response did).
 #: sender: :class:`~django_stripe_bridge.models.StripeTransaction`.
 transaction_status_changed = Signal()

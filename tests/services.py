@@ -6,8 +6,10 @@ a missing service is a failure: CI must never pass by skipping.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
+from types import ModuleType
 from urllib.parse import urlparse
 
 import pytest
@@ -25,6 +27,18 @@ def missing(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)")
     pytest.skip(reason)
+
+
+def require_module(name: str, reason: str) -> ModuleType:
+    """``import name``, or skip (locally) / fail (under CI=true) with ``reason``.
+
+    Use it instead of ``pytest.importorskip``, which skips under CI too.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(reason)
+        raise
 
 
 def reachable(url: str, default_port: int) -> bool:

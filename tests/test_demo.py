@@ -51,7 +51,7 @@ def wait_for(predicate, timeout: float, what: str):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """`./run demo`, exactly as the README says, on a free port with its own database."""
-    pytest.importorskip("localstripe", reason="the demo extra (localstripe) is not installed")
+    services.require_module("localstripe", "the demo extra (localstripe) is not installed")
     port = free_port()
     var_dir = tmp_path_factory.mktemp("demo-var")
     log_path = var_dir / "demo.log"
@@ -129,7 +129,7 @@ def chromium_path() -> str:
 
 
 def test_demo_page_shows_the_status_arriving_live(demo, tmp_path: Path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    sync_api = services.require_module("playwright.sync_api", "playwright is not installed")
     base, _ = demo
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -422,7 +422,7 @@ ERROR_CASES = [
         MAX_SELECTOR_LENGTH + 1,
         "longer than 4096 characters",
     ),
-    ("  " + "x" * (MAX_SELECTOR_LENGTH + 1), MAX_SELECTOR_LENGTH + 3, "longer than"),
+    ("  " + "x" * (MAX_SELECTOR_LENGTH - 1), MAX_SELECTOR_LENGTH + 1, "longer than"),
     (_nested(MAX_DEPTH + 1), MAX_DEPTH + 1, "nesting deeper than 32 levels"),
     (_nested(2000), MAX_DEPTH + 1, "nesting deeper than 32 levels"),
     ("(" * MAX_SELECTOR_LENGTH, MAX_DEPTH + 1, "nesting deeper than 32 levels"),
@@ -461,7 +461,7 @@ def test_error_message_format() -> None:
     "text",
     [
         "x" * MAX_SELECTOR_LENGTH,
-        "  " + "x" * MAX_SELECTOR_LENGTH + "\n",
+        " " + "x" * (MAX_SELECTOR_LENGTH - 2) + "\n",
         _nested(MAX_DEPTH),
         _nots(MAX_DEPTH),
         "NOT (" * 16 + "livemode" + ")" * 16,

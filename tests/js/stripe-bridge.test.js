@@ -131,8 +131,8 @@ test("replay 'all' stays 'all' after a reconnect", async () => {
   bridge.close();
 });
 
-test("backoff doubles per failure, is capped, and resets once subscribed", async () => {
-  const { bridge, sockets } = connect({ minDelay: 4, maxDelay: 16 });
+test("backoff doubles per failure, is capped, and resets after a stable connection", async () => {
+  const { bridge, sockets } = connect({ minDelay: 4, maxDelay: 16, stableAfter: 30 });
   const delays = [];
   bridge.on("reconnecting", (d) => delays.push([d.attempt, d.delay]));
   bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { subscription: "s1" });
@@ -147,9 +147,28 @@ test("backoff doubles per failure, is capped, and resets once subscribed", async
   });
   sockets[5].open();
   sockets[5].receive({ type: "subscribed", subscription: "s1" });
+  await sleep(40); // open for longer than stableAfter
   sockets[5].drop(1006);
   await until(() => delays.length === 6, "the next reconnect");
   assert.equal(delays[5][0], 1, "back to the first delay");
+  bridge.close();
+});
+
+test("a server that closes right after subscribing does not reset the backoff", async () => {
+  // What the server does while its database is down: "subscribed", then replay fails and
+  // the socket is closed (1011). Reconnecting at the first delay forever would hammer it.
+  const { bridge, sockets } = connect({ minDelay: 4, maxDelay: 64, stableAfter: 10000 });
+  const attempts = [];
+  bridge.on("reconnecting", (d) => attempts.push(d.attempt));
+  bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { subscription: "s1" });
+  for (let i = 0; i < 4; i++) {
+    sockets[i].open();
+    sockets[i].receive({ type: "subscribed", subscription: "s1" });
+    sockets[i].receive({ type: "pong" });
+    sockets[i].drop(1011);
+    await until(() => sockets.length === i + 2, "socket " + (i + 2));
+  }
+  assert.deepEqual(attempts, [1, 2, 3, 4]);
   bridge.close();
 });
 

@@ -40,6 +40,10 @@
     pongTimeout: 10000, // ms without any frame after a ping before the socket is recycled
     minDelay: 500, // first reconnect delay (ms), doubled on each failure...
     maxDelay: 30000, // ...up to this
+    // ms a connection must stay open before the delay starts again from minDelay. A server
+    // that answers and then closes at once (its database is down: replay fails) counts as
+    // a failure, so clients back off instead of reconnecting twice a second.
+    stableAfter: 10000,
     rememberEvents: 1000, // event ids remembered per subscription to drop repeats
     WebSocket: null, // constructor to use (defaults to the global WebSocket)
   };
@@ -126,6 +130,7 @@
       this.closed = false;
       this.counter = 0;
       this._reconnectTimer = null;
+      this._openedAt = null;
       this._pingTimer = null;
       this._pongTimer = null;
       this._open();
@@ -217,6 +222,7 @@
       this.socket = socket;
       socket.onopen = () => {
         if (socket !== this.socket) return;
+        this._openedAt = Date.now();
         this._emit("open", { url: this.url });
         for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
         this._startPing();
@@ -249,11 +255,7 @@
       this._alive();
       const sub = frame.subscription != null ? this.subscriptions.get(frame.subscription) : null;
       switch (frame.type) {
-        case "pong":
-          this.attempt = 0;
-          break;
         case "subscribed":
-          this.attempt = 0;
           if (sub) sub.subscribedOnce = true;
           this._emit("subscribed", frame);
           break;
@@ -315,6 +317,9 @@
 
     _scheduleReconnect() {
       if (this.closed || this._reconnectTimer) return;
+      const opened = this._openedAt;
+      this._openedAt = null;
+      if (opened !== null && Date.now() - opened >= this.options.stableAfter) this.attempt = 0;
       const delay = backoffDelay(this.attempt, this.options.minDelay, this.options.maxDelay);
       this.attempt += 1;
       this._emit("reconnecting", { attempt: this.attempt, delay: delay });
