@@ -98,6 +98,7 @@ def main() -> None:
         "STRIPE_WEBHOOK_SECRET": SECRET,
         "STRIPE_API_KEY": "sk_test_bench",
         "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-secret-key",
     }
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url

@@ -23,7 +23,12 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
-    env = {"STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_API_KEY": "sk_test_bench", "DJANGO_DEBUG": "0"}
+    env = {
+        "STRIPE_WEBHOOK_SECRET": SECRET,
+        "STRIPE_API_KEY": "sk_test_bench",
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-secret-key",
+    }
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     with run_daphne(env) as server:

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from .events import status_of
 from .models import StripeEvent, StripeTransaction
 from .money import format_amount
 
@@ -66,7 +67,9 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("status"))
     def event_status(self, obj: StripeEvent) -> str:
-        status = obj.payload.get("data", {}).get("object", {}).get("status")
+        """The transaction status this event reports (``charge.refunded`` → refunded), else
+        the object's own status."""
+        status = status_of(obj.payload) or obj.payload["data"]["object"].get("status")
         return status if isinstance(status, str) else "—"
 
     @admin.display(description=_("published"), boolean=True)

@@ -12,9 +12,10 @@ from .conf import (
     MESSAGE_PAYLOADS,
     REPLAY_MODES,
     SETTING_NAME,
-    SUBSCRIBE_POLICIES,
     bridge_settings,
 )
+from .exceptions import ConfigurationError
+from .policy import get_policy
 
 _IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 _KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
@@ -101,11 +102,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
 
-    policy = user_settings.get("SUBSCRIBE_POLICY", DEFAULTS["SUBSCRIBE_POLICY"])
-    if not isinstance(policy, str) or not (policy in SUBSCRIBE_POLICIES or "." in policy):
+    try:
+        get_policy()
+    except ConfigurationError as exc:
         messages.append(
             Error(
-                f"{SETTING_NAME}['SUBSCRIBE_POLICY'] = {policy!r} is not a policy.",
+                str(exc),
                 hint="Use 'pinned', 'open', 'staff' or the dotted path to a callable "
                 "(user, selector, pinned_ids) -> bool.",
                 id="stripe_bridge.E004",

@@ -44,13 +44,25 @@ def test_event_list_filters_by_type_livemode_and_date(admin_client):
     assert [e.event_id for e in response.context["cl"].result_list] == [recent.event_id]
 
 
-def test_event_status_column_shows_the_objects_status(admin_client):
-    event = StripeEventFactory(charge_id="ch_st", type="charge.failed")
-    event.payload["data"]["object"]["status"] = "failed"
+@pytest.mark.parametrize(
+    ("event_type", "object_status", "shown"),
+    [
+        ("charge.failed", "failed", "failed"),
+        # The status the event sets, not the charge's own ("succeeded" on a refunded charge).
+        ("charge.refunded", "succeeded", "refunded"),
+        # Events that set no status show the object's.
+        ("charge.updated", "succeeded", "succeeded"),
+    ],
+)
+def test_event_status_column(admin_client, event_type, object_status, shown):
+    event = StripeEventFactory(charge_id="ch_st", type=event_type)
+    event.payload["type"] = event_type
+    event.payload["data"]["object"]["status"] = object_status
+    event.payload["data"]["object"]["amount_refunded"] = 1000  # all of it, if refunded
     event.save()
     response = admin_client.get(reverse(f"{EVENTS}_changelist"))
     row = next(r for r in response.context["cl"].result_list if r.pk == event.pk)
-    assert admin.site._registry[StripeEvent].event_status(row) == "failed"
+    assert admin.site._registry[StripeEvent].event_status(row) == shown
 
 
 @pytest.mark.parametrize("prefix", [EVENTS, TRANSACTIONS])

@@ -22,6 +22,7 @@ VARIABLES = (
     "STRIPE_CHARGE_THROTTLE_RATE",
     "DJANGO_DEBUG",
     "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_SECRET_KEY",
 )
 
 
@@ -65,6 +66,7 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
         REDIS_URL="redis://cache.example:6380/2",
         STRIPE_CHARGE_THROTTLE_RATE="1000/min",
         DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="production-secret",
         DJANGO_ALLOWED_HOSTS="shop.example, api.shop.example",
     )
     assert demo.STRIPE_BRIDGE["API_KEY"] == "sk_test_demo"
@@ -95,7 +97,16 @@ def test_the_throttle_can_be_turned_off(monkeypatch, tmp_path, value):
 
 @pytest.mark.parametrize(("value", "debug"), [("0", False), ("false", False), ("1", True)])
 def test_django_debug(monkeypatch, tmp_path, value, debug):
-    assert demo_settings(monkeypatch, tmp_path, DJANGO_DEBUG=value).DEBUG is debug
+    demo = demo_settings(monkeypatch, tmp_path, DJANGO_DEBUG=value, DJANGO_SECRET_KEY="k" * 50)
+    assert demo.DEBUG is debug
+
+
+def test_production_like_demo_needs_its_own_secret_key(monkeypatch, tmp_path):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="DJANGO_SECRET_KEY"):
+        demo_settings(monkeypatch, tmp_path, DJANGO_DEBUG="0")
+    assert "demo-only" in demo_settings(monkeypatch, tmp_path).SECRET_KEY
 
 
 def test_a_sqlite_url_gets_the_settings_for_concurrent_webhooks(monkeypatch, tmp_path):
@@ -130,7 +141,12 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_production_like_demo_under_daphne():
     """DJANGO_DEBUG=0: the page and its static files are served, errors show no debug page."""
-    env = {"DJANGO_DEBUG": "0", "STRIPE_API_KEY": "", "STRIPE_WEBHOOK_SECRET": "whsec_prod"}
+    env = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "production-like-secret-key",
+        "STRIPE_API_KEY": "",
+        "STRIPE_WEBHOOK_SECRET": "whsec_prod",
+    }
     with run_daphne(env=env) as server:
         status, page = _get(server.url + "/")
         assert status == 200

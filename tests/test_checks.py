@@ -70,3 +70,21 @@ def test_secret_key_is_not_echoed_in_check_messages():
     with override_settings(STRIPE_BRIDGE={**GOOD, "API_KEY": "sk_live_verysecret"}, DEBUG=True):
         text = " ".join(f"{m.msg} {m.hint}" for m in bridge_messages())
     assert "verysecret" not in text
+
+
+@pytest.mark.parametrize(
+    ("policy", "fires"),
+    [
+        ("pinned", False),
+        ("staff", False),
+        ("django_stripe_bridge.policy.open_policy", False),
+        (lambda user, selector, pinned_ids: True, False),
+        ("no.such.policy", True),
+        ("django_stripe_bridge.conf.SETTING_NAME", True),  # importable, not callable
+        ("everyone", True),
+        (42, True),
+    ],
+)
+def test_subscribe_policy_check_imports_the_policy(policy, fires):
+    with override_settings(STRIPE_BRIDGE={**GOOD, "SUBSCRIBE_POLICY": policy}):
+        assert ("stripe_bridge.E004" in bridge_check_ids()) is fires
