@@ -21,7 +21,6 @@ from .events import (
     amount_of,
     status_of_object,
     transaction_id_of,
-    transaction_kind_of,
 )
 from .exceptions import StripeCardError, StripeInvalidRequest
 from .ingest import send_status_changed, timestamp_to_datetime
@@ -170,11 +169,7 @@ def record_transaction(
         else None
     )
     with transaction.atomic():
-        StripeTransaction.objects.get_or_create(
-            pk=tx_id,
-            defaults={"kind": transaction_kind_of(tx_id), "livemode": obj.get("livemode") is True},
-        )
-        tx = StripeTransaction.objects.select_for_update().get(pk=tx_id)
+        tx = StripeTransaction.objects.lock(tx_id, livemode=obj.get("livemode") is True)
         changed: list[str] = []
         if user is not None and getattr(user, "is_authenticated", False) and tx.user_id is None:
             tx.user = user
@@ -211,17 +206,13 @@ def _present(**params: Any) -> dict[str, Any]:
 def _fill_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
     changed = []
     amount, currency = amount_of(obj.get("amount")), obj.get("currency")
-    refunded = amount_of(obj.get("amount_refunded"))
     if tx.amount is None and amount is not None:
         tx.amount = amount
         changed.append("amount")
     if not tx.currency and isinstance(currency, str) and len(currency) == 3:
         tx.currency = currency.lower()
         changed.append("currency")
-    if refunded is not None and refunded > tx.amount_refunded:
-        tx.amount_refunded = refunded
-        changed.append("amount_refunded")
-    return changed
+    return changed + tx.raise_refunded(amount_of(obj.get("amount_refunded")))
 
 
 def _livemode() -> bool:

@@ -24,7 +24,6 @@ from .events import (
     is_newer,
     status_of,
     transaction_id_of,
-    transaction_kind_of,
     validate_event,
 )
 from .models import StripeEvent, StripeTransaction
@@ -99,12 +98,7 @@ def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestRes
     if obj.get("object") not in TRANSACTION_OBJECTS or not row.transaction_id:
         return IngestResult(event=row, created=True)
 
-    tx_id = row.transaction_id
-    StripeTransaction.objects.get_or_create(
-        pk=tx_id,
-        defaults={"kind": transaction_kind_of(tx_id), "livemode": row.livemode},
-    )
-    tx = StripeTransaction.objects.select_for_update().get(pk=tx_id)
+    tx = StripeTransaction.objects.lock(row.transaction_id, livemode=row.livemode)
     old_status = tx.status or None
     new_status = status_of(event)
     last = tx.last_event_created
@@ -156,11 +150,7 @@ def _copy_refunded(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
     """Raise the refunded amount to the charge's or PaymentIntent's, never lower it."""
     if obj.get("object") not in ("charge", "payment_intent"):
         return []
-    refunded = amount_of(obj.get("amount_refunded"))
-    if refunded is not None and refunded > tx.amount_refunded:
-        tx.amount_refunded = refunded
-        return ["amount_refunded"]
-    return []
+    return tx.raise_refunded(amount_of(obj.get("amount_refunded")))
 
 
 def _after_commit(result: IngestResult, *, publish: bool) -> None:

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .events import RANK
+from .events import RANK, transaction_kind_of
 
 
 class StripeEvent(models.Model):
@@ -47,6 +47,20 @@ class StripeEvent(models.Model):
     def created_timestamp(self) -> int:
         """Stripe's ``created`` as integer seconds, as in the payload."""
         return int(self.created.timestamp())
+
+
+class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
+    def lock(self, transaction_id: str, *, livemode: bool = False) -> StripeTransaction:
+        """The transaction's row, created if missing, locked until the atomic block ends.
+
+        Both the webhook ingest and the create calls go through here, so two writers of one
+        transaction apply one after the other.
+        """
+        self.get_or_create(
+            pk=transaction_id,
+            defaults={"kind": transaction_kind_of(transaction_id), "livemode": livemode},
+        )
+        return self.select_for_update().get(pk=transaction_id)
 
 
 class StripeTransaction(models.Model):
@@ -90,6 +104,8 @@ class StripeTransaction(models.Model):
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
+    objects = StripeTransactionQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("Stripe transaction")
         verbose_name_plural = _("Stripe transactions")
@@ -103,6 +119,13 @@ class StripeTransaction(models.Model):
     def rank(self) -> int:
         """How far along the payment is (see :data:`django_stripe_bridge.events.RANK`)."""
         return RANK.get(self.status, -1)
+
+    def raise_refunded(self, refunded: int | None) -> list[str]:
+        """Raise ``amount_refunded`` to ``refunded`` (never lower it); the fields changed."""
+        if refunded is not None and refunded > self.amount_refunded:
+            self.amount_refunded = refunded
+            return ["amount_refunded"]
+        return []
 
     def events(self) -> models.QuerySet[StripeEvent]:
         """This transaction's events, oldest first."""
