@@ -10,7 +10,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -128,9 +127,10 @@ def chromium_path() -> str:
     return path
 
 
-def test_demo_page_shows_the_status_arriving_live(demo, tmp_path: Path):
+@pytest.fixture(scope="module")
+def browser(demo):
+    """One headless Chromium for the page tests."""
     sync_api = services.require_module("playwright.sync_api", "playwright is not installed")
-    base, _ = demo
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium_path(),
@@ -145,30 +145,47 @@ def test_demo_page_shows_the_status_arriving_live(demo, tmp_path: Path):
             ],
         )
         try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            requests_to_django: list[str] = []
-            page.on(
-                "request",
-                lambda r: (
-                    requests_to_django.append(r.post_data or "")
-                    if r.url.startswith(base) and r.method == "POST"
-                    else None
-                ),
-            )
-            page.goto(base + "/")
-            page.fill("#amount", "1234")
-            page.click("#pay")
-            page.wait_for_selector('#status[data-status="succeeded"]', timeout=20_000)
-            log_text = page.inner_text("#log")
-            assert "charge.succeeded" in log_text
-            transaction = page.inner_text("#transaction")
-            assert transaction.startswith("ch_")
-            page.screenshot(path=str(tmp_path / "demo.png"))
-            assert not errors, errors
-            # The card number went to the Stripe stand-in, never to Django.
-            assert requests_to_django
-            assert not any("4242" in body for body in requests_to_django)
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize(
+    ("card", "status", "event"),
+    [
+        ("4242 4242 4242 4242", "succeeded", "charge.succeeded"),
+        ("4000 0000 0000 0002", "failed", "charge.failed"),
+    ],
+)
+def test_demo_page_shows_the_status_arriving_live(demo, browser, tmp_path, card, status, event):
+    base, _ = demo
+    page = browser.new_page()
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        requests_to_django: list[str] = []
+        page.on(
+            "request",
+            lambda r: (
+                requests_to_django.append(r.post_data or "")
+                if r.url.startswith(base) and r.method == "POST"
+                else None
+            ),
+        )
+        page.goto(base + "/")
+        page.fill("#amount", "1234")
+        page.fill("#card-number", card)
+        page.click("#pay")
+        # Only a websocket message sets this exact status (the charge response adds
+        # "(waiting for webhook)"), so this proves the live push arrived.
+        page.wait_for_selector(f'#status[data-status="{status}"]', timeout=20_000)
+        assert event in page.inner_text("#log")
+        assert page.inner_text("#transaction").startswith("ch_")
+        page.screenshot(path=str(tmp_path / "demo.png"))
+        assert not errors, errors
+        # The card number went to the Stripe stand-in, never to Django.
+        assert requests_to_django
+        digits = card.replace(" ", "")
+        assert not any(digits[:8] in body or card[:9] in body for body in requests_to_django)
+    finally:
+        page.close()
