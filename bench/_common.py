@@ -16,6 +16,14 @@ from tests.live import run_daphne  # noqa: F401
 WEBHOOK_PATH = "/api/services/Stripe/webhooks/handler"
 SECRET = "whsec_bench_secret"
 
+#: Environment of the benchmarked server: demo settings, production-like.
+SERVER_ENV = {
+    "STRIPE_WEBHOOK_SECRET": SECRET,
+    "STRIPE_API_KEY": "sk_test_bench",
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "bench-secret-key",
+}
+
 
 def charge_event(n: int, charge_id: str, event_type: str = "charge.succeeded") -> bytes:
     """A signed-ready JSON body of a charge event."""

@@ -20,7 +20,7 @@ import urllib.request
 from urllib.parse import quote
 
 from _common import (
-    SECRET,
+    SERVER_ENV,
     WEBHOOK_PATH,
     charge_event,
     rss_kib,
@@ -94,12 +94,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[10, 1000, 10000])
     parser.add_argument("--redis-url", default=None, help="use channels-redis (default: in-memory)")
     args = parser.parse_args()
-    env = {
-        "STRIPE_WEBHOOK_SECRET": SECRET,
-        "STRIPE_API_KEY": "sk_test_bench",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench-secret-key",
-    }
+    env = dict(SERVER_ENV)
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
     layer = "channels-redis" if args.redis_url else "in-memory layer"

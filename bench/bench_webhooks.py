@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from _common import SECRET, WEBHOOK_PATH, charge_event, run_daphne, signed_headers, summary
+from _common import SERVER_ENV, WEBHOOK_PATH, charge_event, run_daphne, signed_headers, summary
 
 
 def main() -> None:
@@ -23,12 +23,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
-    env = {
-        "STRIPE_WEBHOOK_SECRET": SECRET,
-        "STRIPE_API_KEY": "sk_test_bench",
-        "DJANGO_DEBUG": "0",
-        "DJANGO_SECRET_KEY": "bench-secret-key",
-    }
+    env = dict(SERVER_ENV)
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     with run_daphne(env) as server:

@@ -179,38 +179,35 @@ def _as_truth(value: object) -> Truth:
     return value if isinstance(value, bool) else None
 
 
-def _all(tests: Sequence[Test]) -> Test:
+def _junction(tests: Sequence[Test], decisive: bool) -> Test:
+    """AND (``decisive=False``) or OR (``decisive=True``) in three-valued logic.
+
+    One operand with the decisive value decides; else any unknown makes the whole unknown.
+    """
     if len(tests) == 1:
         return tests[0]
 
     def test(headers: Headers) -> Truth:
-        result: Truth = True
+        result: Truth = not decisive
         for each in tests:
             outcome = each(headers)
-            if outcome is False:
-                return False
+            if outcome is decisive:
+                return decisive
             if outcome is None:
                 result = None
         return result
 
     return test
+
+
+def _all(tests: Sequence[Test]) -> Test:
+    """AND of ``tests``."""
+    return _junction(tests, decisive=False)
 
 
 def _any(tests: Sequence[Test]) -> Test:
-    if len(tests) == 1:
-        return tests[0]
-
-    def test(headers: Headers) -> Truth:
-        result: Truth = False
-        for each in tests:
-            outcome = each(headers)
-            if outcome is True:
-                return True
-            if outcome is None:
-                result = None
-        return result
-
-    return test
+    """OR of ``tests``."""
+    return _junction(tests, decisive=True)
 
 
 def _negate(inner: Test) -> Test:
