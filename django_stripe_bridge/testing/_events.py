@@ -17,10 +17,10 @@ from typing import Any
 
 import aiohttp
 from localstripe import resources, webhooks
-from localstripe.resources import Event, store
+from localstripe.resources import Event
 
 from . import _context
-from ._lists import created_filter, paginate, unknown_params
+from ._lists import paginate, stored, unknown_params
 from ._signing import sign_payload
 
 logger = logging.getLogger("django_stripe_bridge.standin")
@@ -144,18 +144,15 @@ def _list_events(
     **kwargs: Any,
 ) -> Any:
     unknown_params(kwargs)
-    accept_created = created_filter(created)
     wanted_types: list[str] = []
     if type:
         wanted_types.append(str(type))
     if types:
         wanted_types.extend(str(t) for t in (types if isinstance(types, list) else [types]))
     items = [
-        value
-        for key, value in list(store.items())
-        if key.startswith("event:")
-        and accept_created(value)
-        and (not wanted_types or any(fnmatch.fnmatchcase(value.type, t) for t in wanted_types))
+        event
+        for event in stored("event", created)
+        if not wanted_types or any(fnmatch.fnmatchcase(event.type, t) for t in wanted_types)
     ]
     items.sort(key=lambda ev: getattr(ev, "_standin_sequence", 0), reverse=True)
     return paginate(

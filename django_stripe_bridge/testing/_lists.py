@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from localstripe.resources import List, try_convert_to_int
+from localstripe.resources import List, store, try_convert_to_int
 
 from ._errors import invalid, no_such
 
@@ -93,6 +93,21 @@ def created_filter(created: Any) -> Callable[[Any], bool]:
         )
 
     return accept
+
+
+def stored(object_name: str, created: Any = None, **equal: Any) -> list[Any]:
+    """Stored objects of one kind, newest first, passing the ``created`` filter and whose
+    attributes equal the given values (a ``None`` value matches anything)."""
+    accept = created_filter(created)
+    items = [
+        value
+        for key, value in list(store.items())
+        if key.startswith(object_name + ":")
+        and accept(value)
+        and all(want is None or getattr(value, name, None) == want for name, want in equal.items())
+    ]
+    items.reverse()  # the store keeps creation order; Stripe lists newest first
+    return items
 
 
 def unknown_params(params: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ from ._cards import (
 from ._currencies import check_amount, format_amount
 from ._errors import StripeAPIError, invalid, no_such, unexpected_state
 from ._events import emit
-from ._lists import created_filter, paginate, unknown_params
+from ._lists import paginate, stored, unknown_params
 
 SUCCESS_OUTCOME: dict[str, Any] = {
     "network_status": "approved_by_network",
@@ -465,16 +465,7 @@ def _list_charges(
     **kwargs: Any,
 ) -> Any:
     unknown_params(kwargs)
-    accept = created_filter(created)
-    items = [
-        value
-        for key, value in list(store.items())
-        if key.startswith("charge:")
-        and accept(value)
-        and (customer is None or value.customer == customer)
-        and (payment_intent is None or value.payment_intent == payment_intent)
-    ]
-    items.reverse()  # the store keeps creation order; Stripe lists newest first
+    items = stored("charge", created, customer=customer, payment_intent=payment_intent)
     return paginate(
         url,
         items,
@@ -773,15 +764,7 @@ def _list_payment_intents(
     **kwargs: Any,
 ) -> Any:
     unknown_params(kwargs)
-    accept = created_filter(created)
-    items = [
-        value
-        for key, value in list(store.items())
-        if key.startswith("payment_intent:")
-        and accept(value)
-        and (customer is None or value.customer == customer)
-    ]
-    items.reverse()
+    items = stored("payment_intent", created, customer=customer)
     return paginate(
         url,
         items,
