@@ -85,6 +85,10 @@ TEMPLATES = [
 def database_from_url(url: str) -> dict[str, Any]:
     """A DATABASES entry from a dj-database-url URL, tuned for concurrent webhooks on SQLite."""
     config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        # A connection pool (psycopg_pool): under ASGI, Django would otherwise open a new
+        # connection for every request (persistent connections are for WSGI only).
+        config.setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 10}
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # IMMEDIATE transactions take the write lock up front, so concurrent webhooks wait
         # for each other (up to `timeout` seconds) instead of failing with "database is locked".

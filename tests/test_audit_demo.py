@@ -82,6 +82,7 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
         5433,
         "bridge",
     )
+    assert db["OPTIONS"]["pool"]  # ASGI: pooled connections, not one per request
     layer = demo.CHANNEL_LAYERS["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
     assert layer["CONFIG"]["hosts"] == ["redis://cache.example:6380/2"]
