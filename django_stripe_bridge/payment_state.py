@@ -182,7 +182,14 @@ class PaymentState:
         for snapshot in _snapshots(obj, at=at, api_version=api_version, event_type=event_type):
             current = self.objects.get(snapshot["id"])
             if current is None or snapshot["key"] > current["key"]:
+                if current is not None and current.get("expired"):
+                    snapshot["expired"] = True
                 self.objects[snapshot["id"]] = snapshot
+                changed = True
+            elif snapshot.get("expired") and not current.get("expired"):
+                # An expiry never un-happens, whichever snapshot of the charge is newest
+                # (before API 2025-03-31 Stripe also refunds the expired authorization).
+                current["expired"] = True
                 changed = True
         return changed
 
@@ -428,19 +435,57 @@ def _refunded_of(charge: Mapping[str, Any], refunds: list[Mapping[str, Any]]) ->
 
     Refunds known one by one count while they have not failed or been canceled. The
     charge's own ``amount_refunded`` adds the refunds not known one by one: it counted every
-    refund made up to its snapshot that had not failed by then (and, before API
-    2025-03-31, the uncaptured rest of a partial capture, which is no refund).
+    refund created up to its snapshot that had not failed by then, and, before API
+    2025-03-31, the uncaptured rest of a partial capture (no refund to the customer; a
+    refund object of exactly that amount, if Stripe sent one, is taken for it). A refund
+    that failed in the same second as the snapshot was counted by it only if it fits.
     """
-    own = [r for r in refunds if r["charge"] == charge["id"]]
-    live = sum(r["amount"] for r in own if r["status"] not in _REFUND_VOID)
-    counted = sum(
+    rest = _released_as_refund(charge)
+    own = sorted(
+        (r for r in refunds if r["charge"] == charge["id"]), key=lambda r: (r["created"], r["id"])
+    )
+    if rest:
+        rest_refund = next((r for r in own if _live(r) and r["amount"] == rest), None)
+        own = [r for r in own if r is not rest_refund]
+    live = sum(r["amount"] for r in own if _live(r))
+    in_snapshot = max(0, charge["amount_refunded"] - rest)
+    at = charge["at"]
+    # Certainly in the snapshot: made before it and not failed by then. Made, or failed, in
+    # its very second: before it or after, one cannot tell; take the ones that explain most
+    # of its sum, so that the fewest refunds are left unseen.
+    counted = sum(r["amount"] for r in own if r["created"] < at and (_live(r) or r["at"] > at))
+    unsure = [
         r["amount"]
         for r in own
-        if r["created"] <= charge["at"]
-        and (r["status"] not in _REFUND_VOID or r["at"] >= charge["at"])
-    )
-    total = live + max(0, charge["amount_refunded"] - counted)
-    return max(0, total - _released_as_refund(charge))
+        if (r["created"] == at and (_live(r) or r["at"] >= at))
+        or (r["created"] < at and not _live(r) and r["at"] == at)
+    ]
+    counted += _best_fit(unsure, in_snapshot - counted)
+    return live + max(0, in_snapshot - counted)
+
+
+def _best_fit(amounts: list[int], room: int) -> int:
+    """The largest sum of some of ``amounts`` that is at most ``room``.
+
+    Exact for a few amounts; beyond that, largest first (a bound on the work whoever sent
+    the events).
+    """
+    if room <= 0 or not amounts:
+        return 0
+    if len(amounts) <= 10:
+        sums = {0}
+        for amount in amounts:
+            sums |= {total + amount for total in sums if total + amount <= room}
+        return max(sums)
+    best = 0
+    for amount in sorted(amounts, reverse=True):
+        if best + amount <= room:
+            best += amount
+    return best
+
+
+def _live(refund: Mapping[str, Any]) -> bool:
+    return refund["status"] not in _REFUND_VOID
 
 
 def _released_as_refund(charge: Mapping[str, Any]) -> int:
