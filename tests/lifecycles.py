@@ -95,6 +95,13 @@ class Lifecycle:
     expected: Expected
     story: tuple[str, ...]
 
+    def __repr__(self) -> str:
+        return f"{self.describe()}\n{self.expected}"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # Hypothesis prints a failing example with this, not field by field.
+        printer.text(repr(self))
+
     def describe(self) -> str:
         """The story and the events, one line each, for a failure message."""
         lines = [f"{self.transaction_id} ({self.api_version}): {' → '.join(self.story)}"]
