@@ -12,9 +12,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from .events import status_of
+from .ingest import timestamp_to_datetime
 from .models import StripeEvent, StripeTransaction
 from .money import format_amount
+from .payment_state import status_of_event
 
 
 class ReadOnlyAdminMixin:
@@ -67,9 +68,9 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("status"))
     def event_status(self, obj: StripeEvent) -> str:
-        """The transaction status this event reports (``charge.refunded`` → refunded), else
-        the object's own status."""
-        status = status_of(obj.payload) or obj.payload["data"]["object"].get("status")
+        """The status this event alone tells of its payment (``charge.refunded`` → refunded),
+        else the object's own status."""
+        status = status_of_event(obj.payload) or obj.payload["data"]["object"].get("status")
         return status if isinstance(status, str) else "—"
 
     @admin.display(description=_("published"), boolean=True)
@@ -106,6 +107,7 @@ class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "kind",
         "status",
         "amount_display",
+        "captured_display",
         "refunded_display",
         "livemode",
         "user",
@@ -121,13 +123,14 @@ class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "kind",
         "status",
         "amount_display",
+        "captured_display",
         "refunded_display",
         "livemode",
         "user",
         "idempotency_key",
-        "last_event_created",
         "created_at",
         "updated_at",
+        "object_list",
         "event_list",
     )
     readonly_fields = fields
@@ -136,9 +139,36 @@ class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def amount_display(self, obj: StripeTransaction) -> str:
         return format_amount(obj.amount, obj.currency)
 
+    @admin.display(description=_("captured"), ordering="amount_captured")
+    def captured_display(self, obj: StripeTransaction) -> str:
+        return format_amount(obj.amount_captured, obj.currency) if obj.amount_captured else "—"
+
     @admin.display(description=_("refunded"), ordering="amount_refunded")
     def refunded_display(self, obj: StripeTransaction) -> str:
         return format_amount(obj.amount_refunded, obj.currency) if obj.amount_refunded else "—"
+
+    @admin.display(description=_("Stripe objects"))
+    def object_list(self, obj: StripeTransaction) -> str:
+        """The latest known state of each Stripe object the status derives from."""
+        snapshots = sorted(obj.payment_state().objects.values(), key=lambda s: s["key"])
+        if not snapshots:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (s["id"], s["object"], s.get("status") or "—", timestamp_to_datetime(s["at"]))
+                for s in snapshots
+            ),
+        )
+        header = format_html(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            _("object"),
+            _("type"),
+            _("status"),
+            _("as of"),
+        )
+        return format_html("<table>{}{}</table>", header, rows)
 
     @admin.display(description=_("events"))
     def event_list(self, obj: StripeTransaction) -> str:

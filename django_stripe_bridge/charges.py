@@ -15,16 +15,11 @@ from typing import Any
 from django.db import transaction
 
 from .conf import bridge_settings
-from .events import (
-    RANK,
-    Status,
-    amount_of,
-    status_of_object,
-    transaction_id_of,
-)
+from .events import transaction_id_of
 from .exceptions import StripeCardError, StripeInvalidRequest
-from .ingest import send_status_changed, timestamp_to_datetime
+from .ingest import send_status_changed
 from .models import StripeTransaction
+from .stripe_api import api_version as stripe_api_version
 from .stripe_api import confirm_payment_intent as _confirm_payment_intent
 from .stripe_api import create_charge as _create_charge
 from .stripe_api import create_payment_intent as _create_payment_intent
@@ -140,7 +135,9 @@ def create_payment_intent(
     except StripeCardError as exc:
         if not exc.error.get("payment_intent"):
             exc.error["payment_intent"] = intent["id"]
-        record_transaction(intent, user=user, idempotency_key=key, status=Status.FAILED)
+        # The attempt failed: the PaymentIntent is back at requires_payment_method.
+        failed = {**intent, "status": "requires_payment_method", "last_payment_error": exc.error}
+        record_transaction(failed, user=user, idempotency_key=key)
         raise
     record_transaction(intent, user=user, idempotency_key=key)
     return intent
@@ -151,23 +148,18 @@ def record_transaction(
     *,
     user: Any = None,
     idempotency_key: str = "",
-    status: str | None = None,
 ) -> StripeTransaction:
     """Create or complete the transaction of a charge or PaymentIntent a create call returned.
 
-    ``status`` defaults to the object's. Safe against a webhook for the same transaction
-    handled at the same moment (the row is locked), and never rolls back what a webhook
-    already set: the status moves only forward in rank, amounts are only filled in. A change
-    of status sends ``transaction_status_changed`` (with ``event=None``) after the commit.
+    The object is folded into the transaction's state like an event created at the object's
+    own ``created`` time (:mod:`~django_stripe_bridge.payment_state`): safe against a webhook
+    for the same transaction handled at the same moment (the row is locked), and never rolls
+    back what a webhook already set. A change of status sends ``transaction_status_changed``
+    (with ``event=None``) after the commit.
     """
     tx_id = transaction_id_of({"data": {"object": obj}})
-    new_status = status or status_of_object(obj)
     created = obj.get("created")
-    created_at = (
-        timestamp_to_datetime(created)
-        if isinstance(created, int) and not isinstance(created, bool)
-        else None
-    )
+    at = created if isinstance(created, int) and not isinstance(created, bool) else 0
     with transaction.atomic():
         tx = StripeTransaction.objects.lock(tx_id, livemode=obj.get("livemode") is True)
         changed: list[str] = []
@@ -177,16 +169,10 @@ def record_transaction(
         if idempotency_key and not tx.idempotency_key:
             tx.idempotency_key = idempotency_key[:255]
             changed.append("idempotency_key")
-        changed += _fill_amounts(tx, obj)
         old_status = tx.status or None
-        if new_status and (not tx.status or RANK[new_status] > RANK.get(tx.status, -1)):
-            tx.status = new_status
-            changed.append("status")
-            if created_at and (tx.last_event_created is None or created_at > tx.last_event_created):
-                # The status holds at least since the object's creation: an event older than
-                # that (a late ``charge.pending``) must not move it back.
-                tx.last_event_created = created_at
-                changed.append("last_event_created")
+        state = tx.payment_state()
+        if state.apply_object(obj, at=at, api_version=stripe_api_version()):
+            changed += tx.take_state(state)
         if changed:
             tx.save(update_fields=[*changed, "updated_at"])
         if "status" in changed:
@@ -201,18 +187,6 @@ def record_transaction(
 def _present(**params: Any) -> dict[str, Any]:
     """The parameters that were given (not ``None``, not empty)."""
     return {name: value for name, value in params.items() if value not in (None, "", {})}
-
-
-def _fill_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
-    changed = []
-    amount, currency = amount_of(obj.get("amount")), obj.get("currency")
-    if tx.amount is None and amount is not None:
-        tx.amount = amount
-        changed.append("amount")
-    if not tx.currency and isinstance(currency, str) and len(currency) == 3:
-        tx.currency = currency.lower()
-        changed.append("currency")
-    return changed + tx.raise_refunded(amount_of(obj.get("amount_refunded")))
 
 
 def _livemode() -> bool:

@@ -1,6 +1,7 @@
-"""What a Stripe event means for the bridge: its shape, its transaction id, the status it sets.
+"""What a Stripe event is to the bridge: its shape and the transaction it belongs to.
 
-Pure functions over the event as a dict (as Stripe sends it); no database access.
+Pure functions over the event as a dict (as Stripe sends it); no database access. The status
+an event leads to is :mod:`~django_stripe_bridge.payment_state`'s business.
 """
 
 from __future__ import annotations
@@ -11,68 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .exceptions import InvalidEvent
-
-
-class Status:
-    """Values of ``StripeTransaction.status``."""
-
-    PENDING = "pending"
-    REQUIRES_ACTION = "requires_action"
-    PROCESSING = "processing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
-    PARTIALLY_REFUNDED = "partially_refunded"
-    REFUNDED = "refunded"
-    DISPUTED = "disputed"
-    DISPUTE_WON = "dispute_won"
-    DISPUTE_LOST = "dispute_lost"
-
-
-#: How far along a payment a status is. An event changes a transaction's status only when
-#: ``(event.created, rank)`` is greater than the transaction's: a late, older event never
-#: rolls a refunded payment back to succeeded.
-RANK: dict[str, int] = {
-    Status.PENDING: 0,
-    Status.REQUIRES_ACTION: 1,
-    Status.PROCESSING: 2,
-    Status.SUCCEEDED: 3,
-    Status.FAILED: 3,
-    Status.CANCELED: 3,
-    Status.EXPIRED: 3,
-    Status.PARTIALLY_REFUNDED: 4,
-    Status.REFUNDED: 5,
-    Status.DISPUTED: 6,
-    Status.DISPUTE_WON: 7,
-    Status.DISPUTE_LOST: 7,
-}
-
-_CHARGE_EVENT_STATUS = {
-    "charge.pending": Status.PENDING,
-    "charge.succeeded": Status.SUCCEEDED,
-    "charge.captured": Status.SUCCEEDED,
-    "charge.failed": Status.FAILED,
-    "charge.expired": Status.EXPIRED,
-    "charge.dispute.created": Status.DISPUTED,
-}
-
-_PAYMENT_INTENT_STATUS = {
-    "requires_payment_method": Status.PENDING,
-    "requires_confirmation": Status.PENDING,
-    "requires_action": Status.REQUIRES_ACTION,
-    # Authorized, waiting for capture: money is not settled yet.
-    "requires_capture": Status.PROCESSING,
-    "processing": Status.PROCESSING,
-    "succeeded": Status.SUCCEEDED,
-    "canceled": Status.CANCELED,
-}
-
-#: Disputes closed in the merchant's favour; any other closed status is a loss.
-_DISPUTE_WON = {"won", "warning_closed"}
+from .payment_state import PAYMENT_OBJECTS
 
 #: Objects whose events belong to a payment, and so to a ``StripeTransaction``.
-TRANSACTION_OBJECTS = {"charge", "payment_intent", "refund", "dispute"}
+TRANSACTION_OBJECTS = PAYMENT_OBJECTS
 
 
 #: The latest ``created`` a datetime can hold: 9999-12-31T23:59:59Z.
@@ -161,11 +104,6 @@ def amount_of(value: Any) -> int | None:
     return None
 
 
-def _text(value: Any) -> str | None:
-    """``value`` if it is a string (a field Stripe documents as one may hold anything)."""
-    return value if isinstance(value, str) else None
-
-
 def event_object(event: Mapping[str, Any]) -> Mapping[str, Any]:
     """The Stripe object an event is about (``data.object``)."""
     return event["data"]["object"]
@@ -192,43 +130,3 @@ def transaction_id_of(event: Mapping[str, Any]) -> str:
 def transaction_kind_of(transaction_id: str) -> str:
     """``payment_intent`` for ``pi_…`` ids, ``charge`` otherwise."""
     return "payment_intent" if transaction_id.startswith("pi_") else "charge"
-
-
-def status_of(event: Mapping[str, Any]) -> str | None:
-    """The transaction status an event reports, or ``None`` when it reports none."""
-    event_type: str = event["type"]
-    obj = event_object(event)
-    if event_type in _CHARGE_EVENT_STATUS:
-        return _CHARGE_EVENT_STATUS[event_type]
-    if event_type == "charge.refunded":
-        amount, refunded = amount_of(obj.get("amount")), amount_of(obj.get("amount_refunded"))
-        if amount is not None and refunded is not None and refunded < amount:
-            return Status.PARTIALLY_REFUNDED
-        return Status.REFUNDED
-    status = _text(obj.get("status"))
-    if event_type == "charge.dispute.closed":
-        return Status.DISPUTE_WON if status in _DISPUTE_WON else Status.DISPUTE_LOST
-    if event_type == "payment_intent.payment_failed":
-        return Status.FAILED
-    if event_type.startswith("payment_intent.") and status is not None:
-        return _PAYMENT_INTENT_STATUS.get(status)
-    return None
-
-
-def status_of_object(obj: Mapping[str, Any]) -> str | None:
-    """The status of a charge or PaymentIntent object as a create call returns it."""
-    status = _text(obj.get("status"))
-    if status is None:
-        return None
-    if obj.get("object") == "payment_intent":
-        return _PAYMENT_INTENT_STATUS.get(status)
-    if status in (Status.SUCCEEDED, Status.PENDING, Status.FAILED):
-        return status
-    return None
-
-
-def is_newer(created: int, status: str, current_created: int | None, current: str | None) -> bool:
-    """Whether ``(created, rank(status))`` is past the transaction's current pair."""
-    if current_created is None or current is None:
-        return True
-    return (created, RANK[status]) > (current_created, RANK.get(current, -1))

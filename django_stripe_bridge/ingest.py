@@ -1,8 +1,9 @@
 """The one path by which a verified Stripe event becomes rows.
 
 The webhook view, ``stripe_bridge_sync`` and the tests all call :func:`ingest_event`. It
-stores the event once, brings its transaction up to date under a row lock, and, after the
-commit, sends the signals and publishes the event to the channel layer.
+stores the event once, folds it into its transaction's state under a row lock
+(:mod:`~django_stripe_bridge.payment_state`), and, after the commit, sends the signals and
+publishes the event to the channel layer.
 """
 
 from __future__ import annotations
@@ -17,15 +18,7 @@ from django.db import IntegrityError, transaction
 from django.dispatch import Signal
 
 from . import signals
-from .events import (
-    TRANSACTION_OBJECTS,
-    amount_of,
-    event_object,
-    is_newer,
-    status_of,
-    transaction_id_of,
-    validate_event,
-)
+from .events import TRANSACTION_OBJECTS, event_object, transaction_id_of, validate_event
 from .models import StripeEvent, StripeTransaction
 
 logger = logging.getLogger(__name__)
@@ -100,26 +93,13 @@ def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestRes
 
     tx = StripeTransaction.objects.lock(row.transaction_id, livemode=row.livemode)
     old_status = tx.status or None
-    new_status = status_of(event)
-    last = tx.last_event_created
-    current_created = int(last.timestamp()) if last is not None else None
-    changed_fields: list[str] = []
-
-    if new_status and is_newer(event["created"], new_status, current_created, old_status):
-        tx.last_event_created = row.created
-        changed_fields.append("last_event_created")
-        if new_status != old_status:
-            tx.status = new_status
-            changed_fields.append("status")
-        changed_fields += _copy_amounts(tx, obj)
-    elif tx.amount is None:
-        # First sight of a transaction made elsewhere through an event that sets no status.
-        changed_fields += _copy_amounts(tx, obj)
-    else:
-        # A late or same-rank event may still report more refunded money (two partial
-        # refunds in one second): the refunded amount only ever grows.
-        changed_fields += _copy_refunded(tx, obj)
-
+    state = tx.payment_state()
+    if not tx.state:
+        # A transaction stored before the bridge kept states (or made by a create call):
+        # fold its whole history, so the first new event does not forget the older ones.
+        for stored in tx.events().exclude(pk=row.pk).only("payload").iterator():
+            state.apply(stored.payload)
+    changed_fields = tx.take_state(state) if state.apply(event) else []
     if changed_fields:
         tx.save(update_fields=[*changed_fields, "updated_at"])
     return IngestResult(
@@ -129,28 +109,6 @@ def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestRes
         old_status=old_status,
         status_changed="status" in changed_fields,
     )
-
-
-def _copy_amounts(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
-    """Take amount, refunds and currency from the transaction's own charge or PaymentIntent."""
-    if obj.get("object") not in ("charge", "payment_intent"):
-        return []
-    changed = []
-    amount, currency = amount_of(obj.get("amount")), obj.get("currency")
-    if amount is not None and tx.amount != amount:
-        tx.amount = amount
-        changed.append("amount")
-    if isinstance(currency, str) and len(currency) == 3 and tx.currency != currency:
-        tx.currency = currency
-        changed.append("currency")
-    return changed + _copy_refunded(tx, obj)
-
-
-def _copy_refunded(tx: StripeTransaction, obj: Mapping[str, Any]) -> list[str]:
-    """Raise the refunded amount to the charge's or PaymentIntent's, never lower it."""
-    if obj.get("object") not in ("charge", "payment_intent"):
-        return []
-    return tx.raise_refunded(amount_of(obj.get("amount_refunded")))
 
 
 def _after_commit(result: IngestResult, *, publish: bool) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from .events import RANK, transaction_kind_of
+from .events import transaction_kind_of
+from .payment_state import PaymentState, Summary
 
 
 class StripeEvent(models.Model):
@@ -74,6 +77,7 @@ class StripeTransaction(models.Model):
         PENDING = "pending", _("Pending")
         REQUIRES_ACTION = "requires_action", _("Requires action")
         PROCESSING = "processing", _("Processing")
+        REQUIRES_CAPTURE = "requires_capture", _("Requires capture")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
         CANCELED = "canceled", _("Canceled")
@@ -87,6 +91,7 @@ class StripeTransaction(models.Model):
     id = models.CharField(_("transaction id"), max_length=255, primary_key=True)
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     amount = models.BigIntegerField(_("amount"), null=True, blank=True)
+    amount_captured = models.BigIntegerField(_("amount captured"), default=0)
     amount_refunded = models.BigIntegerField(_("amount refunded"), default=0)
     currency = models.CharField(_("currency"), max_length=3, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, blank=True)
@@ -100,7 +105,9 @@ class StripeTransaction(models.Model):
         related_name="stripe_transactions",
     )
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
-    last_event_created = models.DateTimeField(_("last status event"), null=True, blank=True)
+    #: The latest known snapshot of each of the payment's Stripe objects
+    #: (:class:`~django_stripe_bridge.payment_state.PaymentState`): what the status derives from.
+    state = models.JSONField(_("state"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -115,17 +122,30 @@ class StripeTransaction(models.Model):
     def __str__(self) -> str:
         return self.id
 
-    @property
-    def rank(self) -> int:
-        """How far along the payment is (see :data:`django_stripe_bridge.events.RANK`)."""
-        return RANK.get(self.status, -1)
+    def payment_state(self) -> PaymentState:
+        """The snapshots this transaction's status derives from."""
+        return PaymentState.from_json(self.state)
 
-    def raise_refunded(self, refunded: int | None) -> list[str]:
-        """Raise ``amount_refunded`` to ``refunded`` (never lower it); the fields changed."""
-        if refunded is not None and refunded > self.amount_refunded:
-            self.amount_refunded = refunded
-            return ["amount_refunded"]
-        return []
+    def take_state(self, state: PaymentState) -> list[str]:
+        """Store ``state`` and what it derives (status, amounts); the fields that changed."""
+        summary: Summary = state.summary()
+        self.state = state.to_json()
+        changed = ["state"]
+        values: dict[str, Any] = {
+            "amount_captured": summary.amount_captured,
+            "amount_refunded": summary.amount_refunded,
+        }
+        if summary.status is not None:
+            values["status"] = summary.status
+        if summary.amount is not None:
+            values["amount"] = summary.amount
+        if summary.currency:
+            values["currency"] = summary.currency
+        for field, value in values.items():
+            if getattr(self, field) != value:
+                setattr(self, field, value)
+                changed.append(field)
+        return changed
 
     def events(self) -> models.QuerySet[StripeEvent]:
         """This transaction's events, oldest first."""

@@ -4,7 +4,7 @@ Replay covers only the transaction ids a selector pins. ``latest`` sends, per id
 stored event that matches the selector, with the transaction's current status. ``all``
 sends every matching stored event of each id, oldest first (the newest 100 when there are
 more), each with the status the transaction had right after it: the events are folded in
-order through the same rule ingest applies (``events.status_of`` and ``events.is_newer``).
+order through the same rule ingest applies (:mod:`~django_stripe_bridge.payment_state`).
 Messages have the shape the channel layer carries (``messaging.build_message``), so the
 consumer treats replayed and live events alike.
 
@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import messaging
-from .events import event_object, is_newer, status_of
+from .events import event_object
 from .models import StripeEvent, StripeTransaction
+from .payment_state import PaymentState
 
 #: At most this many stored events are replayed per transaction id with ``all``.
 MAX_REPLAY_PER_ID = 100
@@ -66,19 +67,15 @@ def _latest(ids: list[str], selector: Any) -> list[dict[str, Any]]:
 
 def status_fold(rows: Iterable[StripeEvent]) -> Iterable[tuple[StripeEvent, str | None]]:
     """Each row with the transaction status right after it, folding in the given order."""
-    current: str | None = None
-    current_created: int | None = None
+    state = PaymentState()
     for row in rows:
-        new = status_of(row.payload)
-        created = row.created_timestamp
-        if new and is_newer(created, new, current_created, current):
-            current, current_created = new, created
-        if current is not None:
-            yield row, current
-        else:
-            # No event has set a status yet: report the object's own, as a live message does.
+        state.apply(row.payload)
+        current = state.status
+        if current is None:
+            # No event has told a status yet: report the object's own, as a live message does.
             own = event_object(row.payload).get("status")
-            yield row, own if isinstance(own, str) else None
+            current = own if isinstance(own, str) else None
+        yield row, current
 
 
 def _all(tx_id: str, selector: Any) -> list[dict[str, Any]]:

@@ -139,6 +139,11 @@ def get_stripe_client() -> stripe.StripeClient:
         return _cached[1]
 
 
+def api_version() -> str:
+    """The Stripe API version the bridge's calls use (``API_VERSION``, else the library's)."""
+    return bridge_settings.API_VERSION or stripe.api_version
+
+
 # --- calls -----------------------------------------------------------------------------------
 
 

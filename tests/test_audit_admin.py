@@ -50,8 +50,9 @@ def test_event_list_filters_by_type_livemode_and_date(admin_client):
         ("charge.failed", "failed", "failed"),
         # The status the event sets, not the charge's own ("succeeded" on a refunded charge).
         ("charge.refunded", "succeeded", "refunded"),
-        # Events that set no status show the object's.
-        ("charge.updated", "succeeded", "succeeded"),
+        # The object's state, not the event's type: this charge is refunded in full.
+        ("charge.updated", "succeeded", "refunded"),
+        ("charge.pending", "pending", "processing"),
     ],
 )
 def test_event_status_column(admin_client, event_type, object_status, shown):

@@ -17,6 +17,7 @@ from tests.webhook_fixtures import *  # noqa: F403
 
 COMMANDS = [
     "stripe_bridge_prune",
+    "stripe_bridge_rebuild",
     "stripe_bridge_republish",
     "stripe_bridge_sync",
     "stripe_bridge_webhook_setup",

@@ -57,7 +57,7 @@ async def test_latest_replay_never_leaves_an_older_status_last():
     frames = await client.drain(2)
     got = [(f["headers"]["event_id"], f["headers"]["status"], f["replayed"]) for f in frames]
     assert got == [
-        (created["id"], "pending", False),
+        (created["id"], "processing", False),
         (succeeded["id"], "succeeded", True),
     ]
     await client.close()

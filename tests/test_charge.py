@@ -48,7 +48,8 @@ def test_a_token_is_charged_and_its_transaction_recorded(bridge_stripe, csrf_cli
     assert (tx.kind, tx.status, tx.amount, tx.currency) == ("charge", "succeeded", 1000, "usd")
     assert tx.user is None
     assert len(tx.idempotency_key) == 36  # the bridge made one (a UUID)
-    assert tx.last_event_created is not None
+    assert tx.amount_captured == 1000
+    assert charge["id"] in tx.payment_state().objects
 
 
 def test_the_seed_request_works_as_written(bridge_stripe, csrf_client):

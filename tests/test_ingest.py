@@ -63,11 +63,12 @@ def status_of_tx(tx_id: str) -> str:
 # -- the status table ----------------------------------------------------------------------
 
 STATUS_TABLE = [
-    ("charge.pending", charge_object("ch_1", status="pending"), "pending"),
+    ("charge.pending", charge_object("ch_1", status="pending"), "processing"),
     ("charge.succeeded", charge_object("ch_1"), "succeeded"),
     ("charge.captured", charge_object("ch_1"), "succeeded"),
     ("charge.failed", charge_object("ch_1", status="failed", paid=False), "failed"),
     ("charge.expired", charge_object("ch_1", captured=False), "expired"),
+    ("charge.succeeded", charge_object("ch_1", captured=False), "requires_capture"),
     (
         "charge.refunded",
         charge_object("ch_1", amount_refunded=1000, refunded=True),
@@ -79,6 +80,11 @@ STATUS_TABLE = [
         "refunded",
     ),
     ("charge.refunded", charge_object("ch_1", amount_refunded=400), "partially_refunded"),
+    (
+        "payment_intent.amount_capturable_updated",
+        pi_object("pi_1", "requires_capture", amount_capturable=1500),
+        "requires_capture",
+    ),
     ("charge.dispute.created", dispute_object(charge="ch_1"), "disputed"),
     ("charge.dispute.closed", dispute_object("won", charge="ch_1"), "dispute_won"),
     ("charge.dispute.closed", dispute_object("warning_closed", charge="ch_1"), "dispute_won"),
@@ -118,13 +124,19 @@ def test_status_table(event_type: str, obj: dict[str, Any], expected: str) -> No
 @pytest.mark.parametrize(
     "event_type", ["charge.updated", "charge.refund.updated", "payment_intent.partially_funded"]
 )
-def test_events_that_set_no_status_are_stored_and_change_nothing(event_type: str) -> None:
-    StripeTransactionFactory(id="ch_1", status="succeeded", amount=1000)
-    obj = refund_object(charge="ch_1") if "refund" in event_type else charge_object("ch_1")
-    result = ingest_event(make_event(event_type, obj, created=T), publish=False)
+def test_events_that_tell_nothing_new_are_stored_and_change_nothing(event_type: str) -> None:
+    refund = refund_object(charge="ch_1", status="succeeded", created=T)
+    ingest_event(make_event("charge.succeeded", charge_object("ch_1"), created=T), publish=False)
+    ingest_event(make_event("refund.created", refund, created=T), publish=False)
+    if "refund" in event_type:
+        obj = dict(refund, description="the same refund, described")
+    else:
+        obj = charge_object("ch_1", amount_refunded=300, description="a new description")
+    result = ingest_event(make_event(event_type, obj, created=T + 1), publish=False)
     assert result.created and not result.status_changed
     assert StripeEvent.objects.filter(type=event_type).count() == 1
-    assert status_of_tx("ch_1") == "succeeded"
+    tx = StripeTransaction.objects.get(pk="ch_1")
+    assert (tx.status, tx.amount_captured, tx.amount_refunded) == ("partially_refunded", 1000, 300)
 
 
 # -- order ---------------------------------------------------------------------------------
@@ -142,7 +154,7 @@ def test_late_older_succeeded_never_rolls_back_a_refund(signal_log: SignalLog) -
     tx = StripeTransaction.objects.get(pk="ch_o")
     assert tx.status == "refunded"
     assert tx.amount_refunded == 1000
-    assert int(tx.last_event_created.timestamp()) == T
+    assert tx.payment_state().objects["ch_o"]["at"] == T
     # Still stored (and published) like any other event.
     assert StripeEvent.objects.filter(transaction_id="ch_o").count() == 2
 
@@ -222,10 +234,11 @@ def test_transaction_made_elsewhere_is_created_from_its_first_event() -> None:
 
 
 @pytest.mark.django_db
-def test_transaction_first_seen_in_an_event_without_status_gets_its_amount() -> None:
+def test_transaction_first_seen_in_any_event_gets_its_state() -> None:
+    # The status comes from the object, not from the event's type.
     ingest_event(make_event("charge.updated", charge_object("ch_upd", amount=777)), publish=False)
     tx = StripeTransaction.objects.get(pk="ch_upd")
-    assert (tx.kind, tx.status, tx.amount) == ("charge", "", 777)
+    assert (tx.kind, tx.status, tx.amount, tx.amount_captured) == ("charge", "succeeded", 777, 777)
 
 
 @pytest.mark.django_db

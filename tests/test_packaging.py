@@ -29,6 +29,7 @@ def test_every_command_has_help():
     names = sorted(n for n, app in get_commands().items() if app == "django_stripe_bridge")
     assert names == [
         "stripe_bridge_prune",
+        "stripe_bridge_rebuild",
         "stripe_bridge_republish",
         "stripe_bridge_sync",
         "stripe_bridge_webhook_setup",

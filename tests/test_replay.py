@@ -12,6 +12,7 @@ from django_stripe_bridge.consumers import StripeEventConsumer
 from django_stripe_bridge.ingest import ingest_event, timestamp_to_datetime
 from django_stripe_bridge.models import StripeEvent
 from django_stripe_bridge.selectors import compile_selector
+from tests.factories import make_event
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import charge_event, ingest, open_client, session_cookie
 
@@ -63,7 +64,7 @@ async def test_all_sends_every_event_oldest_first_with_the_status_after_each():
     # Ordered by Stripe's created time; the late capture sits where it happened and
     # reports the status the transaction had after it.
     assert summary(frames) == [
-        (ids[0], "pending", True),
+        (ids[0], "processing", True),
         (ids[1], "succeeded", True),
         (ids[3], "succeeded", True),
         (ids[2], "refunded", True),
@@ -76,7 +77,7 @@ async def test_none_sends_nothing_stored():
     client = await open_client()
     await client.subscribe("id = 'ch_none'", subscription="s1", replay="none")
     assert await client.nothing()
-    new = await ingest(charge_event("charge.dispute.created", "ch_none", created=T0 + 40))
+    new = await ingest(dispute_event("ch_none", created=T0 + 40))
     frame = await client.recv()
     assert summary([frame]) == [(new.event.event_id, "disputed", False)]
     await client.close()
@@ -130,7 +131,7 @@ async def test_all_replays_only_matching_events():
         "id = 'ch_filter' AND status <> 'succeeded'", subscription="s1", replay="all"
     )
     frames = await client.drain(2)
-    assert summary(frames) == [(ids[0], "pending", True), (ids[2], "refunded", True)]
+    assert summary(frames) == [(ids[0], "processing", True), (ids[2], "refunded", True)]
     await client.close()
 
 
@@ -173,7 +174,7 @@ async def test_live_events_after_replay_are_not_marked_replayed():
     await client.subscribe("id = 'ch_then'", subscription="s1")
     assert (await client.recv())["replayed"] is True
     assert await client.nothing(0.1)
-    await ingest(charge_event("charge.dispute.created", "ch_then", created=T0 + 50))
+    await ingest(dispute_event("ch_then", created=T0 + 50))
     frame = await client.recv()
     assert frame["replayed"] is False and frame["headers"]["status"] == "disputed"
     await client.close()
@@ -184,7 +185,10 @@ async def test_all_is_capped_at_100_per_id_keeping_the_newest():
     def store():
         ingest_event(charge_event("charge.pending", "ch_many", created=T0), publish=False)
         for i in range(1, 104):
-            ingest_event(charge_event("charge.updated", "ch_many", created=T0 + i), publish=False)
+            ingest_event(
+                charge_event("charge.updated", "ch_many", created=T0 + i, status="pending"),
+                publish=False,
+            )
         ingest_event(charge_event("charge.succeeded", "ch_many", created=T0 + 200), publish=False)
         return list(
             StripeEvent.objects.filter(transaction_id="ch_many")
@@ -198,7 +202,7 @@ async def test_all_is_capped_at_100_per_id_keeping_the_newest():
     frames = await client.drain(100)
     assert [f["headers"]["event_id"] for f in frames] == ids[-100:]
     # Statuses come from the whole history, not just the replayed part.
-    assert [f["headers"]["status"] for f in frames] == ["pending"] * 99 + ["succeeded"]
+    assert [f["headers"]["status"] for f in frames] == ["processing"] * 99 + ["succeeded"]
     await client.close()
 
 
@@ -217,6 +221,12 @@ async def test_replay_failure_closes_so_the_client_retries():
 # -- the fold, as a unit ------------------------------------------------------------------
 
 
+def dispute_event(charge_id: str, *, created: int, status: str = "needs_response") -> dict:
+    dispute = {"id": f"dp_{charge_id}", "object": "dispute", "charge": charge_id, "status": status}
+    kind = "charge.dispute.closed" if status in ("won", "lost") else "charge.dispute.created"
+    return make_event(kind, dispute, created=created)
+
+
 def test_status_fold_follows_the_ingest_rule():
     rows = [
         StripeEvent(
@@ -227,15 +237,20 @@ def test_status_fold_follows_the_ingest_rule():
             ("charge.updated", 0, {"status": "pending"}),
             ("charge.succeeded", 1, {}),
             ("charge.refunded", 3, {"amount_refunded": 400}),
-            ("charge.succeeded", 3, {}),  # same second, lower rank: no roll-back
+            ("charge.succeeded", 3, {}),  # same second, less refunded: no roll-back
             ("charge.refunded", 4, {"amount_refunded": 1000}),
-            ("charge.updated", 5, {"status": "succeeded"}),  # sets no status
-            ("charge.dispute.closed", 6, {"object": "dispute", "status": "won"}),
+            ("charge.updated", 5, {"amount_refunded": 1000}),  # tells nothing new
         ]
     ]
+    rows.append(
+        StripeEvent(
+            payload=dispute_event("ch_u", created=T0 + 6, status="won"),
+            created=timestamp_to_datetime(T0 + 6),
+        )
+    )
     statuses = [status for _, status in replay.status_fold(rows)]
     assert statuses == [
-        "pending",  # no status set yet: the object's own
+        "processing",  # a pending charge
         "succeeded",
         "partially_refunded",
         "partially_refunded",
