@@ -127,6 +127,7 @@ def describe_event(event: dict[str, Any]) -> str:
 @dataclasses.dataclass
 class _Charge:
     id: str
+    created: int
     status: str = "pending"  # pending | succeeded | failed
     captured: bool = False
     amount_captured: int = 0
@@ -139,6 +140,7 @@ class _Charge:
 @dataclasses.dataclass
 class _Refund:
     id: str
+    created: int
     amount: int
     status: str  # pending | succeeded | failed | canceled
 
@@ -327,7 +329,7 @@ class Payment:
         charge = self._captured()
         assert status in ("succeeded", "pending")
         assert 0 < amount <= self.refundable()
-        refund = _Refund(self._new_id("re"), amount, status)
+        refund = _Refund(self._new_id("re"), self.now, amount, status)
         self.refunds.append(refund)
         self._say(f"refund {amount} ({status})")
         self._send_refund("refund.created", refund)
@@ -438,7 +440,7 @@ class Payment:
         return f"{prefix}_{self.token}{self._serial:03d}"
 
     def _new_charge(self) -> _Charge:
-        charge = _Charge(self._new_id("ch"))
+        charge = _Charge(self._new_id("ch"), self.now)
         self.charges.append(charge)
         return charge
 
@@ -585,7 +587,7 @@ class Payment:
             "billing_details": {"address": None, "email": None, "name": None, "phone": None},
             "calculated_statement_descriptor": "DJANGO STRIPE BRIDGE",
             "captured": charge.captured,
-            "created": self.pi_created,
+            "created": charge.created,
             "currency": self.currency,
             "customer": None,
             "description": None,
@@ -640,7 +642,7 @@ class Payment:
             "amount": refund.amount,
             "balance_transaction": f"txn_{refund.id[3:]}",
             "charge": charge.id,
-            "created": self.pi_created,
+            "created": refund.created,
             "currency": self.currency,
             "destination_details": {"card": {"type": "refund"}, "type": "card"},
             "failure_balance_transaction": f"txn_{refund.id[3:]}f" if failed else None,

@@ -124,7 +124,7 @@ def test_the_model_is_consistent(lifecycle: Lifecycle) -> None:
         assert expected.amount_refunded > 0
 
 
-# ----- the bugs the issue opened with, by hand: everything in one second -------------------
+# ----- the bugs the issue opened with, by hand: all in one second --------------------------
 
 
 def _uncaptured_intent() -> Payment:
@@ -189,6 +189,24 @@ def _partial_capture(api_version: str) -> Payment:
     return payment
 
 
+def _old_api_expiry(kind: str) -> Payment:
+    payment = Payment(kind, api_version=OLD_API_VERSIONS[-1])
+    if kind == "payment_intent":
+        payment.create(capture_method="manual")
+    payment.capture_method = "manual"
+    payment.authorize()
+    payment.expire()
+    return payment
+
+
+def _old_api_partial_capture_refund_fails_and_another_is_made() -> Payment:
+    payment = _partial_capture(OLD_API_VERSIONS[-1])
+    refund = payment.refund(500)
+    payment.settle_refund(refund, "failed")
+    payment.refund(500)
+    return payment
+
+
 REGRESSIONS = {
     # "an authorized but uncaptured payment is reported succeeded"
     "uncaptured PaymentIntent": (_uncaptured_intent, ("requires_capture", 0, 0)),
@@ -218,6 +236,18 @@ REGRESSIONS = {
         )
         for version in (NEW_API_VERSIONS[0], OLD_API_VERSIONS[-1])
     },
+    # Found by the property test in the first payment_state: an expiry under the older API
+    # (charge.expired with charge.refunded) read canceled; the remainder of an old partial
+    # capture let a failed refund in the same second cancel out a live one.
+    "expiry, older API (charge)": (lambda: _old_api_expiry("charge"), ("expired", 0, 0)),
+    "expiry, older API (PaymentIntent)": (
+        lambda: _old_api_expiry("payment_intent"),
+        ("expired", 0, 0),
+    ),
+    "1,200 of 2,000, a refund fails, another made (older API)": (
+        _old_api_partial_capture_refund_fails_and_another_is_made,
+        ("partially_refunded", 1200, 500),
+    ),
 }
 
 
@@ -233,12 +263,15 @@ def _orders(lifecycle: Lifecycle) -> dict[str, Delivery]:
 @pytest.mark.parametrize("order", ["as sent", "reversed", "reversed, twice"])
 @pytest.mark.parametrize("name", list(REGRESSIONS))
 class TestIssueBugs:
-    """Each bug of the issue's opening, with all its events in one second, in three orders."""
+    """Each bug of the issue's opening, with its events in one second, in three orders."""
 
     def _case(self, name: str, order: str) -> tuple[Lifecycle, Delivery]:
         build, (status, captured, refunded) = REGRESSIONS[name]
         lifecycle = build().lifecycle()
-        assert {event["created"] for event in lifecycle.events} == {1_760_000_000}
+        # One second, but for a PaymentIntent's step between failed and requires_action
+        # (decision 8 of tests/lifecycles.py).
+        created = [event["created"] for event in lifecycle.events]
+        assert created[-1] - created[0] <= 1
         want = (lifecycle.expected.status, lifecycle.expected.amount_captured)
         assert (*want, lifecycle.expected.amount_refunded) == (status, captured, refunded)
         return lifecycle, _orders(lifecycle)[order]
