@@ -88,7 +88,7 @@ def assert_state(lifecycle: Lifecycle, delivery: Delivery, state: Any) -> None:
 # ----- the property, through both doors ----------------------------------------------------
 
 
-@hypothesis_settings(max_examples=500, deadline=None)
+@hypothesis_settings(max_examples=1000, deadline=None)
 @given(deliveries())
 def test_fold_ends_in_the_models_state(case: Case) -> None:
     assert_state(case.lifecycle, case.delivery, fold_door(case.lifecycle, case.delivery))
@@ -96,7 +96,7 @@ def test_fold_ends_in_the_models_state(case: Case) -> None:
 
 @pytest.mark.django_db
 @hypothesis_settings(
-    max_examples=60,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
