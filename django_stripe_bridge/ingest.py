@@ -1,21 +1,26 @@
-"""The one path by which a verified Stripe event becomes rows.
+"""The one path by which verified Stripe events become rows.
 
-The webhook view, ``stripe_bridge_sync`` and the tests all call :func:`ingest_event`. It
-stores the event once, folds it into its transaction's state under a row lock
-(:mod:`~django_stripe_bridge.payment_state`), and, after the commit, sends the signals and
-publishes the event to the channel layer.
+The webhook (its view and its ASGI path), ``stripe_bridge_sync`` and the tests all call
+:func:`ingest_events` (or :func:`ingest_event` for one). A batch is one database
+transaction: its events are inserted in one statement that skips the ones already stored,
+folded into their transactions' states under row locks
+(:mod:`~django_stripe_bridge.payment_state`), and, after the commit, the signals are sent
+and the new events published to the channel layer.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.dispatch import Signal
+from django.utils import timezone
 
 from . import signals
 from .events import TRANSACTION_OBJECTS, event_object, transaction_id_of, validate_event
@@ -26,7 +31,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What :func:`ingest_event` did: the stored row and whether this call created it."""
+    """What ingesting one event did: the stored row and whether this call created it.
+
+    ``transaction`` is the event's transaction as it stood right after this event (a copy,
+    when a batch held several events of one transaction).
+    """
 
     event: StripeEvent
     created: bool
@@ -47,22 +56,42 @@ def ingest_event(event: Mapping[str, Any], *, publish: bool = True) -> IngestRes
     other returns ``created=False`` and changes nothing. Raises
     :class:`~django_stripe_bridge.exceptions.InvalidEvent` for a payload that is not an event.
     """
-    validate_event(event)
-    with transaction.atomic():
-        row, created = _insert_event(event)
-        if not created:
-            result = IngestResult(event=row, created=False)
-        else:
-            result = _update_transaction(row, event)
-        transaction.on_commit(lambda: _after_commit(result, publish=publish))
-    return result
+    return ingest_events([event], publish=publish)[0]
 
 
-def _insert_event(event: Mapping[str, Any]) -> tuple[StripeEvent, bool]:
+def ingest_events(
+    events: Sequence[Mapping[str, Any]], *, publish: bool = True
+) -> list[IngestResult]:
+    """Store verified Stripe events exactly once, in one transaction; a result per event.
+
+    An event stored before (by an earlier call, another process, or earlier in the same
+    batch) gives ``created=False`` and changes nothing. Either the whole batch is committed
+    or, on a database error, nothing of it is. Raises
+    :class:`~django_stripe_bridge.exceptions.InvalidEvent` (storing nothing) if one of the
+    payloads is not an event.
+    """
+    for event in events:
+        validate_event(event)
+    if not events:
+        return []
+    with transaction.atomic(using=router.db_for_write(StripeEvent)):
+        rows = _insert_events(events)
+        results = _update_transactions(rows, events)
+        transaction.on_commit(
+            lambda: _after_commit(results, publish=publish),
+            using=router.db_for_write(StripeEvent),
+        )
+    return results
+
+
+# --- storing the events --------------------------------------------------------------------
+
+
+def _new_row(event: Mapping[str, Any]) -> StripeEvent:
     obj = event_object(event)
     object_type = obj.get("object")
     object_id = obj.get("id")
-    row = StripeEvent(
+    return StripeEvent(
         event_id=event["id"],
         transaction_id=transaction_id_of(event)[:255],
         type=event["type"],
@@ -73,54 +102,212 @@ def _insert_event(event: Mapping[str, Any]) -> tuple[StripeEvent, bool]:
         created=timestamp_to_datetime(event["created"]),
         payload=dict(event),
     )
-    try:
-        # A savepoint, so that a duplicate leaves the outer transaction usable.
-        with transaction.atomic():
-            row.save(force_insert=True)
-    except IntegrityError:
-        # Another delivery of this event got there first (or finished long ago).
-        existing = StripeEvent.objects.filter(event_id=event["id"]).first()
-        if existing is None:
-            raise
-        return existing, False
-    return row, True
 
 
-def _update_transaction(row: StripeEvent, event: Mapping[str, Any]) -> IngestResult:
-    obj = event_object(event)
-    if obj.get("object") not in TRANSACTION_OBJECTS or not row.transaction_id:
-        return IngestResult(event=row, created=True)
+def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEvent, bool]]:
+    """Each event's row and whether this batch created it."""
+    fresh: dict[str, StripeEvent] = {}
+    for event in events:
+        fresh.setdefault(event["id"], _new_row(event))
+    using = router.db_for_write(StripeEvent)
+    if _can_insert_returning(using):
+        created_ids = _insert_returning(list(fresh.values()), using)
+    else:
+        created_ids = _insert_one_by_one(list(fresh.values()), using)
+    existing = {
+        row.event_id: row
+        for row in StripeEvent.objects.using(using).filter(
+            event_id__in=[event_id for event_id in fresh if event_id not in created_ids]
+        )
+    }
+    results: list[tuple[StripeEvent, bool]] = []
+    seen: set[str] = set()
+    for event in events:
+        event_id = event["id"]
+        if event_id in created_ids and event_id not in seen:
+            seen.add(event_id)
+            row = fresh[event_id]
+            row.pk = created_ids[event_id]
+            results.append((row, True))
+        else:
+            # Stored before, or a repeat within this batch.
+            row = existing.get(event_id) or fresh[event_id]
+            if row.pk is None:  # pragma: no cover - the row was there a moment ago
+                raise IntegrityError(f"event {event_id} was neither inserted nor found")
+            results.append((row, False))
+    return results
 
-    tx = StripeTransaction.objects.lock(row.transaction_id, livemode=row.livemode)
-    old_status = tx.status or None
-    state = tx.payment_state()
-    if not tx.state:
-        # A transaction stored before the bridge kept states (or made by a create call):
-        # fold its whole history, so the first new event does not forget the older ones.
-        for stored in tx.events().exclude(pk=row.pk).only("payload").iterator():
-            state.apply(stored.payload)
-    changed_fields = tx.take_state(state) if state.apply(event) else []
-    if changed_fields:
-        tx.save(update_fields=[*changed_fields, "updated_at"])
-    return IngestResult(
-        event=row,
-        created=True,
-        transaction=tx,
-        old_status=old_status,
-        status_changed="status" in changed_fields,
+
+def _can_insert_returning(using: str) -> bool:
+    """Whether the database has ``INSERT … ON CONFLICT DO NOTHING RETURNING``."""
+    vendor = connections[using].vendor
+    if vendor == "postgresql":
+        return True
+    return vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
+
+
+def _insert_returning(rows: list[StripeEvent], using: str) -> dict[str, int]:
+    """Insert ``rows`` in one statement, skipping stored event ids; the ids inserted → pk.
+
+    A batch larger than the database takes parameters for is split into several statements.
+    """
+    connection = connections[using]
+    fields = [f for f in StripeEvent._meta.concrete_fields if not f.primary_key]
+    size = max(1, connection.ops.bulk_batch_size(fields, rows))
+    inserted: dict[str, int] = {}
+    for start in range(0, len(rows), size):
+        inserted.update(_insert_statement(rows[start : start + size], fields, using))
+    return inserted
+
+
+def _insert_statement(rows: list[StripeEvent], fields: list[Any], using: str) -> dict[str, int]:
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    values: list[Any] = []
+    for row in rows:
+        values += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    event_id, pk = quote("event_id"), quote("id")  # the model sets no db_column
+    # Only the model's own quoted names are formatted in; every value is a parameter.
+    sql = (
+        f"INSERT INTO {quote(StripeEvent._meta.db_table)} "  # noqa: S608
+        f"({', '.join(quote(f.column or f.attname) for f in fields)}) "
+        f"VALUES {', '.join([one_row] * len(rows))} "
+        f"ON CONFLICT ({event_id}) DO NOTHING "
+        f"RETURNING {pk}, {event_id}"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return {stored_id: pk for pk, stored_id in cursor.fetchall()}
 
 
-def _after_commit(result: IngestResult, *, publish: bool) -> None:
-    # The event is committed: a failing receiver must not turn into an error for the
+def _insert_one_by_one(rows: list[StripeEvent], using: str) -> dict[str, int]:
+    """The same for other databases: one insert per row, each in a savepoint."""
+    created = {}
+    for row in rows:
+        try:
+            with transaction.atomic(using=using):
+                row.save(force_insert=True, using=using)
+        except IntegrityError:
+            continue  # stored before: another delivery of this event got there first
+        created[row.event_id] = row.pk
+    return created
+
+
+# --- folding them into their transactions -----------------------------------------------------
+
+
+def _update_transactions(
+    rows: list[tuple[StripeEvent, bool]], events: Sequence[Mapping[str, Any]]
+) -> list[IngestResult]:
+    new = [
+        (row, event)
+        for (row, created), event in zip(rows, events, strict=True)
+        if created
+        and row.transaction_id
+        and event_object(event).get("object") in TRANSACTION_OBJECTS
+    ]
+    transactions = _lock_transactions({row.transaction_id: row.livemode for row, _ in new})
+    states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
+    _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
+
+    after: dict[int, IngestResult] = {}
+    changed_fields: dict[str, set[str]] = {}
+    for row, event in new:
+        tx = transactions[row.transaction_id]
+        old_status = tx.status or None
+        state = states[row.transaction_id]
+        fields = tx.take_state(state) if state.apply(event) else []
+        changed_fields.setdefault(tx.pk, set()).update(fields)
+        after[row.pk] = IngestResult(
+            event=row,
+            created=True,
+            transaction=copy.copy(tx),
+            old_status=old_status,
+            status_changed="status" in fields,
+        )
+    _save(transactions, changed_fields)
+    results = []
+    for row, created in rows:
+        if created and row.pk in after:
+            results.append(after[row.pk])
+        else:
+            results.append(IngestResult(event=row, created=created))
+    return results
+
+
+def _lock_transactions(livemode_of: Mapping[str, bool]) -> dict[str, StripeTransaction]:
+    """The transactions named, created if missing, locked until the atomic block ends.
+
+    Locked in id order, so two batches never wait for each other in a circle.
+    """
+    if not livemode_of:
+        return {}
+    from .events import transaction_kind_of
+
+    StripeTransaction.objects.bulk_create(
+        [
+            StripeTransaction(id=tx_id, kind=transaction_kind_of(tx_id), livemode=livemode)
+            for tx_id, livemode in livemode_of.items()
+        ],
+        ignore_conflicts=True,
+    )
+    locked = StripeTransaction.objects.select_for_update().filter(pk__in=list(livemode_of))
+    return {tx.pk: tx for tx in locked.order_by("pk")}
+
+
+def _fold_histories(
+    transactions: Mapping[str, StripeTransaction],
+    states: Mapping[str, Any],
+    *,
+    exclude: list[int],
+) -> None:
+    """Fold the stored events of transactions that have no state yet into their states.
+
+    A transaction stored before the bridge kept states must not forget its older events
+    when the next one arrives (``stripe_bridge_rebuild`` does all of them at once).
+    """
+    stateless = [tx_id for tx_id, tx in transactions.items() if not tx.state]
+    if not stateless:
+        return
+    history = (
+        StripeEvent.objects.filter(transaction_id__in=stateless)
+        .exclude(pk__in=exclude)
+        .only("transaction_id", "payload")
+        .order_by("created", "id")
+    )
+    for stored in history.iterator(chunk_size=500):
+        states[stored.transaction_id].apply(stored.payload)
+
+
+def _save(transactions: Mapping[str, StripeTransaction], changed: Mapping[str, set[str]]) -> None:
+    """Write the changed transactions in one statement."""
+    dirty = [transactions[tx_id] for tx_id, fields in changed.items() if fields]
+    if not dirty:
+        return
+    now = timezone.now()
+    for tx in dirty:
+        tx.updated_at = now  # bulk_update does not apply auto_now
+    fields = sorted(set().union(*changed.values()) | {"updated_at"})
+    StripeTransaction.objects.bulk_update(dirty, fields)
+
+
+# --- after the commit ---------------------------------------------------------------------------
+
+
+def _after_commit(results: list[IngestResult], *, publish: bool) -> None:
+    # The events are committed: a failing receiver must not turn into an error for the
     # caller (Stripe would retry a delivery that is already stored, as a duplicate).
-    _send_robust(signals.event_received, StripeEvent, event=result.event, created=result.created)
-    if result.status_changed and result.transaction is not None:
-        send_status_changed(result.transaction, result.old_status, result.event)
-    if result.created and publish:
-        from .messaging import publish_event
+    for result in results:
+        _send_robust(
+            signals.event_received, StripeEvent, event=result.event, created=result.created
+        )
+        if result.status_changed and result.transaction is not None:
+            send_status_changed(result.transaction, result.old_status, result.event)
+    if publish:
+        from .messaging import publish_events
 
-        publish_event(result.event, transaction=result.transaction)
+        publish_events([(r.event, r.transaction) for r in results if r.created])
 
 
 def _send_robust(signal: Signal, sender: type, **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -211,3 +211,67 @@ def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None
         return True
     row.published_at = now
     return True
+
+
+def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]) -> int:
+    """Publish a batch of events in order and mark the sent ones published in one update.
+
+    ``items`` pairs each event with its transaction as it stood right after the event. Never
+    raises; returns how many were published. What could not be sent stays unpublished.
+    """
+    if len(items) == 1:
+        return int(publish_event(*items[0]))
+    if not items:
+        return 0
+    try:
+        layer = get_layer()
+        if layer is None:
+            return 0
+        messages = [build_message(row, status_after(row, tx)) for row, tx in items]
+        sent = async_to_sync(_send_in_order)(layer, messages)
+    except Exception as exc:
+        logger.warning(
+            "Could not publish %d Stripe events to the channel layer (%s: %s); they stay "
+            "unpublished until replay or 'stripe_bridge_republish --unpublished'.",
+            len(items),
+            type(exc).__name__,
+            exc,
+        )
+        return 0
+    published = [row for (row, _), ok in zip(items, sent, strict=True) if ok]
+    now = timezone.now()
+    try:
+        if published:
+            type(published[0]).objects.filter(pk__in=[row.pk for row in published]).update(
+                published_at=now
+            )
+    except Exception as exc:
+        logger.warning(
+            "Published %d Stripe events but could not mark them published (%s: %s).",
+            len(published),
+            type(exc).__name__,
+            exc,
+        )
+        return len(published)
+    for row in published:
+        row.published_at = now
+    return len(published)
+
+
+async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> list[bool]:
+    """Send each message in turn (subscribers get them in the server's order); which went."""
+    sent = []
+    for message in messages:
+        try:
+            await _send(layer, message)
+        except Exception as exc:
+            logger.warning(
+                "Could not publish Stripe event %s to the channel layer (%s: %s).",
+                message["headers"].get("event_id"),
+                type(exc).__name__,
+                exc,
+            )
+            sent.append(False)
+        else:
+            sent.append(True)
+    return sent

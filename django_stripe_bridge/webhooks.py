@@ -134,7 +134,18 @@ def verify_signature(
     return timestamp
 
 
-# -- errors the view answers with ------------------------------------------------------------
+def parse_event(payload: bytes) -> Mapping[str, Any]:
+    """The Stripe event a verified body holds; raise :class:`InvalidEvent` if it holds none."""
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+    except RecursionError as exc:
+        raise InvalidEvent("The body is nested too deeply to be a Stripe event.") from exc
+    return validate_event(event)
+
+
+# -- errors the endpoint answers with ------------------------------------------------------------
 
 
 class WebhookRefused(Exception):
@@ -159,13 +170,57 @@ class ServiceUnavailable(WebhookRefused):
     code = "service_unavailable"
 
 
+def error_body(exc: WebhookRefused) -> dict[str, Any]:
+    """The JSON body of a refusal (Stripe shows it in the Dashboard)."""
+    return {"error": {"type": exc.error_type, "code": exc.code, "message": exc.message}}
+
+
 def error_response(exc: WebhookRefused) -> JsonResponse:
-    """The JSON answer for a refused request (Stripe shows it in the Dashboard)."""
-    body = {"error": {"type": exc.error_type, "code": exc.code, "message": exc.message}}
-    response = JsonResponse(body, status=exc.status)
+    """The JSON answer for a refused request."""
+    response = JsonResponse(error_body(exc), status=exc.status)
     if exc.status == 503:
         response["Retry-After"] = str(RETRY_AFTER)
     return response
+
+
+def too_large(limit: int) -> WebhookRefused:
+    """The refusal of a body over ``WEBHOOK_MAX_BYTES``."""
+    return WebhookRefused(
+        f"The body is larger than {SETTING_NAME}['WEBHOOK_MAX_BYTES'] ({limit} bytes).",
+        status=413,
+        code="payload_too_large",
+    )
+
+
+def not_configured() -> ServiceUnavailable:
+    """The refusal while no signing secret is set."""
+    return ServiceUnavailable(
+        f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
+        "webhooks. Set it to the endpoint's signing secret (whsec_…).",
+        code="webhook_not_configured",
+    )
+
+
+def database_unavailable(exc: Exception) -> ServiceUnavailable:
+    """The refusal when storing failed on the database; logs the cause (never the body)."""
+    logger.error("Stripe webhook not stored: %s: %s", type(exc).__name__, exc)
+    return ServiceUnavailable(
+        "The database is unavailable; the event was not stored. Stripe will retry.",
+        code="database_unavailable",
+    )
+
+
+def log_refusal(client: str, exc: WebhookRefused) -> None:
+    """Log a refused webhook: the reason and the client, never the body or a secret."""
+    level = logging.ERROR if exc.status >= 500 else logging.WARNING
+    logger.log(
+        level,
+        "Refused a Stripe webhook from %s with %d (%s): %s",
+        client,
+        exc.status,
+        exc.code,
+        exc.message,
+    )
 
 
 # -- the view ------------------------------------------------------------------------------
@@ -212,13 +267,7 @@ class WebhookView(View):
 
     def parse_events(self, request: HttpRequest) -> list[Mapping[str, Any]]:
         """The Stripe events in the verified body; raise :class:`InvalidEvent` if there are none."""
-        try:
-            event = json.loads(self.payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
-        except RecursionError as exc:
-            raise InvalidEvent("The body is nested too deeply to be a Stripe event.") from exc
-        return [validate_event(event)]
+        return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
         """Store one verified event (publishing and signals follow its commit)."""
@@ -241,11 +290,7 @@ class WebhookView(View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             if not self.get_secrets():
-                raise ServiceUnavailable(
-                    f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
-                    "webhooks. Set it to the endpoint's signing secret (whsec_…).",
-                    code="webhook_not_configured",
-                )
+                raise not_configured()
             self.payload = self.read_payload(request)
             try:
                 self.validate_request(request)
@@ -259,12 +304,7 @@ class WebhookView(View):
             self.log_refusal(request, exc)
             return error_response(exc)
         except (DatabaseError, InterfaceError) as exc:
-            exc503 = ServiceUnavailable(
-                "The database is unavailable; the event was not stored. Stripe will retry.",
-                code="database_unavailable",
-            )
-            logger.error("Stripe webhook not stored: %s: %s", type(exc).__name__, exc)
-            return error_response(exc503)
+            return error_response(database_unavailable(exc))
         except Exception:
             # Never a 500 with a traceback: log it, and let Stripe retry later.
             logger.exception("Stripe webhook failed unexpectedly")
@@ -279,36 +319,23 @@ class WebhookView(View):
         ``DATA_UPLOAD_MAX_MEMORY_SIZE`` would refuse a body the bridge is set to accept.
         """
         limit = int(bridge_settings.WEBHOOK_MAX_BYTES)
-        too_large = WebhookRefused(
-            f"The body is larger than {SETTING_NAME}['WEBHOOK_MAX_BYTES'] ({limit} bytes).",
-            status=413,
-            code="payload_too_large",
-        )
         length = request.META.get("CONTENT_LENGTH") or ""
         if length:
             if not length.isascii() or not length.isdigit():
                 raise WebhookRefused("Malformed Content-Length header.")
             if int(length) > limit:
-                raise too_large
+                raise too_large(limit)
         try:
             body = request.read(limit + 1)
         except (OSError, RawPostDataException) as exc:
             raise WebhookRefused("The request body could not be read.") from exc
         if len(body) > limit:
-            raise too_large
+            raise too_large(limit)
         return body
 
     def log_refusal(self, request: HttpRequest, exc: WebhookRefused) -> None:
         """Log a refused webhook: the reason and the client, never the body or a secret."""
-        level = logging.ERROR if exc.status >= 500 else logging.WARNING
-        logger.log(
-            level,
-            "Refused a Stripe webhook from %s with %d (%s): %s",
-            request.META.get("REMOTE_ADDR", "?"),
-            exc.status,
-            exc.code,
-            exc.message,
-        )
+        log_refusal(request.META.get("REMOTE_ADDR", "?"), exc)
 
 
 def openapi_operation(error_ref: str = "#/components/schemas/Error") -> dict[str, Any]:

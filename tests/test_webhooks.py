@@ -10,7 +10,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connections
 from django.test import Client
 from django.urls import reverse
 
@@ -209,13 +209,27 @@ def test_atomic_requests_do_not_delay_commit_or_publishing(
         connections["default"].settings_dict["ATOMIC_REQUESTS"] = False
 
 
+def failing_statements(table: str, error: type[Exception]) -> Any:
+    """The database failing every statement that touches ``table`` (a fault, injected)."""
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if table in sql.lower():
+            raise error("server closed the connection")
+        return execute(sql, params, many, context)
+
+    return connections["default"].execute_wrapper(wrapper)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+# The insert of the event fails, or the update of its transaction after it (nothing of
+# the half-done work may stay).
+@pytest.mark.parametrize("table", ["stripeevent", "stripetransaction"])
 def test_database_unavailable_answers_503(
-    client: Client, error: type[Exception], caplog: pytest.LogCaptureFixture
+    client: Client, error: type[Exception], table: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     event = fresh_event("charge.succeeded")
-    with mock.patch.object(StripeEvent, "save", side_effect=error("server closed the connection")):
+    with failing_statements(table, error):
         answer = deliver_signed(client, event)
     assert answer.status == 503, answer
     assert answer.json["error"]["code"] == "database_unavailable"

@@ -1,0 +1,174 @@
+"""The webhook as a lean ASGI path beside Django: no middleware, no thread per request.
+
+``with_stripe_webhook(django_asgi_app)`` in a site's ``asgi.py`` answers POSTs to the
+bridge's webhook URL itself and hands every other request to the site. It keeps the
+webhook's contract (docs/webhooks.md): the signature is checked on the raw body, a body
+over ``WEBHOOK_MAX_BYTES`` is refused from its ``Content-Length`` or cut off while it
+streams in, and 200 is answered only once the event is committed — in one transaction with
+the other deliveries that arrived meanwhile (:mod:`~django_stripe_bridge.group_commit`).
+
+The view (``webhooks.WebhookView``) stays for WSGI sites and for subclassing; this path
+does not call the view's hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError
+from django.urls import NoReverseMatch, reverse
+
+from . import webhooks
+from .conf import bridge_settings
+from .exceptions import InvalidEvent, SignatureVerificationError
+from .group_commit import get_committer
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def with_stripe_webhook(app: ASGIApp, *, path: str | None = None) -> StripeWebhookApp:
+    """``app`` with the bridge's webhook served on the lean path.
+
+    ``path`` defaults to where the site's URLconf mounts the webhook
+    (``reverse("stripe_bridge:webhook")``); it matches with and without a trailing slash.
+    """
+    return StripeWebhookApp(app, path=path)
+
+
+class StripeWebhookApp:
+    """ASGI middleware: the webhook path here, everything else to the wrapped app."""
+
+    def __init__(self, app: ASGIApp, *, path: str | None = None) -> None:
+        self.app = app
+        self._path = path.rstrip("/") if path else None
+
+    @property
+    def path(self) -> str | None:
+        """The webhook's path without its trailing slash; ``None`` if the site has none."""
+        if self._path is None:
+            try:
+                self._path = reverse("stripe_bridge:webhook").rstrip("/")
+            except NoReverseMatch:
+                logger.warning(
+                    "with_stripe_webhook: no URL named 'stripe_bridge:webhook' (include "
+                    "django_stripe_bridge.urls); every request goes to the site."
+                )
+                self._path = ""
+        return self._path or None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._is_webhook(scope):
+            await handle_webhook(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _is_webhook(self, scope: Scope) -> bool:
+        path: str = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return self.path is not None and path.rstrip("/") == self.path
+
+
+async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one webhook request (the ASGI counterpart of ``WebhookView.post``)."""
+    client = (scope.get("client") or ("?",))[0]
+    try:
+        if scope.get("method") != "POST":
+            raise webhooks.WebhookRefused(
+                f"Method {scope.get('method')!s:.20} not allowed: Stripe sends webhooks as POST.",
+                status=405,
+                code="method_not_allowed",
+            )
+        secrets = bridge_settings.webhook_secrets
+        if not secrets:
+            raise webhooks.not_configured()
+        headers = _headers(scope)
+        payload = await _read_body(receive, headers.get("content-length"))
+        try:
+            webhooks.verify_signature(
+                payload,
+                headers.get(webhooks.SIGNATURE_HEADER.lower()),
+                secrets,
+                bridge_settings.WEBHOOK_TOLERANCE,
+            )
+            event = webhooks.parse_event(payload)
+        except SignatureVerificationError as exc:
+            raise webhooks.WebhookRefused(str(exc), code="signature_verification_failed") from exc
+        except InvalidEvent as exc:
+            raise webhooks.WebhookRefused(str(exc), code="invalid_event") from exc
+        try:
+            result = await get_committer().submit(event)
+        except (DatabaseError, InterfaceError) as exc:
+            raise webhooks.database_unavailable(exc) from exc
+    except webhooks.WebhookRefused as exc:
+        webhooks.log_refusal(client, exc)
+        extra = {"Retry-After": str(webhooks.RETRY_AFTER)} if exc.status == 503 else {}
+        if exc.status == 405:
+            extra["Allow"] = "POST"
+        await _answer(send, exc.status, webhooks.error_body(exc), extra)
+        return
+    except Exception:
+        # Never a 500 with a traceback: log it, and let Stripe retry later.
+        logger.exception("Stripe webhook failed unexpectedly")
+        refused = webhooks.ServiceUnavailable("The webhook could not be processed.")
+        await _answer(
+            send, 503, webhooks.error_body(refused), {"Retry-After": str(webhooks.RETRY_AFTER)}
+        )
+        return
+    await _answer(send, 200, {"received": True, "duplicate": not result.created})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers by lower-case name (the last of repeated ones)."""
+    return {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers", [])
+    }
+
+
+async def _read_body(receive: Receive, content_length: str | None) -> bytes:
+    """The body, refused unread when its declared length is over the limit, and cut off
+    as soon as what streams in goes past it."""
+    limit = int(bridge_settings.WEBHOOK_MAX_BYTES)
+    if content_length:
+        if not content_length.isascii() or not content_length.isdigit():
+            raise webhooks.WebhookRefused("Malformed Content-Length header.")
+        if int(content_length) > limit:
+            raise webhooks.too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise webhooks.WebhookRefused("The client went away before sending the body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise webhooks.too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _answer(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    content = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": content})

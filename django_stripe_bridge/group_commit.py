@@ -1,0 +1,105 @@
+"""Group commit: the webhook deliveries that arrive together share one database transaction.
+
+Each request hands its verified event to :meth:`GroupCommitter.submit` and waits. One task
+per event loop takes every event waiting, stores them with
+:func:`~django_stripe_bridge.ingest.ingest_events` (one transaction, one insert statement)
+in a worker thread, and answers each request with its own result — or, when the batch
+failed, with the same error for all of them, having stored none. While one batch is being
+committed the next one gathers, so a lone request waits for nobody and a burst pays for one
+commit per batch instead of one per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from .ingest import IngestResult, ingest_events
+
+#: Events stored in one transaction at most; more wait for the next batch.
+MAX_BATCH = 200
+
+Pending = tuple[Mapping[str, Any], "asyncio.Future[IngestResult]"]
+
+
+class GroupCommitter:
+    """Gathers events submitted on one event loop into batches, committed one at a time."""
+
+    def __init__(
+        self,
+        ingest: Callable[[Sequence[Mapping[str, Any]]], list[IngestResult]] = ingest_events,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._ingest = ingest
+        self.max_batch = max_batch
+        self._pending: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        #: Sizes of the batches committed so far (for tests and benchmarks).
+        self.batch_sizes: list[int] = []
+
+    async def submit(self, event: Mapping[str, Any]) -> IngestResult:
+        """Store ``event`` with whatever else is waiting; its result once committed.
+
+        Raises what storing the batch raised (a ``DatabaseError``…): then nothing of the
+        batch was stored.
+        """
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((event, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="stripe-bridge-group-commit")
+        self._wakeup.set()
+        # A client that gives up does not cancel the batch: the event is stored all the same.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        events = [event for event, _ in batch]
+        try:
+            results = await sync_to_async(self._store, thread_sensitive=False)(events)
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batch_sizes.append(len(batch))
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _store(self, events: list[Mapping[str, Any]]) -> list[IngestResult]:
+        # This thread is no request: drop a connection that broke or outlived CONN_MAX_AGE.
+        close_old_connections()
+        try:
+            return self._ingest(events)
+        finally:
+            close_old_connections()
+
+
+_committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_committer() -> GroupCommitter:
+    """The committer of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    committer = _committers.get(loop)
+    if committer is None:
+        committer = _committers[loop] = GroupCommitter()
+    return committer
