@@ -41,6 +41,9 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StripeStandIn]
     # "Later" only happens when a test calls settle(): no race with the assertions.
     with run_stripe_standin(webhook_delay=0.05, async_delay=300, cwd=home) as running:
         yield running
+        log = running.stderr_text()
+    # Every flow ran without an error inside the stand-in (its deferred tasks included).
+    assert "Traceback" not in log and "failed" not in log, log
 
 
 @pytest.fixture

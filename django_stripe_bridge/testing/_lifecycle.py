@@ -71,12 +71,13 @@ def amount_refunded(charge: Any) -> int:
 
 
 def refunded(charge: Any) -> bool:
-    """Fully refunded: refunds (including one of a released remainder) cover what was taken,
-    or, when the remainder was refunded rather than released, the whole amount."""
-    total = amount_refunded(charge)
+    """Fully refunded: refunds cover what was taken, or the whole amount when the uncaptured
+    part was refunded (API versions before 2025-03-31) rather than released."""
+    refunds = [r for r in _refunds_of(charge) if r.status in _COUNTED]
+    total = sum(r.amount for r in refunds)
     if total <= 0:
         return False
-    remainder_refunded = any(getattr(r, "_standin_remainder", False) for r in _refunds_of(charge))
+    remainder_refunded = any(getattr(r, "_standin_remainder", False) for r in refunds)
     return total >= (charge.amount if remainder_refunded else amount_captured(charge))
 
 

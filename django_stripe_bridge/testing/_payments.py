@@ -6,10 +6,11 @@
 - Declines reported as Stripe does: HTTP 402 ``card_error`` with ``code``, ``decline_code``,
   ``charge`` (and ``payment_intent``/``payment_method`` for PaymentIntents); the failed
   charge is kept with ``failure_code``, ``failure_message`` and ``outcome``.
-- Events ``charge.succeeded|failed|captured|refunded``, ``refund.created``,
-  ``payment_intent.created|canceled|requires_action|amount_capturable_updated`` (localstripe
-  already sends ``payment_intent.succeeded|payment_failed``).
-- Minimum charge amounts and the list of currencies; refunds limited to what is left.
+- Events ``charge.succeeded|failed``, ``payment_intent.created|canceled|requires_action|
+  amount_capturable_updated`` (localstripe already sends ``payment_intent.succeeded|
+  payment_failed``); capture, release and refunds are in ``_lifecycle``, disputes in
+  ``_disputes``.
+- Minimum charge amounts and the list of currencies.
 - ``payment_method`` on confirm, off-session confirms on cards that need 3-D Secure,
   ``return_url`` (a ``redirect_to_url`` next action served by the stand-in), lists newest
   first with Stripe's filters, ``latest_charge`` as an id, ``No such …`` 404 errors.
