@@ -9,6 +9,7 @@ for it, ingested as the webhook does, are stored for the transaction.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -395,3 +396,35 @@ def confirm_without_page(client: Client, action: str, tx: StripeTransaction) -> 
         },
         follow=True,
     )
+
+
+# --- the whole loop: admin action → Stripe → signed webhook → row ---------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_webhook_of_an_admin_capture_reaches_the_bridge(
+    bridge_stripe: Any, admin_client: Client, live_server: Any
+) -> None:
+    """The stand-in posts its signed webhook to the bridge (pytest-django's live server);
+    the transaction's row moves only then."""
+    from django_stripe_bridge.conf import bridge_settings
+
+    secret = bridge_settings.WEBHOOK_SECRETS[0]
+    bridge_stripe.register_webhook(
+        live_server.url + "/api/services/Stripe/webhooks/handler", secret, name="operations"
+    )
+    try:
+        tx = authorized()
+        confirm(admin_client, "capture_payment", tx, amount="15.00")
+        deadline = time.monotonic() + 15
+        while "charge.captured" not in stored_types(tx):
+            assert time.monotonic() < deadline, f"no charge.captured webhook: {stored_types(tx)}"
+            time.sleep(0.1)
+        delivered = [
+            d for d in bridge_stripe.webhook_deliveries() if d["type"] == "charge.captured"
+        ]
+        assert delivered and delivered[-1]["status"] == 200
+        event = StripeEvent.objects.get(transaction_id=tx.pk, type="charge.captured")
+        assert (event.payload["data"]["object"]["amount_captured"], event.livemode) == (1500, False)
+    finally:
+        bridge_stripe.unregister_webhook("operations")
