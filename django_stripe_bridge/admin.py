@@ -1,4 +1,5 @@
-"""Read-only admin for events and transactions."""
+"""Read-only admin for events and transactions, with staff operations on transactions
+(capture, cancel, refund: :mod:`~django_stripe_bridge.admin_operations`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from .admin_operations import PaymentOperationsMixin
 from .ingest import timestamp_to_datetime
 from .models import StripeEvent, StripeTransaction
 from .money import format_amount
@@ -101,7 +103,8 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(StripeTransaction)
-class StripeTransactionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    actions = ["capture_payment", "cancel_authorization", "refund_payment"]
     list_display = (
         "id",
         "kind",

@@ -23,6 +23,11 @@ class SignatureVerificationError(StripeBridgeError, SuspiciousOperation):
     """A webhook's ``Stripe-Signature`` header is missing, malformed, wrong or stale."""
 
 
+class OperationRefused(StripeBridgeError, ValueError):
+    """A staff operation (capture, cancel, refund) was refused before reaching Stripe; the
+    message says why."""
+
+
 class StripeRequestError(StripeBridgeError):
     """A call to Stripe failed; says how the bridge answers its own client.
 

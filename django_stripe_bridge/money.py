@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 #: Currencies Stripe charges in whole units (no cents): 1000 JPY is ¥1000, not ¥10.00.
 ZERO_DECIMAL_CURRENCIES = frozenset(
@@ -30,3 +30,24 @@ def format_amount(amount: int | None, currency: str) -> str:
     places = decimals(currency or "usd")
     value = Decimal(amount).scaleb(-places)
     return f"{value:.{places}f} {currency.upper()}".strip()
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """``"10.50", "usd"`` → ``1050``: an amount as people write it, in the smallest unit.
+
+    Raises ``ValueError`` with a message for anything that is not a positive amount with at
+    most the currency's decimals.
+    """
+    places = decimals(currency or "usd")
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount.") from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError("The amount must be greater than zero.")
+    minor = value.scaleb(places)
+    if minor != minor.to_integral_value():
+        raise ValueError(
+            f"{(currency or 'usd').upper()} amounts have at most {places} decimal places."
+        )
+    return int(minor)

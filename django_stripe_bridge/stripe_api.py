@@ -40,13 +40,18 @@ from .exceptions import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "cancel_payment_intent",
+    "capture_charge",
+    "capture_payment_intent",
     "confirm_payment_intent",
     "create_charge",
     "create_payment_intent",
+    "create_refund",
     "get_stripe_client",
     "list_events",
     "redact",
     "register_webhook",
+    "retrieve_charge",
 ]
 
 #: Anything shaped like a Stripe secret or restricted key.
@@ -181,6 +186,91 @@ def confirm_payment_intent(
             options={"idempotency_key": idempotency_key},
         )
     return intent.to_dict()
+
+
+def capture_payment_intent(
+    intent_id: str, *, amount: int | None = None, idempotency_key: str
+) -> dict[str, Any]:
+    """Capture an authorized PaymentIntent, all of it or ``amount``; returns the PaymentIntent.
+
+    Under API versions since 2025-03-31 Stripe releases what is not captured; before, it
+    refunds it.
+    """
+    params: dict[str, Any] = {} if amount is None else {"amount_to_capture": amount}
+    client = get_stripe_client()
+    with translate_errors():
+        intent = client.v1.payment_intents.capture(
+            intent_id,
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return intent.to_dict()
+
+
+def capture_charge(
+    charge_id: str, *, amount: int | None = None, idempotency_key: str
+) -> dict[str, Any]:
+    """Capture an uncaptured charge (``capture: false``), all of it or ``amount``."""
+    params: dict[str, Any] = {} if amount is None else {"amount": amount}
+    client = get_stripe_client()
+    with translate_errors():
+        charge = client.v1.charges.capture(
+            charge_id,
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return charge.to_dict()
+
+
+def retrieve_charge(charge_id: str) -> dict[str, Any]:
+    """The charge ``charge_id`` as Stripe has it now."""
+    client = get_stripe_client()
+    with translate_errors():
+        charge = client.v1.charges.retrieve(charge_id)
+    return charge.to_dict()
+
+
+def cancel_payment_intent(
+    intent_id: str, *, reason: str | None = None, idempotency_key: str
+) -> dict[str, Any]:
+    """Cancel a PaymentIntent (releasing an authorization); returns it."""
+    params: dict[str, Any] = {} if reason is None else {"cancellation_reason": reason}
+    client = get_stripe_client()
+    with translate_errors():
+        intent = client.v1.payment_intents.cancel(
+            intent_id,
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return intent.to_dict()
+
+
+def create_refund(
+    *,
+    payment_intent: str | None = None,
+    charge: str | None = None,
+    amount: int | None = None,
+    reason: str | None = None,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """Refund a PaymentIntent's charge or a charge, in full or ``amount``; returns the
+    refund. Refunding an uncaptured charge releases it."""
+    if (payment_intent is None) == (charge is None):
+        raise ValueError("create_refund needs exactly one of payment_intent and charge")
+    params: dict[str, Any] = (
+        {"payment_intent": payment_intent} if payment_intent else {"charge": charge}
+    )
+    if amount is not None:
+        params["amount"] = amount
+    if reason is not None:
+        params["reason"] = reason
+    client = get_stripe_client()
+    with translate_errors():
+        refund = client.v1.refunds.create(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return refund.to_dict()
 
 
 def list_events(

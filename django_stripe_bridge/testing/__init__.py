@@ -3,8 +3,10 @@
 No test here reaches Stripe. :func:`run_stripe_standin` starts *the stand-in*: localstripe (a
 stateful fake Stripe API server) extended to behave like Stripe where an integration can
 tell the difference — test tokens and test PaymentMethods, declines with their codes,
-``charge.*``/``refund.*``/``payment_intent.*`` events, ``Idempotency-Key`` replays, minimum
-amounts and currencies. It runs as a subprocess bound to 127.0.0.1, with nothing on disk::
+manual and partial capture, cancel and expiry under the caller's API version, refunds that
+fail later, disputes and inquiries, ``charge.*``/``refund.*``/``payment_intent.*``/
+``charge.dispute.*`` events, ``Idempotency-Key`` replays, minimum amounts and currencies.
+It runs as a subprocess bound to 127.0.0.1, with nothing on disk::
 
     from django_stripe_bridge.testing import TEST_API_KEY, run_stripe_standin
 
@@ -14,6 +16,8 @@ amounts and currencies. It runs as a subprocess bound to 127.0.0.1, with nothing
             {"amount": 1000, "currency": "usd", "source": "tok_visa"}
         )
         standin.register_webhook("http://127.0.0.1:8000/webhooks/", "whsec_test")
+        standin.settle()         # what Stripe does "later" (failing refunds, disputes): now
+        standin.expire_authorization(pi_id)  # an uncaptured authorization expires
         standin.reset()          # forget everything between tests
 
 With pytest, enable the plugin (``pytest_plugins = ["django_stripe_bridge.testing.pytest_plugin"]``

@@ -19,7 +19,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _installed: web.Application | None = None
 
 
-def build_app(*, webhook_delay: float = 1.0) -> web.Application:
+def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Application:
     """The aiohttp application (built once per process: the patches are global)."""
     global _installed
     if _installed is not None:
@@ -28,7 +28,7 @@ def build_app(*, webhook_delay: float = 1.0) -> web.Application:
     import localstripe
     from localstripe import resources
 
-    from . import _events, _idempotency, _payments
+    from . import _disputes, _events, _idempotency, _later, _payments
 
     # No persistence: localstripe pickles the whole store to /tmp on every write.
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
@@ -38,11 +38,14 @@ def build_app(*, webhook_delay: float = 1.0) -> web.Application:
         dict.clear(self)
         _idempotency.clear()
         _events.reset()
+        _later.reset()
 
     resources.Store.clear = clear_everything  # type: ignore[method-assign]
 
     _events.install(webhook_delay)
     _payments.install()
+    _later.install(async_delay)
+    resources.extra_apis.extend(_disputes.routes())
 
     # localstripe.server builds its routes from resources.extra_apis when imported, so it
     # must come after the patches above.
@@ -133,11 +136,31 @@ def build_app(*, webhook_delay: float = 1.0) -> web.Application:
     app.router.add_get("/_config/webhooks", list_webhooks)
     app.router.add_delete("/_config/webhooks", delete_webhook)
     app.router.add_delete("/_config/webhooks/{id}", delete_webhook)
+    app.router.add_post("/_standin/settle", settle)
+    app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)
     app.router.add_post("/_standin/3ds/{id}", three_d_secure_answer)
 
     _installed = app
     return app
+
+
+# --- controls: make "later" happen now ----------------------------------------------------
+
+
+async def settle(request: web.Request) -> web.Response:
+    """Run every queued asynchronous change (refunds settling or failing, disputes)."""
+    from . import _later
+
+    return web.json_response({"ran": _later.settle()})
+
+
+async def expire_authorization(request: web.Request) -> web.Response:
+    """Let an uncaptured charge's (or PaymentIntent's) authorization expire now."""
+    from . import _lifecycle
+
+    charge = _lifecycle.expire(request.match_info["id"])
+    return web.json_response(charge._export())
 
 
 # --- the 3-D Secure page a ``redirect_to_url`` next action points to ------------------------

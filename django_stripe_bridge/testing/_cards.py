@@ -72,6 +72,13 @@ class TestCard:
     decline: Decline | None = None
     #: Set when a PaymentIntent confirmed on-session needs 3-D Secure first.
     requires_authentication: bool = False
+    #: How refunds of its charges go: ``None`` (succeed at once), ``"fail"`` (``succeeded``,
+    #: later ``failed``) or ``"pending"`` (``pending``, later ``succeeded``).
+    refund: str | None = None
+    #: The dispute its charges receive shortly after they are captured: ``None`` or the
+    #: dispute ``reason``; with ``inquiry`` set it is an inquiry (``warning_needs_response``).
+    dispute: str | None = None
+    inquiry: bool = False
 
     @property
     def last4(self) -> str:
@@ -150,6 +157,12 @@ _VELOCITY = TestCard("4000000000006975", "visa", decline=VELOCITY_EXCEEDED)
 #: Attaching to a customer succeeds; every charge fails.
 _CUSTOMER_FAIL = TestCard("4000000000000341", "visa", decline=GENERIC_DECLINE)
 
+_REFUND_FAIL = TestCard("4000000000005126", "visa", refund="fail")
+_PENDING_REFUND = TestCard("4000000000007726", "visa", refund="pending")
+_DISPUTE = TestCard("4000000000000259", "visa", dispute="fraudulent")
+_DISPUTE_NOT_RECEIVED = TestCard("4000000000002685", "visa", dispute="product_not_received")
+_DISPUTE_INQUIRY = TestCard("4000000000001976", "visa", dispute="fraudulent", inquiry=True)
+
 _3DS2_REQUIRED = TestCard("4000000000003220", "visa", requires_authentication=True)
 _3DS_REQUIRED = TestCard("4000000000003063", "visa", requires_authentication=True)
 _AUTH_REQUIRED = TestCard("4000002760003184", "visa", requires_authentication=True)
@@ -186,6 +199,11 @@ TEST_TOKENS: dict[str, TestCard] = {
     "tok_radarBlock": _FRAUD,
     "tok_visa_chargeDeclinedVelocityLimitExceeded": _VELOCITY,
     "tok_chargeCustomerFail": _CUSTOMER_FAIL,
+    "tok_refundFail": _REFUND_FAIL,
+    "tok_pendingRefund": _PENDING_REFUND,
+    "tok_createDispute": _DISPUTE,
+    "tok_createDisputeProductNotReceived": _DISPUTE_NOT_RECEIVED,
+    "tok_createDisputeInquiry": _DISPUTE_INQUIRY,
 }
 
 #: Stripe's test PaymentMethod ids (usable wherever a ``payment_method`` is expected):
@@ -216,6 +234,11 @@ TEST_PAYMENT_METHODS: dict[str, TestCard] = {
     "pm_card_radarBlock": _FRAUD,
     "pm_card_visa_chargeDeclinedVelocityLimitExceeded": _VELOCITY,
     "pm_card_chargeCustomerFail": _CUSTOMER_FAIL,
+    "pm_card_refundFail": _REFUND_FAIL,
+    "pm_card_pendingRefund": _PENDING_REFUND,
+    "pm_card_createDispute": _DISPUTE,
+    "pm_card_createDisputeProductNotReceived": _DISPUTE_NOT_RECEIVED,
+    "pm_card_createDisputeInquiry": _DISPUTE_INQUIRY,
     "pm_card_threeDSecure2Required": _3DS2_REQUIRED,
     "pm_card_threeDSecureRequired": _3DS_REQUIRED,
     "pm_card_authenticationRequired": _AUTH_REQUIRED,

@@ -20,6 +20,15 @@ class RequestContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+#: Used for ``event.api_version`` (and Stripe's behaviour) when the request named none.
+DEFAULT_API_VERSION = "2024-06-20"
+#: Since this version refund events (``refund.created|updated|failed``) are sent for every
+#: refund, not only for refunds without a charge (Stripe changelog, 2024-10-28.acacia).
+REFUND_EVENTS_FOR_ALL_REFUNDS = "2024-10-28"
+#: Since this version a partial capture or a cancellation of an uncaptured payment releases
+#: the rest without creating a Refund (Stripe changelog, 2025-03-31.basil).
+RELEASE_WITHOUT_REFUND = "2025-03-31"
+
 _current: ContextVar[RequestContext | None] = ContextVar("standin_request", default=None)
 
 
@@ -27,6 +36,21 @@ def current() -> RequestContext:
     """The context of the request being handled (an empty one outside requests)."""
     ctx = _current.get()
     return ctx if ctx is not None else RequestContext()
+
+
+def api_version() -> str:
+    """The API version the current request asked for (``Stripe-Version``), or the default."""
+    return current().api_version or DEFAULT_API_VERSION
+
+
+def version_at_least(version: str, since: str) -> bool:
+    """Whether ``version`` (``2025-03-31.basil`` or a bare date) is ``since`` or newer."""
+    return version[:10] >= since
+
+
+def at_least(since: str) -> bool:
+    """Whether the current request's API version is ``since`` or newer."""
+    return version_at_least(api_version(), since)
 
 
 def begin(**values: Any) -> RequestContext:

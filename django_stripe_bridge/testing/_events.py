@@ -25,8 +25,7 @@ from ._signing import sign_payload
 
 logger = logging.getLogger("django_stripe_bridge.standin")
 
-#: Used for ``event.api_version`` when the request named none (``Stripe-Version``).
-DEFAULT_API_VERSION = "2024-06-20"
+DEFAULT_API_VERSION = _context.DEFAULT_API_VERSION
 
 
 class _State:
@@ -124,7 +123,7 @@ def _event_init(self: Any, type: str, data: Any) -> None:
     _original_init(self, type, data)
     ctx = _context.current()
     self._standin_sequence = next(state.sequence)
-    self.api_version = ctx.api_version or DEFAULT_API_VERSION
+    self.api_version = _context.api_version()
     self.request = {"id": ctx.request_id, "idempotency_key": ctx.idempotency_key}
     self.pending_webhooks = sum(
         1 for hook in list(webhooks._webhooks.values()) if _wants(hook, type)

@@ -43,7 +43,9 @@ class StripeStandIn:
             client.v1.charges.create({"amount": 500, "currency": "usd", "source": "tok_visa"})
 
     ``port=None`` lets the subprocess pick a free port. ``webhook_delay`` is the time between
-    an event and its webhook deliveries (localstripe's ~1 s by default). ``cwd`` and ``env``
+    an event and its webhook deliveries (localstripe's ~1 s by default); ``async_delay`` the
+    time until what Stripe does "later" happens (refunds that settle or fail, disputes that
+    open or close; :meth:`settle` does it at once). ``cwd`` and ``env``
     (added to this process's environment) are for the subprocess.
     """
 
@@ -54,6 +56,7 @@ class StripeStandIn:
         *,
         api_key: str = TEST_API_KEY,
         webhook_delay: float = 1.0,
+        async_delay: float = 1.0,
         startup_timeout: float = 15.0,
         stop_timeout: float = 5.0,
         verbose: bool = False,
@@ -64,6 +67,7 @@ class StripeStandIn:
         self.host = host
         self.api_key = api_key
         self.webhook_delay = webhook_delay
+        self.async_delay = async_delay
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.verbose = verbose
@@ -90,6 +94,8 @@ class StripeStandIn:
             str(self._requested_port),
             "--webhook-delay",
             str(self.webhook_delay),
+            "--async-delay",
+            str(self.async_delay),
             "--exit-on-stdin-eof",
         ]
         if self.verbose:
@@ -292,6 +298,20 @@ class StripeStandIn:
             "POST",
             f"/v1/payment_intents/{payment_intent}/_authenticate",
             {"client_secret": client_secret, "success": success},
+        )
+        return dict(result)
+
+    def settle(self) -> int:
+        """Do now what Stripe does "some time later" (refunds that settle or fail, disputes
+        that open, close or escalate), oldest first; returns how many changes ran."""
+        return int(self._request("POST", "/_standin/settle", {})["ran"])
+
+    def expire_authorization(self, charge_or_payment_intent: str) -> dict[str, Any]:
+        """Let an uncaptured authorization expire now (Stripe: after 7 days), as Stripe
+        does: ``charge.expired`` and, for a PaymentIntent, ``payment_intent.canceled``.
+        Returns the charge."""
+        result = self._request(
+            "POST", f"/_standin/authorizations/{charge_or_payment_intent}/expire", {}
         )
         return dict(result)
 

@@ -6,10 +6,11 @@
 - Declines reported as Stripe does: HTTP 402 ``card_error`` with ``code``, ``decline_code``,
   ``charge`` (and ``payment_intent``/``payment_method`` for PaymentIntents); the failed
   charge is kept with ``failure_code``, ``failure_message`` and ``outcome``.
-- Events ``charge.succeeded|failed|captured|refunded``, ``refund.created``,
-  ``payment_intent.created|canceled|requires_action|amount_capturable_updated`` (localstripe
-  already sends ``payment_intent.succeeded|payment_failed``).
-- Minimum charge amounts and the list of currencies; refunds limited to what is left.
+- Events ``charge.succeeded|failed``, ``payment_intent.created|canceled|requires_action|
+  amount_capturable_updated`` (localstripe already sends ``payment_intent.succeeded|
+  payment_failed``); capture, release and refunds are in ``_lifecycle``, disputes in
+  ``_disputes``.
+- Minimum charge amounts and the list of currencies.
 - ``payment_method`` on confirm, off-session confirms on cards that need 3-D Secure,
   ``return_url`` (a ``redirect_to_url`` next action served by the stand-in), lists newest
   first with Stripe's filters, ``latest_charge`` as an id, ``No such …`` 404 errors.
@@ -38,10 +39,9 @@ from localstripe.resources import (
     fingerprint,
     store,
     try_convert_to_bool,
-    try_convert_to_int,
 )
 
-from . import _context
+from . import _context, _lifecycle
 from ._cards import (
     AUTHENTICATION_REQUIRED,
     CARDS_BY_NUMBER,
@@ -53,7 +53,8 @@ from ._cards import (
     TestCard,
     brand_display_name,
 )
-from ._currencies import check_amount, format_amount
+from ._currencies import check_amount
+from ._disputes import after_capture
 from ._errors import StripeAPIError, invalid, no_such, unexpected_state
 from ._events import emit
 from ._lists import paginate, stored, unknown_params
@@ -108,7 +109,6 @@ _orig = {
     "charge_init": Charge.__init__,
     "charge_api_create": Charge.__dict__["_api_create"].__func__,
     "initialize_charge": Charge._initialize_charge,
-    "capture": Charge._capture,
     "refund_init": Refund.__init__,
     "pi_init": PaymentIntent.__init__,
     "pi_confirm": PaymentIntent._confirm,
@@ -330,6 +330,10 @@ def _charge_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self.statement_descriptor_suffix = None
     self.calculated_statement_descriptor = "STRIPE STANDIN"
     self.receipt_url = None
+    self._standin_api_version = _context.api_version()
+    self._standin_amount_captured = 0
+    self._standin_expired = False
+    self._standin_dispute = None
     for key, value in _context.current().extras.pop("charge", {}).items():
         setattr(self, key, value)
 
@@ -353,6 +357,7 @@ def _set_auth_failure(self: Any) -> None:
     spec = _decline_of(self)
     self._standin_decline = spec
     self.status = "failed"
+    self.captured = False  # as on Stripe: a declined charge took nothing
     self.failure_code = spec.code
     self.failure_message = spec.message
     self.outcome = spec.outcome()
@@ -375,23 +380,16 @@ def _initialize_charge(
 
     def succeeded() -> None:
         self.outcome = dict(SUCCESS_OUTCOME)
+        self._standin_amount_captured = self.amount
         emit("charge.succeeded", self)
         if on_success:
             on_success()
+        after_capture(self)
 
     _orig["initialize_charge"](self, succeeded, on_failure_now, on_failure_later)
     if self.status == "succeeded" and not self.captured:  # authorized, capture later
         self.outcome = dict(SUCCESS_OUTCOME)
         emit("charge.succeeded", self)
-
-
-def _capture(self: Any, amount: Any, on_success: Any = None) -> None:
-    def captured() -> None:
-        emit("charge.captured", self)
-        if on_success:
-            on_success()
-
-    _orig["capture"](self, amount, on_success=captured)
 
 
 def _payment_method_details(self: Any) -> dict[str, Any] | None:
@@ -438,10 +436,6 @@ def _charge_source(self: Any) -> Any:
     return source if isinstance(source, Card) else None
 
 
-def _amount_captured(self: Any) -> int:
-    return self.amount if self.captured and self.status == "succeeded" else 0
-
-
 def _billing_details(self: Any) -> dict[str, Any]:
     source = _source_of(self.payment_method)
     details = getattr(source, "billing_details", None) or {}
@@ -479,51 +473,9 @@ def _list_charges(
 # --- refunds ---------------------------------------------------------------------------------
 
 
-def _refund_api_create(cls: Any, **data: Any) -> Any:
-    reason = data.pop("reason", None)
-    if reason is not None and reason not in _REFUND_REASONS:
-        raise invalid(
-            f"Invalid reason: must be one of {', '.join(_REFUND_REASONS)}", param="reason"
-        )
-    charge = None
-    if isinstance(data.get("charge"), str):
-        charge = Charge._api_retrieve(data["charge"])
-    elif isinstance(data.get("payment_intent"), str):
-        intent = PaymentIntent._api_retrieve(data["payment_intent"])
-        charge = intent.latest_charge
-        if charge is None:
-            raise invalid(
-                f"This PaymentIntent ({intent.id}) does not have a successful charge to refund.",
-                param="payment_intent",
-            )
-    if charge is not None and charge.status == "succeeded":
-        remaining = charge.amount - charge.amount_refunded
-        if remaining <= 0:
-            raise invalid(
-                f"Charge {charge.id} has already been refunded.", code="charge_already_refunded"
-            )
-        amount = try_convert_to_int(data.get("amount"))
-        if data.get("amount") is None:
-            data["amount"] = remaining
-        elif isinstance(amount, int) and amount > remaining:
-            raise invalid(
-                f"Refund amount ({format_amount(amount, charge.currency)}) is greater than "
-                f"unrefunded amount on charge ({format_amount(remaining, charge.currency)})",
-                param="amount",
-            )
-    _context.current().extras["refund"] = {"reason": reason}
-    return cls(**data)
-
-
 def _refund_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _orig["refund_init"](self, *args, **kwargs)
-    extras = _context.current().extras.pop("refund", {})
-    self.reason = extras.get("reason")
-    charge = Charge._api_retrieve(self.charge)
-    if self.payment_intent is None:
-        self.payment_intent = charge.payment_intent
-    emit("refund.created", self)
-    emit("charge.refunded", charge)
+    _lifecycle.init_refund(self)
 
 
 # --- payment intents -------------------------------------------------------------------------
@@ -702,7 +654,8 @@ def _pi_last_payment_error(self: Any) -> dict[str, Any] | None:
 
 
 def _pi_amount_received(self: Any) -> int:
-    return self.amount if self.status == "succeeded" else 0
+    charge = self.latest_charge
+    return _lifecycle.amount_captured(charge) if charge is not None else 0
 
 
 def _pi_amount_capturable(self: Any) -> int:
@@ -737,7 +690,10 @@ def _pi_api_cancel(
             "Only a PaymentIntent with one of the following statuses may be canceled: "
             f"{', '.join(_CANCELABLE)}."
         )
+    uncaptured = intent.status == "requires_capture"
     _orig["pi_cancel"](cls, id)
+    if uncaptured:
+        _lifecycle.cancel_uncaptured(intent)
     intent.cancellation_reason = cancellation_reason
     intent.canceled_at = int(time.time())
     emit("payment_intent.canceled", intent)
@@ -807,14 +763,16 @@ def install() -> None:
     Charge._set_auth_failure = _set_auth_failure  # type: ignore[method-assign]
     Charge._raise_failure = _raise_failure  # type: ignore[method-assign]
     Charge._initialize_charge = _initialize_charge  # type: ignore[method-assign]
-    Charge._capture = _capture  # type: ignore[method-assign]
+    Charge._api_capture = classmethod(_lifecycle.capture_charge)  # type: ignore[assignment]
     Charge.payment_method_details = property(_payment_method_details)  # type: ignore[attr-defined]
     Charge.source = property(_charge_source)  # type: ignore[attr-defined]
-    Charge.amount_captured = property(_amount_captured)  # type: ignore[attr-defined]
+    Charge.amount_captured = property(_lifecycle.amount_captured)  # type: ignore[attr-defined]
+    Charge.amount_refunded = property(_lifecycle.amount_refunded)  # type: ignore[method-assign,assignment]
+    Charge.refunded = property(_lifecycle.refunded)  # type: ignore[method-assign,assignment]
     Charge.billing_details = property(_billing_details)  # type: ignore[attr-defined]
 
     Refund.__init__ = _refund_init  # type: ignore[method-assign]
-    Refund._api_create = classmethod(_refund_api_create)  # type: ignore[assignment]
+    Refund._api_create = classmethod(_lifecycle.create_refund)  # type: ignore[assignment]
 
     PaymentIntent.__init__ = _pi_init  # type: ignore[method-assign]
     PaymentIntent._api_create = classmethod(_pi_api_create)  # type: ignore[assignment]
@@ -831,6 +789,9 @@ def install() -> None:
 
     _replace_route("POST", "/v1/payment_intents/{id}/confirm", PaymentIntent._api_confirm)
     _replace_route("POST", "/v1/payment_intents/{id}/cancel", PaymentIntent._api_cancel)
+    PaymentIntent._api_capture = classmethod(_lifecycle.capture_payment_intent)  # type: ignore[assignment]
+    _replace_route("POST", "/v1/payment_intents/{id}/capture", PaymentIntent._api_capture)
+    _replace_route("POST", "/v1/charges/{id}/capture", Charge._api_capture)
     _replace_route(
         "POST", "/v1/payment_intents/{id}/_authenticate", PaymentIntent._api_authenticate
     )

@@ -17,7 +17,9 @@ Fixtures:
 Without localstripe/aiohttp (``pip install django-stripe-bridge[demo]``) the tests using these
 fixtures are skipped with the reason, except under ``CI=true`` where they fail: CI must not
 pass by skipping. The ini option ``stripe_standin_webhook_delay`` (seconds, default ``1.0``)
-sets how long after an event its webhooks are sent.
+sets how long after an event its webhooks are sent; ``stripe_standin_async_delay`` (default
+``1.0``) how long until refunds settle or fail and disputes open or close
+(``stripe_standin.settle()`` makes that happen at once).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "stripe_standin_webhook_delay",
         "seconds between a stand-in event and its webhook deliveries",
+        default="1.0",
+    )
+    parser.addini(
+        "stripe_standin_async_delay",
+        "seconds until stand-in refunds settle or fail and disputes open or close",
         default="1.0",
     )
 
@@ -68,7 +75,8 @@ def stripe_standin(pytestconfig: pytest.Config) -> Iterator[StripeStandIn]:
     """The session's offline Stripe stand-in (started on first use)."""
     require_standin()
     delay = float(pytestconfig.getini("stripe_standin_webhook_delay"))
-    with StripeStandIn(webhook_delay=delay) as standin:
+    async_delay = float(pytestconfig.getini("stripe_standin_async_delay"))
+    with StripeStandIn(webhook_delay=delay, async_delay=async_delay) as standin:
         yield standin
 
 

@@ -46,13 +46,19 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def serve(
-    host: str, port: int, *, webhook_delay: float, verbose: bool, exit_on_stdin_eof: bool
+    host: str,
+    port: int,
+    *,
+    webhook_delay: float,
+    verbose: bool,
+    exit_on_stdin_eof: bool,
+    async_delay: float = 1.0,
 ) -> None:
     from aiohttp import web
 
     from ._app import build_app
 
-    app = build_app(webhook_delay=webhook_delay)
+    app = build_app(webhook_delay=webhook_delay, async_delay=async_delay)
     access_log = logging.getLogger("aiohttp.access") if verbose else None
     runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
     await runner.setup()
@@ -96,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="seconds between an event and its webhook deliveries (default 1.0)",
     )
+    parser.add_argument(
+        "--async-delay",
+        type=float,
+        default=1.0,
+        help="seconds until refunds settle or fail and disputes open or close (default 1.0)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="stop when standard input closes"
@@ -122,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.host,
                 args.port,
                 webhook_delay=args.webhook_delay,
+                async_delay=args.async_delay,
                 verbose=args.verbose,
                 exit_on_stdin_eof=args.exit_on_stdin_eof,
             )
