@@ -82,7 +82,14 @@ def stored_types(transaction: StripeTransaction) -> list[str]:
 
 def snapshot(transaction: StripeTransaction) -> tuple[Any, ...]:
     row = StripeTransaction.objects.get(pk=transaction.pk)
-    return (row.status, row.amount, row.amount_refunded, row.last_event_created, row.updated_at)
+    return (
+        row.status,
+        row.amount,
+        row.amount_captured,
+        row.amount_refunded,
+        row.state,
+        row.updated_at,
+    )
 
 
 def intent_of(transaction: StripeTransaction) -> dict[str, Any]:
@@ -123,6 +130,13 @@ def test_capture_in_part(bridge_stripe: Any) -> None:
     assert (charge["amount_captured"], charge["amount_refunded"]) == (1200, 0)
     deliver_webhooks()
     assert "charge.captured" in stored_types(tx)
+    row = StripeTransaction.objects.get(pk=tx.pk)
+    assert (row.status, row.amount, row.amount_captured, row.amount_refunded) == (
+        "succeeded",
+        2000,
+        1200,
+        0,
+    )
 
 
 def test_capture_an_uncaptured_charge(bridge_stripe: Any) -> None:
@@ -165,6 +179,8 @@ def test_cancel_an_authorization(bridge_stripe: Any) -> None:
     assert snapshot(tx) == before
     deliver_webhooks()
     assert "payment_intent.canceled" in stored_types(tx)
+    row = StripeTransaction.objects.get(pk=tx.pk)
+    assert (row.status, row.amount_captured, row.amount_refunded) == ("canceled", 0, 0)
 
 
 def test_cancel_an_uncaptured_charge_releases_it(bridge_stripe: Any) -> None:
@@ -174,6 +190,8 @@ def test_cancel_an_uncaptured_charge_releases_it(bridge_stripe: Any) -> None:
     assert charge_of(tx)["refunded"] is True
     deliver_webhooks()
     assert "charge.refunded" in stored_types(tx)
+    row = StripeTransaction.objects.get(pk=tx.pk)
+    assert (row.status, row.amount_captured, row.amount_refunded) == ("canceled", 0, 0)
 
 
 def test_cancel_refuses_a_captured_charge(bridge_stripe: Any) -> None:
