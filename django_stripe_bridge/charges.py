@@ -105,12 +105,16 @@ def create_payment_intent(
     currency: str | None = None,
     payment_method: str | None = None,
     confirm: bool = False,
+    capture_method: str = "automatic",
     description: str | None = None,
     metadata: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
     user: Any = None,
 ) -> dict[str, Any]:
     """Create a PaymentIntent (and confirm it when ``confirm``); record its transaction.
+
+    ``capture_method="manual"`` only authorizes the amount (status ``requires_capture``);
+    ``"automatic"`` is Stripe's default and is not sent.
 
     The PaymentIntent is created first and confirmed in a second call, so its transaction is
     recorded before any money moves and a decline still names it
@@ -119,6 +123,8 @@ def create_payment_intent(
     key = idempotency_key or new_idempotency_key()
     currency = (currency or bridge_settings.DEFAULT_CURRENCY).lower()
     params: dict[str, Any] = {"amount": amount, "currency": currency}
+    if capture_method != "automatic":
+        params["capture_method"] = capture_method
     params.update(
         _present(payment_method=payment_method, description=description, metadata=metadata)
     )

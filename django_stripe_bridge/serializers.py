@@ -24,6 +24,8 @@ from .models import StripeEvent, StripeTransaction
 
 #: ``param`` of errors about the request body as a whole.
 BODY_PARAM = "body"
+#: Values of ``capture_method``: ``manual`` authorizes now and captures later.
+CAPTURE_METHODS = ("automatic", "manual")
 #: Stripe's limits on metadata.
 METADATA_MAX_KEYS = 50
 METADATA_KEY_MAX_LENGTH = 40
@@ -97,6 +99,15 @@ class StrictEmailField(StrictCharField):
         except Exception:
             self.fail("invalid")
         return value
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    """One of ``choices``, sent as a JSON string (DRF would match ``1`` to ``"1"``)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid_choice", input=data)
+        return super().to_internal_value(data)
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -313,6 +324,17 @@ class PaymentIntentRequestSerializer(RequestBodySerializer):
         required=False,
         default=False,
         error_messages=_messages("confirm", invalid="'confirm' must be true or false."),
+    )
+    capture_method = StrictChoiceField(
+        choices=CAPTURE_METHODS,
+        required=False,
+        default="automatic",
+        error_messages=_messages(
+            "capture_method",
+            invalid_choice="'capture_method' must be 'automatic' or 'manual'.",
+        ),
+        help_text="'manual' authorizes the amount and leaves it to be captured later "
+        "(status requires_capture); 'automatic' (the default) takes it at once.",
     )
     description = _description()
     metadata = _metadata()

@@ -85,6 +85,35 @@ def test_without_confirm_the_intent_waits_for_a_payment_method(bridge_stripe, cs
     assert StripeTransaction.objects.get(pk=intent["id"]).status == "pending"
 
 
+def test_manual_capture_only_authorizes(bridge_stripe, csrf_client):
+    body = {
+        "amount": 1000,
+        "payment_method": "pm_card_visa",
+        "confirm": True,
+        "capture_method": "manual",
+    }
+    response = post_json(csrf_client, "payment-intents", body)
+
+    assert response.status_code == 200, response.content
+    intent = response.json()
+    assert intent["status"] == "requires_capture"
+    assert bridge_stripe.client().v1.payment_intents.retrieve(intent["id"]).capture_method == (
+        "manual"
+    )
+    # (The transaction's status for an authorization is the payment-status fold's business.)
+    assert StripeTransaction.objects.get(pk=intent["id"]).amount == 1000
+
+
+@pytest.mark.parametrize("body", [{}, {"capture_method": "automatic"}])
+def test_automatic_capture_is_stripes_default(bridge_stripe, csrf_client, body):
+    body = {"amount": 1000, "payment_method": "pm_card_visa", "confirm": True, **body}
+    intent = post_json(csrf_client, "payment-intents", body).json()
+
+    assert intent["status"] == "succeeded"
+    sent = bridge_stripe.client().v1.payment_intents.retrieve(intent["id"]).capture_method
+    assert sent in ("automatic", "automatic_async")
+
+
 def test_with_a_payment_method_but_no_confirm_it_waits_for_confirmation(bridge_stripe, csrf_client):
     body = {"amount": 1000, "payment_method": "pm_card_visa", "confirm": False}
     intent = post_json(csrf_client, "payment-intents", body).json()
@@ -131,6 +160,10 @@ BAD_BODIES = [
     ({"amount": 1000, "confirm": "true"}, "confirm"),
     ({"amount": 1000, "confirm": 1}, "confirm"),
     ({"amount": 1000, "payment_method": 5}, "payment_method"),
+    ({"amount": 1000, "capture_method": "later"}, "capture_method"),
+    ({"amount": 1000, "capture_method": "Manual"}, "capture_method"),
+    ({"amount": 1000, "capture_method": None}, "capture_method"),
+    ({"amount": 1000, "capture_method": 1}, "capture_method"),
     ({"amount": 1000, "payment_method": "pm card"}, "payment_method"),
     ({"amount": 1000, "metadata": {"a": 1}}, "metadata[a]"),
     ({"amount": 1000, "description": "d" * 1001}, "description"),
