@@ -438,10 +438,17 @@ def test_the_webhook_of_an_admin_capture_reaches_the_bridge(
         while "charge.captured" not in stored_types(tx):
             assert time.monotonic() < deadline, f"no charge.captured webhook: {stored_types(tx)}"
             time.sleep(0.1)
-        delivered = [
-            d for d in bridge_stripe.webhook_deliveries() if d["type"] == "charge.captured"
-        ]
-        assert delivered and delivered[-1]["status"] == 200
+
+        def delivered() -> list[dict[str, Any]]:
+            deliveries = bridge_stripe.webhook_deliveries()
+            return [d for d in deliveries if d["type"] == "charge.captured"]
+
+        # The row is committed before the answer goes back, and the stand-in records the
+        # delivery only once it has the answer.
+        while not delivered():
+            assert time.monotonic() < deadline, "the stand-in recorded no delivery"
+            time.sleep(0.05)
+        assert delivered()[-1]["status"] == 200
         event = StripeEvent.objects.get(transaction_id=tx.pk, type="charge.captured")
         assert (event.payload["data"]["object"]["amount_captured"], event.livemode) == (1500, False)
     finally:

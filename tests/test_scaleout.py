@@ -147,3 +147,20 @@ async def test_closed_sockets_leave_no_group_membership(servers, prefix, redis_c
         await asyncio.sleep(0.2)
     assert left == 0, f"{left} group memberships left behind\n{b.log()[-3000:]}"
     assert time.monotonic() - started < 60
+
+
+def test_concurrent_duplicates_across_processes_are_stored_once(servers):
+    """The same events delivered many times at once to both processes (each one batching
+    what it receives): every event is created exactly once, every delivery answered 200."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    events = [
+        make_event("charge.succeeded", charge_object(f"ch_dup_{n}"), event_id=f"evt_dup_{n}")
+        for n in range(10)
+    ]
+    deliveries = [(server, event) for event in events for server in servers for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(lambda d: post_webhook(*d), deliveries))
+    created = [d[1]["id"] for d, a in zip(deliveries, answers, strict=True) if not a["duplicate"]]
+    assert all(a["received"] is True for a in answers)
+    assert sorted(created) == sorted(e["id"] for e in events)
