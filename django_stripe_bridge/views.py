@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,12 @@ SCHEMA_TAG = "stripe-bridge"
 #: Stripe's limit on idempotency keys.
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+#: The signed cookie that gives an anonymous client its own idempotency scope.
+CLIENT_SCOPE_COOKIE = "stripe_bridge_client"
+#: How long a browser keeps it, renewed by every create request (Stripe keeps keys 24 h).
+CLIENT_SCOPE_MAX_AGE = 30 * 24 * 3600
+CLIENT_SCOPE_SALT = "django_stripe_bridge.idempotency-scope"
+_CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -311,10 +318,12 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
     str,
     OpenApiParameter.HEADER,
-    description="Passed to Stripe (at most 255 printable ASCII characters). The same key with "
-    "the same body returns the first result again without charging twice; with another body, "
-    "409. When absent the bridge makes one; either way the response's Idempotency-Key header "
-    "holds the key used, for a safe retry after a 502 or 503.",
+    description="One payment attempt of this client (at most 255 printable ASCII "
+    "characters). Scoped to the client (the signed-in user, else the stripe_bridge_client "
+    "cookie the bridge sets): the same key with the same body from the same client returns "
+    "the first result again without charging twice; with another body, 409. Another client's "
+    "identical key is another payment. When absent the bridge makes one; either way the "
+    "response's Idempotency-Key header holds it, for a safe retry after a 502 or 503.",
 )
 
 _COMMON_ERRORS = {
@@ -377,19 +386,54 @@ class _CreateView(BridgeAPIView):
         user = getattr(self.request, "user", None)
         return user if user is not None and user.is_authenticated else None
 
+    def get_idempotency_scope(self) -> str:
+        """Whose idempotency keys these are: the user, else this one client.
+
+        An anonymous client is known by a random token in a signed cookie the bridge sets
+        (:data:`CLIENT_SCOPE_COOKIE`); a client without it gets a new one, and so a new scope.
+        """
+        user = self.get_user()
+        if user is not None:
+            return f"user:{user.pk}"
+        token = self.request.get_signed_cookie(
+            CLIENT_SCOPE_COOKIE, default=None, salt=CLIENT_SCOPE_SALT
+        )
+        if not isinstance(token, str) or not _CLIENT_TOKEN.fullmatch(token):
+            token = secrets.token_urlsafe(24)
+        self.client_token = token
+        return f"client:{token}"
+
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         # Made here rather than in the service so that it can be told to the client: a
         # retry with it after a 502 or 503 is then safe too.
         self.idempotency_key = self.get_idempotency_key() or charges.new_idempotency_key()
+        # What Stripe sees: no other client can meet this key, or replay its answer.
+        stripe_key = charges.scoped_idempotency_key(
+            self.idempotency_key, self.get_idempotency_scope()
+        )
         serializer = self.request_serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(self.perform_create(serializer.validated_data, self.idempotency_key))
+        return Response(self.perform_create(serializer.validated_data, stripe_key))
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         key = getattr(self, "idempotency_key", None)
         if key:
             response[IDEMPOTENCY_HEADER] = key
+        token = getattr(self, "client_token", None)
+        if token:
+            # Set again on every request, so that it lasts while the client keeps paying.
+            path = request.path.rstrip("/")
+            response.set_signed_cookie(
+                CLIENT_SCOPE_COOKIE,
+                token,
+                salt=CLIENT_SCOPE_SALT,
+                max_age=CLIENT_SCOPE_MAX_AGE,
+                path=path[: path.rfind("/") + 1] or "/",
+                secure=request.is_secure(),
+                httponly=True,
+                samesite="Lax",
+            )
         return response
 
     def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
@@ -443,7 +487,10 @@ class ChargeView(_CreateView):
     # --- hook to override ---
 
     def perform_charge(self, data: dict[str, Any], idempotency_key: str) -> Any:
-        """Charge with the validated body; return what to answer (the charge object)."""
+        """Charge with the validated body; return what to answer (the charge object).
+
+        ``idempotency_key`` is the key for Stripe, already scoped to the client.
+        """
         return charges.create_charge(**data, idempotency_key=idempotency_key, user=self.get_user())
 
 
@@ -487,7 +534,10 @@ class PaymentIntentView(_CreateView):
     # --- hook to override ---
 
     def perform_payment_intent(self, data: dict[str, Any], idempotency_key: str) -> Any:
-        """Create the PaymentIntent with the validated body; return Stripe's object."""
+        """Create the PaymentIntent with the validated body; return Stripe's object.
+
+        ``idempotency_key`` is the key for Stripe, already scoped to the client.
+        """
         return charges.create_payment_intent(
             **data, idempotency_key=idempotency_key, user=self.get_user()
         )
