@@ -579,6 +579,33 @@ class TransactionView(BridgeAPIView):
         return Response(TransactionSerializer(tx).data)
 
 
+class NoRouteView(BridgeAPIView):
+    """Any path under the app's prefix that no route matches: a JSON 404, whatever the method.
+
+    Without it Django answers such a path with its HTML page (listing every URL pattern of
+    the site when ``DEBUG`` is on).
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+    schema = None  # type: ignore[assignment]
+    #: Routes named in the answer, so that a typo can be found.
+    ROUTES = "charge, payment-intents, transactions/<id>, webhooks/handler, schema"
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every method, OPTIONS included (APIView would describe the view), is this 404.
+        self.args, self.kwargs = args, kwargs
+        self.request = self.initialize_request(request, *args, **kwargs)
+        self.headers = self.default_response_headers
+        path = str(kwargs.get("path", ""))
+        shown = path if len(path) <= 60 else path[:57] + "..."
+        exc = exceptions.NotFound(f"No such route: '{shown}'. The routes are {self.ROUTES}.")
+        response = self.handle_exception(exc)
+        self.response = self.finalize_response(self.request, response, *args, **kwargs)
+        return self.response
+
+
 # --- schema ----------------------------------------------------------------------------------
 
 
@@ -653,6 +680,7 @@ class SchemaView(SpectacularAPIView):
 __all__ = [
     "BridgeAPIView",
     "ChargeView",
+    "NoRouteView",
     "PaymentIntentView",
     "SchemaView",
     "TransactionView",
