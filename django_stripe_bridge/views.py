@@ -13,7 +13,6 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import (
@@ -25,15 +24,9 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError
 from django.http import Http404
 from django.urls import include, re_path
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-)
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
@@ -44,15 +37,26 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, webhooks
+from . import __version__, charges
 from .conf import bridge_settings
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
+from .schema import (
+    CARD_DECLINED_EXAMPLE,
+    COMMON_ERRORS,
+    EXAMPLE_TRANSACTION_ID,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_PARAMETER,
+    OAS_VERSION,
+    SCHEMA_TAG,
+    BridgeSchemaGenerator,
+    bridge_schema,
+    error_response,
+)
 from .serializers import (
     BODY_PARAM,
     ChargeRequestSerializer,
     ChargeSerializer,
-    ErrorSerializer,
     PaymentIntentRequestSerializer,
     PaymentIntentSerializer,
     TransactionSerializer,
@@ -65,27 +69,6 @@ logger = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def bridge_schema(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``extend_schema`` for a view method, built on drf-spectacular's ``AutoSchema``.
-
-    ``extend_schema`` bases a method's schema on ``DEFAULT_SCHEMA_CLASS``, which a project
-    that never set up drf-spectacular leaves at DRF's own class; the bridge's schema must
-    work in such a project too.
-    """
-
-    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-        method.schema = AutoSchema  # type: ignore[attr-defined]
-        decorated = extend_schema(**kwargs)(method)
-        del method.schema  # type: ignore[attr-defined]
-        return decorated
-
-    return decorate
-
-
-#: The tag of the bridge's operations in the OpenAPI schema.
-SCHEMA_TAG = "stripe-bridge"
-#: Stripe's limit on idempotency keys.
-IDEMPOTENCY_KEY_MAX_LENGTH = 255
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 #: The signed cookie that gives an anonymous client its own idempotency scope.
 CLIENT_SCOPE_COOKIE = "stripe_bridge_client"
@@ -309,50 +292,6 @@ class BridgeAPIView(APIView):
         return response
 
 
-def _error_response(description: str, example: dict[str, Any] | None = None) -> OpenApiResponse:
-    examples = [OpenApiExample(description, value=example)] if example else None
-    return OpenApiResponse(ErrorSerializer, description=description, examples=examples)
-
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    str,
-    OpenApiParameter.HEADER,
-    description="One payment attempt of this client (at most 255 printable ASCII "
-    "characters). Scoped to the client (the signed-in user, else the stripe_bridge_client "
-    "cookie the bridge sets): the same key with the same body from the same client returns "
-    "the first result again without charging twice; with another body, 409. Another client's "
-    "identical key is another payment. When absent the bridge makes one; either way the "
-    "response's Idempotency-Key header holds it, for a safe retry after a 502 or 503.",
-)
-
-_COMMON_ERRORS = {
-    400: _error_response(
-        "A parameter is missing or wrong; `param` names it (`body` for the body as a whole).",
-        error_body(
-            "invalid_request_error",
-            "'amount' must be at least 1.",
-            param="amount",
-            code="parameter_invalid",
-        ),
-    ),
-    403: _error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
-    409: _error_response(
-        "The Idempotency-Key was used before with another body.",
-        error_body(
-            "idempotency_error",
-            "This Idempotency-Key was already used with another request.",
-            code="idempotency_key_in_use",
-        ),
-    ),
-    413: _error_response("The body is larger than 64 KiB."),
-    415: _error_response("The body is not sent as application/json."),
-    429: _error_response("Too many requests from this IP (CHARGE_THROTTLE_RATE); see Retry-After."),
-    502: _error_response("Stripe could not be reached, did not answer in time, or failed."),
-    503: _error_response("The bridge has no usable Stripe key (STRIPE_BRIDGE['API_KEY'])."),
-}
-
-
 class _CreateView(BridgeAPIView):
     """Plumbing shared by the create endpoints: permissions, throttle, idempotency key."""
 
@@ -456,19 +395,11 @@ class ChargeView(_CreateView):
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
             200: OpenApiResponse(ChargeSerializer, description="The Stripe charge object."),
-            402: _error_response(
+            402: error_response(
                 "The card was declined; `charge` is the failed charge's id.",
-                {
-                    "error": {
-                        "type": "card_error",
-                        "code": "card_declined",
-                        "decline_code": "insufficient_funds",
-                        "message": "Your card has insufficient funds.",
-                        "charge": "ch_1Cmms9I56A1133zjexAcwndb",
-                    }
-                },
+                CARD_DECLINED_EXAMPLE,
             ),
-            **_COMMON_ERRORS,
+            **COMMON_ERRORS,
         },
         examples=[
             OpenApiExample(
@@ -511,10 +442,10 @@ class PaymentIntentView(_CreateView):
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
             200: PaymentIntentSerializer,
-            402: _error_response(
+            402: error_response(
                 "The card was declined; `payment_intent` and `charge` name what failed."
             ),
-            **_COMMON_ERRORS,
+            **COMMON_ERRORS,
         },
         examples=[
             OpenApiExample(
@@ -559,11 +490,12 @@ class TransactionView(BridgeAPIView):
                 str,
                 OpenApiParameter.PATH,
                 description="ch_… or pi_…, as answered by charge or payment-intents.",
+                examples=[OpenApiExample("A charge", value=EXAMPLE_TRANSACTION_ID)],
             )
         ],
         responses={
             200: TransactionSerializer,
-            404: _error_response("No transaction has this id."),
+            404: error_response("No transaction has this id."),
         },
     )
     def get(self, request: Any, transaction_id: str, *args: Any, **kwargs: Any) -> Response:
@@ -609,23 +541,6 @@ class NoRouteView(BridgeAPIView):
 # --- schema ----------------------------------------------------------------------------------
 
 
-class BridgeSchemaGenerator(SchemaGenerator):
-    """drf-spectacular's generator, with paths as the bridge answers them (no trailing slash).
-
-    The webhook is a plain Django view (no DRF parsing of the signed raw body), so its
-    operation is added by hand.
-    """
-
-    def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
-        schema = super().get_schema(request=request, public=public)
-        paths = {(path.rstrip("/") or "/"): item for path, item in schema.get("paths", {}).items()}
-        if request is not None:
-            prefix = re.sub(r"schema/?$", "", request.path_info)
-            paths[prefix + "webhooks/handler"] = {"post": webhooks.openapi_operation()}
-        schema["paths"] = paths
-        return schema
-
-
 class SchemaView(SpectacularAPIView):
     """``GET schema``: OpenAPI 3 description of the bridge's endpoints, in YAML.
 
@@ -668,12 +583,13 @@ class SchemaView(SpectacularAPIView):
 
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
         self.patterns = [re_path("^" + re.escape(prefix), include(urls.urlpatterns))]
+        self.custom_settings = {"OAS_VERSION": OAS_VERSION}
         if not spectacular_settings.TITLE:
-            self.custom_settings = {
-                "TITLE": "django-stripe-bridge",
-                "VERSION": __version__,
-                "DESCRIPTION": "Charge cards through Stripe and follow each payment's status.",
-            }
+            self.custom_settings.update(
+                TITLE="django-stripe-bridge",
+                VERSION=__version__,
+                DESCRIPTION="Charge cards through Stripe and follow each payment's status.",
+            )
         return super().get(request, *args, **kwargs)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -61,7 +62,7 @@ class FakeStripe:
     """Routes ``(method, path regex)`` to answers; ``requests`` holds what it received."""
 
     def __init__(self) -> None:
-        self.routes: list[tuple[str, re.Pattern[str], Callable[[dict[str, str]], Answer]]] = []
+        self.routes: list[tuple[str, re.Pattern[str], Callable[..., Answer]]] = []
         self.requests: list[dict[str, Any]] = []
 
     def answer(
@@ -69,8 +70,18 @@ class FakeStripe:
     ) -> None:
         """Answer ``method path`` (a regex) with ``status`` and ``body`` (or ``body(headers)``)."""
 
-        def respond(headers: dict[str, str]) -> Answer:
+        def respond(headers: dict[str, str], form: dict[str, str], path: str) -> Answer:
             return status, body(headers) if callable(body) else body
+
+        self.routes.insert(0, (method, re.compile(path), respond))
+
+    def respond(
+        self, method: str, path: str, answer: Callable[[dict[str, str], str], Answer]
+    ) -> None:
+        """Answer ``method path`` (a regex) with ``answer(form parameters, path)``."""
+
+        def respond(headers: dict[str, str], form: dict[str, str], path: str) -> Answer:
+            return answer(form, path)
 
         self.routes.insert(0, (method, re.compile(path), respond))
 
@@ -78,11 +89,12 @@ class FakeStripe:
         self.routes.clear()
         self.requests.clear()
 
-    def _handle(self, method: str, path: str, headers: dict[str, str]) -> Answer:
-        self.requests.append({"method": method, "path": path, "headers": headers})
+    def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Answer:
+        form = dict(urllib.parse.parse_qsl(raw.decode("utf-8", "replace")))
+        self.requests.append({"method": method, "path": path, "headers": headers, "form": form})
         for route_method, pattern, respond in self.routes:
             if route_method == method and pattern.fullmatch(path.split("?")[0]):
-                return respond(headers)
+                return respond(headers, form, path)
         error = {"type": "invalid_request_error", "message": f"Unrecognized request URL {path}"}
         return 404, {"error": error}
 
@@ -93,9 +105,9 @@ class FakeStripe:
 
         class Handler(BaseHTTPRequestHandler):
             def _any(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                status, body = fake._handle(self.command, self.path, headers)
+                status, body = fake._handle(self.command, self.path, headers, raw)
                 raw = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
