@@ -333,6 +333,31 @@ COMMON_ERRORS = {
     ),
 }
 
+CHARGE_EXAMPLE = {
+    "id": EXAMPLE_TRANSACTION_ID,
+    "object": "charge",
+    "amount": 1000,
+    "amount_refunded": 0,
+    "currency": "usd",
+    "status": "succeeded",
+    "paid": True,
+    "captured": True,
+    "created": 1732500000,
+    "livemode": False,
+    "payment_intent": None,
+    "failure_code": None,
+    "failure_message": None,
+}
+PAYMENT_INTENT_EXAMPLE = {
+    "id": "pi_3Pq1Cmms9I56A1133zjexAcw",
+    "object": "payment_intent",
+    "status": "requires_action",
+    "client_secret": "pi_3Pq1Cmms9I56A1133zjexAcw_secret_Xy12",
+    "amount": 1000,
+    "currency": "usd",
+    "next_action": {"type": "use_stripe_sdk"},
+}
+
 CARD_DECLINED_EXAMPLE = _error(
     "card_error",
     "Your card has insufficient funds.",

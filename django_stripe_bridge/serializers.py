@@ -86,6 +86,8 @@ class StripeIdField(StrictCharField):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 255)
+        # " tok_visa" is refused, as the schema's pattern says, not silently trimmed.
+        kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
@@ -96,7 +98,11 @@ class StripeIdField(StrictCharField):
 
 
 class StrictEmailField(StrictCharField):
-    """An e-mail address, as a JSON string."""
+    """An e-mail address, as a JSON string (not trimmed: the schema's pattern is the rule)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
@@ -160,6 +166,10 @@ class CurrencyField(StrictCharField):
         "invalid": "'currency' must be a three-letter ISO currency code such as 'usd'.",
         "not_allowed": "'currency' must be one of: {allowed}.",
     }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)

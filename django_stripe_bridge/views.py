@@ -43,11 +43,13 @@ from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
 from .schema import (
     CARD_DECLINED_EXAMPLE,
+    CHARGE_EXAMPLE,
     COMMON_ERRORS,
     EXAMPLE_TRANSACTION_ID,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_PARAMETER,
     OAS_VERSION,
+    PAYMENT_INTENT_EXAMPLE,
     SCHEMA_TAG,
     BridgeSchemaGenerator,
     bridge_schema,
@@ -394,7 +396,11 @@ class ChargeView(_CreateView):
         request=ChargeRequestSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
-            200: OpenApiResponse(ChargeSerializer, description="The Stripe charge object."),
+            200: OpenApiResponse(
+                ChargeSerializer,
+                description="The Stripe charge object.",
+                examples=[OpenApiExample("A charge", value=CHARGE_EXAMPLE)],
+            ),
             402: error_response(
                 "The card was declined; `charge` is the failed charge's id.",
                 CARD_DECLINED_EXAMPLE,
@@ -441,7 +447,11 @@ class PaymentIntentView(_CreateView):
         request=PaymentIntentRequestSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
-            200: PaymentIntentSerializer,
+            200: OpenApiResponse(
+                PaymentIntentSerializer,
+                description="The PaymentIntent.",
+                examples=[OpenApiExample("A PaymentIntent", value=PAYMENT_INTENT_EXAMPLE)],
+            ),
             402: error_response(
                 "The card was declined; `payment_intent` and `charge` name what failed."
             ),
