@@ -116,6 +116,8 @@ def test_schemathesis_finds_no_difference_between_schema_and_api(
         "1",
         "--request-timeout",
         "20",
+        "--generation-database",
+        "none",
         "--report",
         "json",
         "--report-json-path",
@@ -125,7 +127,7 @@ def test_schemathesis_finds_no_difference_between_schema_and_api(
     env["STRIPE_BRIDGE_TEST_WEBHOOK_SECRET"] = WEBHOOK_SECRET
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
