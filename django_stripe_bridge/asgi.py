@@ -1,7 +1,9 @@
-"""The webhook as a lean ASGI path beside Django: no middleware, no thread per request.
+"""The bridge's ASGI layer: the webhook as a lean path beside Django, and early body limits.
 
 ``with_stripe_webhook(django_asgi_app)`` in a site's ``asgi.py`` answers POSTs to the
-bridge's webhook URL itself and hands every other request to the site. It keeps the
+bridge's webhook URL itself and hands every other request to the site, through
+:class:`~django_stripe_bridge.body_limit.BodyLimitMiddleware` (an oversized body for one of
+the bridge's other routes is refused before it is read). It keeps the
 webhook's contract (docs/webhooks.md): the signature is checked on the raw body, a body
 over ``WEBHOOK_MAX_BYTES`` is refused from its ``Content-Length`` or cut off while it
 streams in, and 200 is answered only once the event is committed — in one transaction with
@@ -21,10 +23,11 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError
 from django.urls import NoReverseMatch, reverse
 
-from . import webhooks
+from .body_limit import BodyLimitMiddleware
 from .conf import bridge_settings
 from .exceptions import InvalidEvent, SignatureVerificationError
-from .group_commit import get_committer
+
+__all__ = ["BodyLimitMiddleware", "StripeWebhookApp", "with_stripe_webhook"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class StripeWebhookApp:
     """ASGI middleware: the webhook path here, everything else to the wrapped app."""
 
     def __init__(self, app: ASGIApp, *, path: str | None = None) -> None:
-        self.app = app
+        self.app = BodyLimitMiddleware(app)
         self._path = path.rstrip("/") if path else None
 
     @property
@@ -80,6 +83,10 @@ class StripeWebhookApp:
 
 async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     """Answer one webhook request (the ASGI counterpart of ``WebhookView.post``)."""
+    # Imported here: this module is imported by asgi.py files before Django is set up.
+    from . import webhooks
+    from .group_commit import get_committer
+
     client = (scope.get("client") or ("?",))[0]
     try:
         if scope.get("method") != "POST":
@@ -138,6 +145,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 async def _read_body(receive: Receive, content_length: str | None) -> bytes:
     """The body, refused unread when its declared length is over the limit, and cut off
     as soon as what streams in goes past it."""
+    from . import webhooks
+
     limit = int(bridge_settings.WEBHOOK_MAX_BYTES)
     if content_length:
         if not content_length.isascii() or not content_length.isdigit():

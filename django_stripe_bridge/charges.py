@@ -30,6 +30,7 @@ __all__ = [
     "create_payment_intent",
     "new_idempotency_key",
     "record_transaction",
+    "scoped_idempotency_key",
 ]
 
 #: Stripe's parameter names → the bridge's, for errors that name a parameter. ``id`` is what
@@ -41,6 +42,16 @@ _PAYMENT_INTENT_PARAMS = {"id": "payment_method"}
 def new_idempotency_key() -> str:
     """A fresh key for a create call whose client sent none."""
     return str(uuid.uuid4())
+
+
+def scoped_idempotency_key(key: str, scope: str) -> str:
+    """The key sent to Stripe for a client's ``key`` within ``scope`` (``user:<pk>``, …).
+
+    Two scopes never give one key, so no client can replay another's request or learn, from
+    a conflict, what another sent with the same key.
+    """
+    digest = hashlib.sha256(f"{len(scope)}:{scope}:{key}".encode()).hexdigest()
+    return f"sbk_{digest}"
 
 
 def confirm_idempotency_key(idempotency_key: str) -> str:

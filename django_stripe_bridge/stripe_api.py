@@ -6,8 +6,9 @@ the bridge needs, and turns Stripe's errors into the bridge's own
 ``status_code`` and ``error`` say how to answer the bridge's client. Every function returns
 plain dicts, so nothing outside this module sees a ``stripe`` type.
 
-The secret key never leaves this module in a message: errors and log records are passed
-through :func:`redact` first.
+Every answer is checked before it is returned (:func:`~django_stripe_bridge.upstream.validated`:
+a malformed one is a 502), and the secret key never leaves this module in a message: errors
+and log records are passed through :func:`redact` first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import re
 import secrets
 import threading
 import urllib.error
@@ -36,6 +36,7 @@ from .exceptions import (
     StripeRequestError,
     StripeUnavailable,
 )
+from .upstream import error_fields, error_message, redact, validated
 
 logger = logging.getLogger(__name__)
 
@@ -52,22 +53,13 @@ __all__ = [
     "redact",
     "register_webhook",
     "retrieve_charge",
+    "validated",
 ]
 
-#: Anything shaped like a Stripe secret or restricted key.
-_KEY_PATTERN = re.compile(r"\b(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+")
 #: Fields of a Stripe ``card_error`` that the bridge's client may see.
-_CARD_ERROR_FIELDS = ("code", "decline_code", "param", "charge", "advice_code")
+_CARD_ERROR_FIELDS = ("code", "decline_code", "param", "charge", "advice_code", "payment_intent")
 #: What the client is told when the bridge cannot use its key; the log says more.
 _NOT_CONFIGURED_MESSAGE = "Payments are not available: the server is not configured for Stripe."
-
-
-def redact(text: str) -> str:
-    """``text`` with the configured secret key, and anything shaped like one, masked."""
-    api_key = bridge_settings.API_KEY
-    if isinstance(api_key, str) and len(api_key) > 8:
-        text = text.replace(api_key, "sk_…redacted")
-    return _KEY_PATTERN.sub(lambda match: match.group(0)[:8] + "…redacted", text)
 
 
 class RedactSecretsFilter(logging.Filter):
@@ -160,7 +152,7 @@ def create_charge(params: Mapping[str, Any], *, idempotency_key: str) -> dict[st
             params=dict(params),  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return charge.to_dict()
+    return validated(charge, object="charge")
 
 
 def create_payment_intent(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
@@ -171,7 +163,7 @@ def create_payment_intent(params: Mapping[str, Any], *, idempotency_key: str) ->
             params=dict(params),  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return intent.to_dict()
+    return validated(intent, object="payment_intent")
 
 
 def confirm_payment_intent(
@@ -185,7 +177,7 @@ def confirm_payment_intent(
             params=dict(params or {}),  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return intent.to_dict()
+    return validated(intent, object="payment_intent")
 
 
 def capture_payment_intent(
@@ -204,7 +196,7 @@ def capture_payment_intent(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return intent.to_dict()
+    return validated(intent, object="payment_intent")
 
 
 def capture_charge(
@@ -219,7 +211,7 @@ def capture_charge(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return charge.to_dict()
+    return validated(charge, object="charge")
 
 
 def retrieve_charge(charge_id: str) -> dict[str, Any]:
@@ -227,7 +219,7 @@ def retrieve_charge(charge_id: str) -> dict[str, Any]:
     client = get_stripe_client()
     with translate_errors():
         charge = client.v1.charges.retrieve(charge_id)
-    return charge.to_dict()
+    return validated(charge, object="charge")
 
 
 def cancel_payment_intent(
@@ -242,7 +234,7 @@ def cancel_payment_intent(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return intent.to_dict()
+    return validated(intent, object="payment_intent")
 
 
 def create_refund(
@@ -270,7 +262,7 @@ def create_refund(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": idempotency_key},
         )
-    return refund.to_dict()
+    return validated(refund, object="refund")
 
 
 def list_events(
@@ -384,15 +376,12 @@ def translate_error(exc: stripe.StripeError) -> StripeRequestError:
     body = exc.json_body if isinstance(exc.json_body, dict) else {}
     raw = body.get("error") if isinstance(body.get("error"), dict) else {}
     assert isinstance(raw, dict)
-    message = redact(str(raw.get("message") or exc.user_message or "Stripe refused the request."))
+    message = error_message(raw.get("message") or exc.user_message, "Stripe refused the request.")
     status = exc.http_status
     translated: StripeRequestError
 
     if isinstance(exc, stripe.CardError) or raw.get("type") == "card_error":
-        fields = {key: raw.get(key) for key in _CARD_ERROR_FIELDS}
-        intent = raw.get("payment_intent")
-        fields["payment_intent"] = intent.get("id") if isinstance(intent, dict) else intent
-        translated = StripeCardError(message, error=fields)
+        translated = StripeCardError(message, error=error_fields(raw, _CARD_ERROR_FIELDS))
     elif isinstance(exc, stripe.IdempotencyError) or raw.get("type") == "idempotency_error":
         translated = StripeIdempotencyConflict(
             "This Idempotency-Key was already used with another request. Send a new key "
@@ -405,9 +394,7 @@ def translate_error(exc: stripe.StripeError) -> StripeRequestError:
             error={"message": _NOT_CONFIGURED_MESSAGE},
         )
     elif isinstance(exc, stripe.InvalidRequestError):
-        translated = StripeInvalidRequest(
-            message, error={"param": raw.get("param"), "code": raw.get("code")}
-        )
+        translated = StripeInvalidRequest(message, error=error_fields(raw, ("param", "code")))
     elif isinstance(exc, stripe.APIConnectionError):
         translated = StripeUnavailable(
             "Stripe could not be reached or did not answer in time. Retry with the same "
@@ -434,6 +421,6 @@ def _log(exc: stripe.StripeError, translated: StripeRequestError) -> None:
         "Stripe call failed: %s (HTTP %s, request %s): %s",
         type(exc).__name__,
         exc.http_status,
-        exc.request_id,
-        redact(str(exc.user_message or exc.__class__.__doc__ or "")).strip(),
+        error_message(exc.request_id, "-"),
+        error_message(exc.user_message, str(exc.__class__.__doc__ or "").strip()),
     )

@@ -1,7 +1,8 @@
-"""HTTP routes of the bridge; include them under any prefix.
+"""HTTP routes of the bridge; include them under a prefix of their own.
 
 Every path answers with and without a trailing slash, never with a redirect
 (Stripe does not follow redirects for webhooks, and POST bodies do not survive them).
+Every other path under the prefix is a JSON 404 (the last route matches anything).
 """
 
 from django.urls import re_path
@@ -21,4 +22,6 @@ urlpatterns = [
     ),
     re_path(r"^webhooks/handler/?$", webhooks.WebhookView.as_view(), name="webhook"),
     re_path(r"^schema/?$", views.SchemaView.as_view(), name="schema"),
+    # Last: the JSON 404 for anything else under the prefix (an id holding "/", a typo).
+    re_path(r"^(?P<path>.*)$", views.NoRouteView.as_view(), name="no-route"),
 ]

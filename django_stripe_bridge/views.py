@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable
+import secrets
 from typing import Any
 
 from django.core.exceptions import (
@@ -24,15 +24,9 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError
 from django.http import Http404
 from django.urls import include, re_path
-from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.utils import (
-    OpenApiExample,
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-)
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
@@ -43,15 +37,28 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, webhooks
+from . import __version__, charges
 from .conf import bridge_settings
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
+from .schema import (
+    CARD_DECLINED_EXAMPLE,
+    CHARGE_EXAMPLE,
+    COMMON_ERRORS,
+    EXAMPLE_TRANSACTION_ID,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_PARAMETER,
+    OAS_VERSION,
+    PAYMENT_INTENT_EXAMPLE,
+    SCHEMA_TAG,
+    BridgeSchemaGenerator,
+    bridge_schema,
+    error_response,
+)
 from .serializers import (
     BODY_PARAM,
     ChargeRequestSerializer,
     ChargeSerializer,
-    ErrorSerializer,
     PaymentIntentRequestSerializer,
     PaymentIntentSerializer,
     TransactionSerializer,
@@ -64,28 +71,13 @@ logger = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-def bridge_schema(**kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``extend_schema`` for a view method, built on drf-spectacular's ``AutoSchema``.
-
-    ``extend_schema`` bases a method's schema on ``DEFAULT_SCHEMA_CLASS``, which a project
-    that never set up drf-spectacular leaves at DRF's own class; the bridge's schema must
-    work in such a project too.
-    """
-
-    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
-        method.schema = AutoSchema  # type: ignore[attr-defined]
-        decorated = extend_schema(**kwargs)(method)
-        del method.schema  # type: ignore[attr-defined]
-        return decorated
-
-    return decorate
-
-
-#: The tag of the bridge's operations in the OpenAPI schema.
-SCHEMA_TAG = "stripe-bridge"
-#: Stripe's limit on idempotency keys.
-IDEMPOTENCY_KEY_MAX_LENGTH = 255
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+#: The signed cookie that gives an anonymous client its own idempotency scope.
+CLIENT_SCOPE_COOKIE = "stripe_bridge_client"
+#: How long a browser keeps it, renewed by every create request (Stripe keeps keys 24 h).
+CLIENT_SCOPE_MAX_AGE = 30 * 24 * 3600
+CLIENT_SCOPE_SALT = "django_stripe_bridge.idempotency-scope"
+_CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -302,48 +294,6 @@ class BridgeAPIView(APIView):
         return response
 
 
-def _error_response(description: str, example: dict[str, Any] | None = None) -> OpenApiResponse:
-    examples = [OpenApiExample(description, value=example)] if example else None
-    return OpenApiResponse(ErrorSerializer, description=description, examples=examples)
-
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER,
-    str,
-    OpenApiParameter.HEADER,
-    description="Passed to Stripe (at most 255 printable ASCII characters). The same key with "
-    "the same body returns the first result again without charging twice; with another body, "
-    "409. When absent the bridge makes one; either way the response's Idempotency-Key header "
-    "holds the key used, for a safe retry after a 502 or 503.",
-)
-
-_COMMON_ERRORS = {
-    400: _error_response(
-        "A parameter is missing or wrong; `param` names it (`body` for the body as a whole).",
-        error_body(
-            "invalid_request_error",
-            "'amount' must be at least 1.",
-            param="amount",
-            code="parameter_invalid",
-        ),
-    ),
-    403: _error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
-    409: _error_response(
-        "The Idempotency-Key was used before with another body.",
-        error_body(
-            "idempotency_error",
-            "This Idempotency-Key was already used with another request.",
-            code="idempotency_key_in_use",
-        ),
-    ),
-    413: _error_response("The body is larger than 64 KiB."),
-    415: _error_response("The body is not sent as application/json."),
-    429: _error_response("Too many requests from this IP (CHARGE_THROTTLE_RATE); see Retry-After."),
-    502: _error_response("Stripe could not be reached, did not answer in time, or failed."),
-    503: _error_response("The bridge has no usable Stripe key (STRIPE_BRIDGE['API_KEY'])."),
-}
-
-
 class _CreateView(BridgeAPIView):
     """Plumbing shared by the create endpoints: permissions, throttle, idempotency key."""
 
@@ -377,19 +327,54 @@ class _CreateView(BridgeAPIView):
         user = getattr(self.request, "user", None)
         return user if user is not None and user.is_authenticated else None
 
+    def get_idempotency_scope(self) -> str:
+        """Whose idempotency keys these are: the user, else this one client.
+
+        An anonymous client is known by a random token in a signed cookie the bridge sets
+        (:data:`CLIENT_SCOPE_COOKIE`); a client without it gets a new one, and so a new scope.
+        """
+        user = self.get_user()
+        if user is not None:
+            return f"user:{user.pk}"
+        token = self.request.get_signed_cookie(
+            CLIENT_SCOPE_COOKIE, default=None, salt=CLIENT_SCOPE_SALT
+        )
+        if not isinstance(token, str) or not _CLIENT_TOKEN.fullmatch(token):
+            token = secrets.token_urlsafe(24)
+        self.client_token = token
+        return f"client:{token}"
+
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         # Made here rather than in the service so that it can be told to the client: a
         # retry with it after a 502 or 503 is then safe too.
         self.idempotency_key = self.get_idempotency_key() or charges.new_idempotency_key()
+        # What Stripe sees: no other client can meet this key, or replay its answer.
+        stripe_key = charges.scoped_idempotency_key(
+            self.idempotency_key, self.get_idempotency_scope()
+        )
         serializer = self.request_serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(self.perform_create(serializer.validated_data, self.idempotency_key))
+        return Response(self.perform_create(serializer.validated_data, stripe_key))
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         key = getattr(self, "idempotency_key", None)
         if key:
             response[IDEMPOTENCY_HEADER] = key
+        token = getattr(self, "client_token", None)
+        if token:
+            # Set again on every request, so that it lasts while the client keeps paying.
+            path = request.path.rstrip("/")
+            response.set_signed_cookie(
+                CLIENT_SCOPE_COOKIE,
+                token,
+                salt=CLIENT_SCOPE_SALT,
+                max_age=CLIENT_SCOPE_MAX_AGE,
+                path=path[: path.rfind("/") + 1] or "/",
+                secure=request.is_secure(),
+                httponly=True,
+                samesite="Lax",
+            )
         return response
 
     def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
@@ -411,20 +396,16 @@ class ChargeView(_CreateView):
         request=ChargeRequestSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
-            200: OpenApiResponse(ChargeSerializer, description="The Stripe charge object."),
-            402: _error_response(
-                "The card was declined; `charge` is the failed charge's id.",
-                {
-                    "error": {
-                        "type": "card_error",
-                        "code": "card_declined",
-                        "decline_code": "insufficient_funds",
-                        "message": "Your card has insufficient funds.",
-                        "charge": "ch_1Cmms9I56A1133zjexAcwndb",
-                    }
-                },
+            200: OpenApiResponse(
+                ChargeSerializer,
+                description="The Stripe charge object.",
+                examples=[OpenApiExample("A charge", value=CHARGE_EXAMPLE)],
             ),
-            **_COMMON_ERRORS,
+            402: error_response(
+                "The card was declined; `charge` is the failed charge's id.",
+                CARD_DECLINED_EXAMPLE,
+            ),
+            **COMMON_ERRORS,
         },
         examples=[
             OpenApiExample(
@@ -443,7 +424,10 @@ class ChargeView(_CreateView):
     # --- hook to override ---
 
     def perform_charge(self, data: dict[str, Any], idempotency_key: str) -> Any:
-        """Charge with the validated body; return what to answer (the charge object)."""
+        """Charge with the validated body; return what to answer (the charge object).
+
+        ``idempotency_key`` is the key for Stripe, already scoped to the client.
+        """
         return charges.create_charge(**data, idempotency_key=idempotency_key, user=self.get_user())
 
 
@@ -463,11 +447,15 @@ class PaymentIntentView(_CreateView):
         request=PaymentIntentRequestSerializer,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
-            200: PaymentIntentSerializer,
-            402: _error_response(
+            200: OpenApiResponse(
+                PaymentIntentSerializer,
+                description="The PaymentIntent.",
+                examples=[OpenApiExample("A PaymentIntent", value=PAYMENT_INTENT_EXAMPLE)],
+            ),
+            402: error_response(
                 "The card was declined; `payment_intent` and `charge` name what failed."
             ),
-            **_COMMON_ERRORS,
+            **COMMON_ERRORS,
         },
         examples=[
             OpenApiExample(
@@ -487,7 +475,10 @@ class PaymentIntentView(_CreateView):
     # --- hook to override ---
 
     def perform_payment_intent(self, data: dict[str, Any], idempotency_key: str) -> Any:
-        """Create the PaymentIntent with the validated body; return Stripe's object."""
+        """Create the PaymentIntent with the validated body; return Stripe's object.
+
+        ``idempotency_key`` is the key for Stripe, already scoped to the client.
+        """
         return charges.create_payment_intent(
             **data, idempotency_key=idempotency_key, user=self.get_user()
         )
@@ -509,11 +500,12 @@ class TransactionView(BridgeAPIView):
                 str,
                 OpenApiParameter.PATH,
                 description="ch_… or pi_…, as answered by charge or payment-intents.",
+                examples=[OpenApiExample("A charge", value=EXAMPLE_TRANSACTION_ID)],
             )
         ],
         responses={
             200: TransactionSerializer,
-            404: _error_response("No transaction has this id."),
+            404: error_response("No transaction has this id."),
         },
     )
     def get(self, request: Any, transaction_id: str, *args: Any, **kwargs: Any) -> Response:
@@ -529,24 +521,34 @@ class TransactionView(BridgeAPIView):
         return Response(TransactionSerializer(tx).data)
 
 
-# --- schema ----------------------------------------------------------------------------------
+class NoRouteView(BridgeAPIView):
+    """Any path under the app's prefix that no route matches: a JSON 404, whatever the method.
 
-
-class BridgeSchemaGenerator(SchemaGenerator):
-    """drf-spectacular's generator, with paths as the bridge answers them (no trailing slash).
-
-    The webhook is a plain Django view (no DRF parsing of the signed raw body), so its
-    operation is added by hand.
+    Without it Django answers such a path with its HTML page (listing every URL pattern of
+    the site when ``DEBUG`` is on).
     """
 
-    def get_schema(self, request: Any = None, public: bool = False) -> dict[str, Any]:
-        schema = super().get_schema(request=request, public=public)
-        paths = {(path.rstrip("/") or "/"): item for path, item in schema.get("paths", {}).items()}
-        if request is not None:
-            prefix = re.sub(r"schema/?$", "", request.path_info)
-            paths[prefix + "webhooks/handler"] = {"post": webhooks.openapi_operation()}
-        schema["paths"] = paths
-        return schema
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+    schema = None  # type: ignore[assignment]
+    #: Routes named in the answer, so that a typo can be found.
+    ROUTES = "charge, payment-intents, transactions/<id>, webhooks/handler, schema"
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Every method, OPTIONS included (APIView would describe the view), is this 404.
+        self.args, self.kwargs = args, kwargs
+        self.request = self.initialize_request(request, *args, **kwargs)
+        self.headers = self.default_response_headers
+        path = str(kwargs.get("path", ""))
+        shown = path if len(path) <= 60 else path[:57] + "..."
+        exc = exceptions.NotFound(f"No such route: '{shown}'. The routes are {self.ROUTES}.")
+        response = self.handle_exception(exc)
+        self.response = self.finalize_response(self.request, response, *args, **kwargs)
+        return self.response
+
+
+# --- schema ----------------------------------------------------------------------------------
 
 
 class SchemaView(SpectacularAPIView):
@@ -591,18 +593,20 @@ class SchemaView(SpectacularAPIView):
 
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
         self.patterns = [re_path("^" + re.escape(prefix), include(urls.urlpatterns))]
+        self.custom_settings = {"OAS_VERSION": OAS_VERSION}
         if not spectacular_settings.TITLE:
-            self.custom_settings = {
-                "TITLE": "django-stripe-bridge",
-                "VERSION": __version__,
-                "DESCRIPTION": "Charge cards through Stripe and follow each payment's status.",
-            }
+            self.custom_settings.update(
+                TITLE="django-stripe-bridge",
+                VERSION=__version__,
+                DESCRIPTION="Charge cards through Stripe and follow each payment's status.",
+            )
         return super().get(request, *args, **kwargs)
 
 
 __all__ = [
     "BridgeAPIView",
     "ChargeView",
+    "NoRouteView",
     "PaymentIntentView",
     "SchemaView",
     "TransactionView",

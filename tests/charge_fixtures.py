@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.http import HttpRequest
 from django.test import Client
 
+from django_stripe_bridge import charges
 from django_stripe_bridge.testing import TEST_API_KEY
+from django_stripe_bridge.views import CLIENT_SCOPE_COOKIE, CLIENT_SCOPE_SALT
 
 __all__ = [
     "API",
@@ -30,6 +33,7 @@ __all__ = [
     "hanging_server",
     "json_server",
     "post_json",
+    "stripe_key_for",
 ]
 
 API = "/api/services/Stripe"
@@ -69,6 +73,14 @@ def post_json(
     if idempotency_key is not None:
         extra["HTTP_IDEMPOTENCY_KEY"] = idempotency_key
     return client.post(f"{API}/{path}", json.dumps(body), content_type="application/json", **extra)
+
+
+def stripe_key_for(client: Client, key: str) -> str:
+    """The key the bridge sends Stripe for ``key`` from this anonymous client (its cookie)."""
+    request = HttpRequest()
+    request.COOKIES = {CLIENT_SCOPE_COOKIE: client.cookies[CLIENT_SCOPE_COOKIE].value}
+    token = request.get_signed_cookie(CLIENT_SCOPE_COOKIE, salt=CLIENT_SCOPE_SALT)
+    return charges.scoped_idempotency_key(key, f"client:{token}")
 
 
 # --- faulty "Stripes" for the error paths ----------------------------------------------------

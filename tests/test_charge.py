@@ -17,6 +17,7 @@ from tests.charge_fixtures import (
     bridge_settings_for,
     json_server,
     post_json,
+    stripe_key_for,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.standin]
@@ -47,7 +48,9 @@ def test_a_token_is_charged_and_its_transaction_recorded(bridge_stripe, csrf_cli
     tx = StripeTransaction.objects.get(pk=charge["id"])
     assert (tx.kind, tx.status, tx.amount, tx.currency) == ("charge", "succeeded", 1000, "usd")
     assert tx.user is None
-    assert len(tx.idempotency_key) == 36  # the bridge made one (a UUID)
+    # The bridge made a key (a UUID) and sent Stripe its scoped form.
+    assert len(response["Idempotency-Key"]) == 36
+    assert tx.idempotency_key == stripe_key_for(csrf_client, response["Idempotency-Key"])
     assert tx.amount_captured == 1000
     assert charge["id"] in tx.payment_state().objects
 
@@ -138,13 +141,13 @@ def test_the_same_idempotency_key_twice_charges_once(bridge_stripe, csrf_client)
     assert first.json()["id"] == again.json()["id"]
     assert len(standin_charges(bridge_stripe)) == 1
     tx = StripeTransaction.objects.get()
-    assert tx.idempotency_key == "order-42-attempt-1"
+    assert tx.idempotency_key == stripe_key_for(csrf_client, "order-42-attempt-1")
 
 
 def test_the_key_used_is_in_the_response(bridge_stripe, csrf_client, settings, closed_port_url):
     made = post_json(csrf_client, "charge", VISA)
     tx = StripeTransaction.objects.get(pk=made.json()["id"])
-    assert made["Idempotency-Key"] == tx.idempotency_key
+    assert tx.idempotency_key == stripe_key_for(csrf_client, made["Idempotency-Key"])
     given = post_json(csrf_client, "charge", VISA, idempotency_key="mine")
     assert given["Idempotency-Key"] == "mine"
     # After a 502 the client can retry with the key the bridge made.

@@ -6,7 +6,7 @@ import pytest
 
 from django_stripe_bridge.models import StripeTransaction
 from tests.charge_fixtures import *  # noqa: F403
-from tests.charge_fixtures import bridge_settings_for, post_json
+from tests.charge_fixtures import bridge_settings_for, post_json, stripe_key_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.standin]
 
@@ -131,7 +131,7 @@ def test_the_same_idempotency_key_twice_makes_one_payment(bridge_stripe, csrf_cl
     assert len(standin_intents(bridge_stripe)) == 1
     charges = bridge_stripe.client().v1.charges.list().data
     assert len(charges) == 1
-    assert StripeTransaction.objects.get().idempotency_key == "cart-7"
+    assert StripeTransaction.objects.get().idempotency_key == stripe_key_for(csrf_client, "cart-7")
 
 
 def test_a_key_reused_with_another_amount_is_409(bridge_stripe, csrf_client):

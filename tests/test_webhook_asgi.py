@@ -245,7 +245,7 @@ def test_an_unexpected_error_is_a_503_without_a_traceback(
     class Broken:
         submit = staticmethod(broken)
 
-    monkeypatch.setattr("django_stripe_bridge.asgi.get_committer", lambda: Broken)
+    monkeypatch.setattr("django_stripe_bridge.group_commit.get_committer", lambda: Broken)
     app = with_stripe_webhook(site)
     body = event_body(event_for(1))
     answer = async_to_sync(call)(app, body, signed(body))
