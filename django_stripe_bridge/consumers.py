@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 import weakref
 from collections import deque
 from collections.abc import Hashable
@@ -57,6 +58,10 @@ LEAVE_TIMEOUT = 5.0
 #: coming back after a restart) would otherwise take more Redis connections than
 #: channels-redis's pool holds (redis-py refuses the 101st by default).
 MAX_CONCURRENT_GROUP_OPS = 32
+
+#: Longest pause between retries of a failing channel-layer receive (seconds).
+RECEIVE_RETRY_MAX_DELAY = 5.0
+_last_receive_log = 0.0
 
 _group_op_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -174,6 +179,29 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         return max(expiry / 2, 0.5)
 
     # -- connection -----------------------------------------------------------------------
+
+    @property
+    def channel_receive(self) -> Any:
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Any) -> None:
+        # Channels sets this to the layer's receive() and closes the socket if it raises.
+        # A failing read (Redis restarting, a read timeout) is retried instead: the socket
+        # stays open and what it missed meanwhile is recovered (see recovery.py).
+        async def receive_retrying() -> Any:
+            delay = 0.1
+            while True:
+                try:
+                    return await receive()
+                except Exception as exc:
+                    if self._closed:
+                        raise
+                    _log_receive_failure(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RECEIVE_RETRY_MAX_DELAY)
+
+        self._channel_receive = receive_retrying
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -566,6 +594,19 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         except Exception:
             # Memberships left behind expire with the layer's group_expiry.
             logger.warning("Could not leave channel-layer groups on close.", exc_info=True)
+
+
+def _log_receive_failure(exc: Exception) -> None:
+    # Every socket of the process sees the same failure: log it at most every 10 s.
+    global _last_receive_log
+    now = time.monotonic()
+    if now - _last_receive_log >= 10:
+        _last_receive_log = now
+        logger.warning(
+            "Channel-layer receive failed (%s: %s); retrying, sockets stay open.",
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _forbidden_message(selector: Selector) -> str:
