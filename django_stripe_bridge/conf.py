@@ -37,6 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "MESSAGE_PAYLOAD": "summary",
     "REPLAY": "latest",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
+    "OUTBOX_RELAY": True,
+    "OUTBOX_DELAY": 5.0,
+    "OUTBOX_INTERVAL": 2.0,
+    "OUTBOX_BATCH": 100,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.

@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth.models import AnonymousUser
 
-from . import messaging, policy, replay
+from . import messaging, outbox, policy, replay
 from .conf import REPLAY_MODES, bridge_settings
 from .selectors import Selector, SelectorError, compile_selector, pin_id
 
@@ -219,6 +219,7 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def connect(self) -> None:
+        outbox.ensure_relay()
         await self.accept()
         query = self.scope.get("query_string", b"").decode("latin-1")
         params = parse_qs(query, keep_blank_values=True, encoding="utf-8")

@@ -171,37 +171,50 @@ async def _send(layer: Any, message: dict[str, Any]) -> None:
             await layer.group_send(group, message)
 
 
+def send_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> None:
+    """Hand an event to the channel layer now; raises if the layer is missing or fails."""
+    layer = get_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    if transaction is None and row.transaction_id:
+        from .models import StripeTransaction
+
+        transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
+    message = build_message(row, status_after(row, transaction))
+    async_to_sync(_send)(layer, message)
+
+
 def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> bool:
     """Hand an event to the channel layer and mark it published; ``False`` if that failed.
 
-    Never raises: the event is safe in the database, and replay and
-    ``stripe_bridge_republish --unpublished`` deliver it later.
+    Never raises: the event is safe in the database, and the outbox relay (``outbox.py``)
+    publishes it a few seconds later, once the layer answers.
     """
-    try:
-        layer = get_layer()
-        if layer is None:
-            return False
-        if transaction is None and row.transaction_id:
-            from .models import StripeTransaction
+    from . import metrics, outbox
 
-            transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
-        message = build_message(row, status_after(row, transaction))
-        async_to_sync(_send)(layer, message)
+    outbox.ensure_relay()
+    try:
+        if get_layer() is None:
+            return False
+        send_event(row, transaction)
     except Exception as exc:
         logger.warning(
-            "Could not publish Stripe event %s to the channel layer (%s: %s); it stays "
-            "unpublished until replay or 'stripe_bridge_republish --unpublished'.",
+            "Could not publish Stripe event %s to the channel layer (%s: %s); the outbox "
+            "relay publishes it once the layer answers ('stripe_bridge_republish "
+            "--unpublished' does it at once).",
             row.event_id,
             type(exc).__name__,
             exc,
         )
+        metrics.incr("publish_failures")
         return False
+    metrics.incr("events_published")
     now = timezone.now()
     try:
         type(row).objects.filter(pk=row.pk).update(published_at=now)
     except Exception as exc:
-        # Sent, but not marked: a later republish sends it again, which subscribers
-        # tolerate (a repeated event changes nothing on their side).
+        # Sent, but not marked: the relay sends it again, and subscribers drop the repeat
+        # (by event id).
         logger.warning(
             "Published Stripe event %s but could not mark it published (%s: %s).",
             row.event_id,
