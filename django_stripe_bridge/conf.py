@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_DELAY": 5.0,
     "OUTBOX_INTERVAL": 2.0,
     "OUTBOX_BATCH": 100,
+    "LAYER_PROBE_INTERVAL": 10.0,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.

@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth.models import AnonymousUser
 
-from . import messaging, outbox, policy, replay
+from . import messaging, outbox, policy, recovery, replay
 from .conf import REPLAY_MODES, bridge_settings
 from .selectors import Selector, SelectorError, compile_selector, pin_id
 
@@ -101,13 +101,25 @@ class FrameError(Exception):
 class Subscription:
     """One subscription of a connection: its selector, groups and replay state."""
 
-    __slots__ = ("buffer", "channel", "groups", "guard", "guard_until", "name", "selector", "task")
+    __slots__ = (
+        "buffer",
+        "channel",
+        "groups",
+        "guard",
+        "guard_until",
+        "ids",
+        "name",
+        "selector",
+        "task",
+    )
 
     def __init__(self, name: str, channel: str, selector: Selector, groups: frozenset[str]):
         self.name = name
         self.channel = channel
         self.selector = selector
         self.groups = groups
+        #: The ids it listens to through per-id groups (and replays); None on the broadcast.
+        self.ids: frozenset[str] | None = None
         #: Live events held back while replay is read and sent; None once live.
         self.buffer: deque[dict[str, Any]] | None = None
         #: Keys of replayed events whose live copy has not been seen yet.
@@ -155,6 +167,14 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
     ) -> list[dict[str, Any]]:
         """Stored events to replay, as channel-layer messages, in the order to send them."""
         return await database_sync_to_async(replay.replay_messages)(ids, mode, selector)
+
+    async def load_catch_up(
+        self, ids: frozenset[str], selector: Selector, since: Any
+    ) -> list[dict[str, Any]]:
+        """Stored events of ``ids`` stored or published since ``since``, oldest first."""
+        return await database_sync_to_async(replay.replay_messages)(
+            ids, replay.ALL, selector, since=since
+        )
 
     async def send_message(
         self, subscription: Subscription, message: dict[str, Any], *, replayed: bool
@@ -221,6 +241,7 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         outbox.ensure_relay()
         await self.accept()
+        recovery.watch(self, self.channel_layer)
         query = self.scope.get("query_string", b"").decode("latin-1")
         params = parse_qs(query, keep_blank_values=True, encoding="utf-8")
         if "selector" in params or "channel" in params:
@@ -323,6 +344,8 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             else frozenset([messaging.broadcast_group()])
         )
         sub = Subscription(name, channel, selector, groups)
+        if routed:
+            sub.ids = pinned
         replaying = routed and mode != replay.NONE and bool(pinned)
         if replaying:
             sub.buffer = deque()
@@ -490,6 +513,61 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         for message in older:
             await self.send_message(sub, message, replayed=False)
 
+    # -- recovery from channel-layer state loss --------------------------------------------
+
+    async def recover(self, since: Any) -> bool:
+        """Join every group again, then replay what pinned subscriptions missed since ``since``.
+
+        Called by the loop's :class:`~django_stripe_bridge.recovery.LayerWatch`; whether the
+        groups could be joined (if not, it is called again).
+        """
+        if self._closed or self.channel_layer is None:
+            return True
+        delivered = frozenset(self._recent or ())
+        subs = [s for s in self.subscriptions.values() if s.ids and s.buffer is None]
+        for sub in subs:
+            sub.buffer = deque()  # join first, read later, as on subscribe
+        try:
+            for group in list(self._group_refs):
+                async with _group_op_limit():
+                    await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:
+            for sub in subs:
+                await self._go_live(sub, set())
+            return False
+        for sub in subs:
+            sub.task = asyncio.ensure_future(self._catch_up(sub, since, delivered))
+        return True
+
+    async def _catch_up(self, sub: Subscription, since: Any, delivered: frozenset[Any]) -> None:
+        assert sub.ids is not None
+        try:
+            messages = await self.load_catch_up(sub.ids, sub.selector, since)
+        except Exception:
+            logger.exception("Catch-up replay failed; closing the connection so the client retries")
+            await self.close(code=1011)
+            return
+        assert sub.buffer is not None
+        held = {event_key(m) for m in sub.buffer}
+        sent = set()
+        for message in messages:
+            key = event_key(message)
+            if key in delivered or key in held or key in sent:
+                continue
+            sent.add(key)
+            self._seen(key)  # a later live copy (a relay sending it again) is dropped
+            await self.send_message(sub, message, replayed=True)
+        await self._go_live(sub, sent)
+
+    async def _go_live(self, sub: Subscription, skip: set[Any]) -> None:
+        """Send the held-back live events (except ``skip``) and stop holding them back."""
+        while sub.buffer:
+            message = sub.buffer.popleft()
+            if event_key(message) not in skip:
+                await self.send_message(sub, message, replayed=False)
+        sub.buffer = None
+        sub.task = None
+
     # -- frames ---------------------------------------------------------------------------
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
@@ -578,6 +656,7 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         if self._closed:
             return
         self._closed = True
+        recovery.unwatch(self)
         self._cancel_refresh()
         for sub in self.subscriptions.values():
             if sub.task is not None:

@@ -3,7 +3,8 @@ receiving, on both channels-redis layers, with the demo's settings and the insta
 
 One idle period of 35 s, longer than every timeout in play (channels-redis's 5 s blocking
 receive, redis-py's ``socket_timeout``, Daphne's 20 s websocket ping), serves every
-assertion. The servers use a Redis database the test owns (``services.owned_redis_url()``).
+assertion; then the layer's database is flushed and the same sockets must recover. The
+servers use a Redis database the test owns (``services.owned_redis_url()``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
 from tests import services
@@ -66,6 +68,30 @@ async def test_idle_sockets_stay_open_and_receive(servers, owned_redis):
             assert frame["headers"]["event_id"] == event["id"]
         assert "1011" not in server.log() and "Traceback" not in server.log(), server.log()[-3000:]
     assert time.monotonic() - started >= IDLE_SECONDS
+
+    # State loss: the layer's database is flushed. The event published right after it finds
+    # no RedisChannelLayer group; each socket still gets it (by replay) within 60 s, then
+    # later events live, each exactly once, with no action from the client.
+    redis = aioredis.from_url(owned_redis)
+    await redis.flushdb()
+    await redis.aclose()
+    for name, server in servers.items():
+        tx = f"ch_idle_{name}"
+        missed = make_event("charge.refunded", charge_object(tx, amount_refunded=1000))
+        await asyncio.to_thread(post_webhook, server, missed)
+        flushed = time.monotonic()
+        for ws in sockets[name]:
+            frame = await recv_json(ws, timeout=60)
+            assert frame["headers"]["event_id"] == missed["id"], (name, frame)
+        assert time.monotonic() - flushed < 60
+        later = make_event("charge.updated", charge_object(tx, amount_refunded=1000))
+        await asyncio.to_thread(post_webhook, server, later)
+        for ws in sockets[name]:
+            frame = await recv_json(ws)
+            assert (frame["headers"]["event_id"], frame["replayed"]) == (later["id"], False)
+        for ws in sockets[name]:
+            with pytest.raises(TimeoutError):
+                await recv_json(ws, timeout=0.5)  # nothing twice
     for group in sockets.values():
         for ws in group:
             await ws.close()
