@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_INTERVAL": 2.0,
     "OUTBOX_BATCH": 100,
     "LAYER_PROBE_INTERVAL": 10.0,
+    "MAX_SELECTOR_CHARS_PER_CONNECTION": 16384,
+    "MAX_FRAMES_PER_SECOND": 20,
+    "FRAME_BURST": 60,
+    "REPLAY_THREADS": 4,
+    "METRICS_TOKEN": None,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.

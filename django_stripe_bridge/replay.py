@@ -8,24 +8,31 @@ order through the same rule ingest applies (``events.status_of`` and ``events.is
 Messages have the shape the channel layer carries (``messaging.build_message``), so the
 consumer treats replayed and live events alike.
 
-These functions are synchronous and touch the database: call them from a consumer with
-``database_sync_to_async``.
+These functions are synchronous and touch the database: a consumer calls them through
+:func:`run_in_replay_thread`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
 from . import messaging
+from .conf import bridge_settings
 from .events import event_object, is_newer, status_of
 from .models import StripeEvent, StripeTransaction
+
+T = TypeVar("T")
 
 #: At most this many stored events are replayed per transaction id with ``all``.
 MAX_REPLAY_PER_ID = 100
@@ -33,6 +40,35 @@ MAX_REPLAY_PER_ID = 100
 LATEST_SCAN = 100
 
 LATEST, ALL, NONE = "latest", "all", "none"
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _replay_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=max(1, int(bridge_settings.REPLAY_THREADS)),
+                thread_name_prefix="stripe-bridge-replay",
+            )
+        return _executor
+
+
+async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a replay read in the replay threads (``REPLAY_THREADS``), not in the one thread
+    Channels shares for database work: a flood of replays cannot delay a handshake's
+    session lookup, and connections' reads run side by side."""
+
+    def call() -> T:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(call, thread_sensitive=False, executor=_replay_executor())()
 
 
 def replay_messages(
