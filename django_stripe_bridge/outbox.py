@@ -86,6 +86,8 @@ def _relay_one(pk: int) -> bool | None:
 def _run() -> None:
     while True:
         time.sleep(bridge_settings.OUTBOX_INTERVAL)
+        if not bridge_settings.OUTBOX_RELAY:
+            continue  # switched off since the thread started (settings of a test)
         try:
             close_old_connections()
             relay_unpublished()

@@ -6,10 +6,13 @@ import asyncio
 import time
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import override_settings
 
+from django_stripe_bridge import consumers as consumer_module
 from django_stripe_bridge import metrics
+from django_stripe_bridge.consumers import StripeEventConsumer
 from django_stripe_bridge.selectors import Selector
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import charge_event, ingest, open_client
@@ -108,3 +111,43 @@ async def test_open_sockets_and_subscriptions_are_counted():
         before["websockets_open"],
         before["subscriptions"],
     )
+
+
+class SlowReplay(StripeEventConsumer):
+    async def load_replay(self, ids, mode, selector):
+        await asyncio.sleep(1.0)
+        return await super().load_replay(ids, mode, selector)
+
+
+async def test_held_back_events_are_bounded(monkeypatch):
+    monkeypatch.setattr(consumer_module, "MAX_HELD_BACK", 2)
+    client = await open_client(consumer=SlowReplay)
+    assert (await client.subscribe("id = 'ch_held'", replay="latest"))["type"] == "subscribed"
+    for n in range(3):
+        await ingest(charge_event("charge.updated", "ch_held", amount=1000 + n))
+    closing = await client.communicator.receive_output(timeout=3)
+    assert closing == {"type": "websocket.close", "code": 1013}
+
+
+async def test_a_failing_layer_receive_is_retried_and_the_socket_stays_open(monkeypatch):
+    """The layer's receive() raises twice (the fault injected): Channels would close the
+    socket; the consumer retries and the next event still arrives."""
+    layer = get_channel_layer()
+    real_receive = layer.receive
+    failures = 2
+
+    async def flaky_receive(channel):
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("Redis went away")
+        return await real_receive(channel)
+
+    monkeypatch.setattr(layer, "receive", flaky_receive)
+    client = await open_client()
+    await client.subscribe("id = 'ch_flaky'", replay="none")
+    await asyncio.sleep(0.5)  # both failures and their retries happen
+    assert failures == 0
+    await ingest(charge_event("charge.succeeded", "ch_flaky"))
+    assert (await client.recv(timeout=5))["headers"]["id"] == "ch_flaky"
+    await client.close()

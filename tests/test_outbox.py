@@ -8,16 +8,18 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import close_old_connections
 from django.test import override_settings
 from django.utils import timezone
 
-from django_stripe_bridge import messaging, metrics
+from django_stripe_bridge import messaging, metrics, outbox
 from django_stripe_bridge.ingest import ingest_event
 from django_stripe_bridge.layers import redis_channel_layer
 from django_stripe_bridge.models import StripeEvent
@@ -149,3 +151,18 @@ async def test_event_whose_publish_failed_reaches_a_subscriber_of_another_proces
             assert all(f["replayed"] is False for f in frames)
             with pytest.raises(TimeoutError):
                 await recv_json(ws, timeout=3)  # and each only once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_starts_the_process_relay_which_then_runs_by_itself():
+    """No worker to run: the first publish of a process starts its relay thread."""
+    (stuck,) = store_unpublished(1)
+    fresh = ingest_event(make_event("charge.succeeded", charge_object("ch_fresh")), publish=False)
+    bridge = {**settings.STRIPE_BRIDGE, "OUTBOX_RELAY": True, "OUTBOX_INTERVAL": 0.1}
+    with override_settings(STRIPE_BRIDGE=bridge):
+        assert messaging.publish_event(fresh.event) is True
+        deadline = time.monotonic() + 10
+        while StripeEvent.objects.get(pk=stuck.pk).published_at is None:
+            assert time.monotonic() < deadline, "the relay did not publish the stuck event"
+            time.sleep(0.05)
+    assert outbox._thread is not None and outbox._thread.is_alive()
