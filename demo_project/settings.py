@@ -109,15 +109,17 @@ DATABASES = {
 }
 
 if os.environ.get("REDIS_URL"):
+    from django_stripe_bridge.layers import redis_channel_layer
+
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [os.environ["REDIS_URL"]],
-                # Lets several sites (or test runs) share one Redis without hearing each other.
-                "prefix": os.environ.get("CHANNELS_REDIS_PREFIX") or "asgi",
-            },
-        }
+        # Safe socket timeouts on every redis-py version (docs/scaling.md). Several URLs,
+        # comma-separated, shard the layer over several Redis servers.
+        "default": redis_channel_layer(
+            *os.environ["REDIS_URL"].split(","),
+            pubsub=os.environ.get("CHANNELS_REDIS_PUBSUB") == "1",
+            # Lets several sites (or test runs) share one Redis without hearing each other.
+            prefix=os.environ.get("CHANNELS_REDIS_PREFIX") or "asgi",
+        )
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

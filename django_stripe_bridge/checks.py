@@ -15,6 +15,7 @@ from .conf import (
     bridge_settings,
 )
 from .exceptions import ConfigurationError
+from .layers import receive_timeout_problem
 from .policy import get_policy
 
 _IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
@@ -101,6 +102,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="stripe_bridge.W005",
             )
         )
+
+    for alias, layer in layers.items() if isinstance(layers, dict) else ():
+        problem = isinstance(layer, dict) and receive_timeout_problem(layer)
+        if problem:
+            messages.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}]: {problem}.",
+                    hint="Build the entry with django_stripe_bridge.layers.redis_channel_layer("
+                    "REDIS_URL), or give each host dict a 'socket_timeout' of 15 or more; "
+                    "see docs/scaling.md.",
+                    id="stripe_bridge.W006",
+                )
+            )
 
     try:
         get_policy()

@@ -37,6 +37,16 @@ DEFAULTS: dict[str, Any] = {
     "MESSAGE_PAYLOAD": "summary",
     "REPLAY": "latest",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
+    "OUTBOX_RELAY": True,
+    "OUTBOX_DELAY": 5.0,
+    "OUTBOX_INTERVAL": 2.0,
+    "OUTBOX_BATCH": 100,
+    "LAYER_PROBE_INTERVAL": 10.0,
+    "MAX_SELECTOR_CHARS_PER_CONNECTION": 16384,
+    "MAX_FRAMES_PER_SECOND": 20,
+    "FRAME_BURST": 60,
+    "REPLAY_THREADS": 4,
+    "METRICS_TOKEN": None,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.

@@ -21,17 +21,17 @@ import asyncio
 import json
 import logging
 import random
+import time
 import weakref
 from collections import deque
 from collections.abc import Hashable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth.models import AnonymousUser
 
-from . import messaging, policy, replay
+from . import messaging, metrics, outbox, policy, recovery, replay
 from .conf import REPLAY_MODES, bridge_settings
 from .selectors import Selector, SelectorError, compile_selector, pin_id
 
@@ -58,6 +58,16 @@ LEAVE_TIMEOUT = 5.0
 #: channels-redis's pool holds (redis-py refuses the 101st by default).
 MAX_CONCURRENT_GROUP_OPS = 32
 
+#: Live events one subscription may hold back while its replay is read; past that the
+#: connection is closed (1013, try again later) rather than buffer without bound.
+MAX_HELD_BACK = 1000
+#: Matching an event against a connection's subscriptions yields to the event loop after
+#: this many seconds, so no connection holds the loop for long.
+MATCH_SLICE = 0.002
+#: Longest pause between retries of a failing channel-layer receive (seconds).
+RECEIVE_RETRY_MAX_DELAY = 5.0
+_last_receive_log = 0.0
+
 _group_op_limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
@@ -81,6 +91,8 @@ class ErrorCode:
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"
     SUBSCRIPTION_EXISTS = "subscription_exists"
     UNKNOWN_CHANNEL = "unknown_channel"
+    LIMIT_EXCEEDED = "limit_exceeded"
+    RATE_LIMITED = "rate_limited"
 
 
 class FrameError(Exception):
@@ -96,13 +108,28 @@ class FrameError(Exception):
 class Subscription:
     """One subscription of a connection: its selector, groups and replay state."""
 
-    __slots__ = ("buffer", "channel", "groups", "guard", "guard_until", "name", "selector", "task")
+    __slots__ = (
+        "buffer",
+        "channel",
+        "groups",
+        "guard",
+        "guard_until",
+        "ids",
+        "name",
+        "selector",
+        "size",
+        "task",
+    )
 
     def __init__(self, name: str, channel: str, selector: Selector, groups: frozenset[str]):
         self.name = name
         self.channel = channel
         self.selector = selector
         self.groups = groups
+        #: The ids it listens to through per-id groups (and replays); None on the broadcast.
+        self.ids: frozenset[str] | None = None
+        #: Characters it counts against ``MAX_SELECTOR_CHARS_PER_CONNECTION``.
+        self.size = 0
         #: Live events held back while replay is read and sent; None once live.
         self.buffer: deque[dict[str, Any]] | None = None
         #: Keys of replayed events whose live copy has not been seen yet.
@@ -142,6 +169,11 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._tokens = float(bridge_settings.FRAME_BURST)
+        self._tokens_at = time.monotonic()
+        self._selector_chars = 0
+        self._replay_slot = asyncio.Semaphore(1)
+        self._counted = False
 
     # -- hooks to override ----------------------------------------------------------------
 
@@ -149,7 +181,15 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         self, ids: frozenset[str], mode: str, selector: Selector
     ) -> list[dict[str, Any]]:
         """Stored events to replay, as channel-layer messages, in the order to send them."""
-        return await database_sync_to_async(replay.replay_messages)(ids, mode, selector)
+        return await replay.run_in_replay_thread(replay.replay_messages, ids, mode, selector)
+
+    async def load_catch_up(
+        self, ids: frozenset[str], selector: Selector, since: Any
+    ) -> list[dict[str, Any]]:
+        """Stored events of ``ids`` stored or published since ``since``, oldest first."""
+        return await replay.run_in_replay_thread(
+            replay.replay_messages, ids, replay.ALL, selector, since=since
+        )
 
     async def send_message(
         self, subscription: Subscription, message: dict[str, Any], *, replayed: bool
@@ -175,6 +215,29 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
 
     # -- connection -----------------------------------------------------------------------
 
+    @property
+    def channel_receive(self) -> Any:
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Any) -> None:
+        # Channels sets this to the layer's receive() and closes the socket if it raises.
+        # A failing read (Redis restarting, a read timeout) is retried instead: the socket
+        # stays open and what it missed meanwhile is recovered (see recovery.py).
+        async def receive_retrying() -> Any:
+            delay = 0.1
+            while True:
+                try:
+                    return await receive()
+                except Exception as exc:
+                    if self._closed:
+                        raise
+                    _log_receive_failure(exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RECEIVE_RETRY_MAX_DELAY)
+
+        self._channel_receive = receive_retrying
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
@@ -191,7 +254,11 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def connect(self) -> None:
+        outbox.ensure_relay()
         await self.accept()
+        self._counted = True
+        metrics.incr("websockets_open")
+        recovery.watch(self, self.channel_layer)
         query = self.scope.get("query_string", b"").decode("latin-1")
         params = parse_qs(query, keep_blank_values=True, encoding="utf-8")
         if "selector" in params or "channel" in params:
@@ -205,12 +272,39 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         await self._close_down()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
+        if self._closed:
+            return
+        if not self._take_token():
+            metrics.incr("frames_refused")
+            metrics.incr("connections_rate_limited")
+            rate = bridge_settings.MAX_FRAMES_PER_SECOND
+            await self.send_error(
+                FrameError(
+                    ErrorCode.RATE_LIMITED,
+                    f"More than {rate} frames per second; the connection is closed.",
+                )
+            )
+            await self.close_with(1008)
+            await self._close_down()  # frames still queued are ignored
+            return
         try:
             frame = self._decode(text_data)
         except FrameError as error:
             await self.send_error(error)
             return
         await self._handle(frame)
+
+    def _take_token(self) -> bool:
+        """Token bucket: ``MAX_FRAMES_PER_SECOND`` on average, ``FRAME_BURST`` at once."""
+        now = time.monotonic()
+        rate = bridge_settings.MAX_FRAMES_PER_SECOND
+        burst = bridge_settings.FRAME_BURST
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
     # -- client frames --------------------------------------------------------------------
 
@@ -281,6 +375,17 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
                 f"At most {limit} subscriptions per connection; unsubscribe one first.",
                 name,
             )
+        # Checked on the text as sent, before compiling: a refusal costs next to nothing.
+        budget = bridge_settings.MAX_SELECTOR_CHARS_PER_CONNECTION
+        size = len(text or "") + len(channel)
+        if self._selector_chars + size > budget:
+            raise FrameError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"The selectors of one connection may total {budget} characters; this one "
+                f"has {size} and {self._selector_chars} are in use. Unsubscribe or use "
+                "shorter selectors.",
+                name,
+            )
         selector = self._compile(channel, text, name)
         user = self.scope.get("user") or AnonymousUser()
         if not await policy.may_subscribe(user, selector):
@@ -294,10 +399,15 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             else frozenset([messaging.broadcast_group()])
         )
         sub = Subscription(name, channel, selector, groups)
+        if routed:
+            sub.ids = pinned
         replaying = routed and mode != replay.NONE and bool(pinned)
         if replaying:
             sub.buffer = deque()
+        sub.size = size
         self.subscriptions[name] = sub
+        self._selector_chars += size
+        metrics.incr("subscriptions")
         # Join first, read later: an event committed in between arrives live and is kept
         # aside in sub.buffer, so nothing falls between the replay and the live stream.
         await self._join(groups)
@@ -324,6 +434,8 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
             )
         if sub.task is not None:
             sub.task.cancel()
+        self._selector_chars -= sub.size
+        metrics.incr("subscriptions", -1)
         await self._leave(sub.groups)
         await self.send_frame({"type": "unsubscribed", "subscription": name})
 
@@ -368,10 +480,22 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         if self._seen(key):
             return
         headers = message.get("headers") or {}
+        loop = asyncio.get_running_loop()
+        slice_end = loop.time() + MATCH_SLICE
         for sub in list(self.subscriptions.values()):
+            if loop.time() > slice_end:
+                await asyncio.sleep(0)  # let other connections and requests run
+                slice_end = loop.time() + MATCH_SLICE
+                if sub.name not in self.subscriptions:
+                    continue
             if not sub.selector.matches(headers):
                 continue
             if sub.buffer is not None:
+                if len(sub.buffer) >= MAX_HELD_BACK:
+                    logger.warning("Too many live events held back during replay; closing.")
+                    await self.close_with(1013)
+                    await self._close_down()
+                    return
                 sub.buffer.append(message)
             elif sub.guard is not None and self._guarded(sub, key):
                 continue
@@ -410,11 +534,12 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
 
     async def _replay(self, sub: Subscription, ids: frozenset[str], mode: str) -> None:
         try:
-            messages = await self.load_replay(ids, mode, sub.selector)
+            async with self._replay_slot:  # one read at a time per connection
+                messages = await self.load_replay(ids, mode, sub.selector)
         except Exception:
             # The client reconnects and subscribes again with replay; nothing is lost for good.
             logger.exception("Replay failed; closing the connection so the client retries.")
-            await self.close(code=1011)
+            await self.close_with(1011)
             return
         assert sub.buffer is not None
         if mode == replay.LATEST:
@@ -461,6 +586,62 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         for message in older:
             await self.send_message(sub, message, replayed=False)
 
+    # -- recovery from channel-layer state loss --------------------------------------------
+
+    async def recover(self, since: Any) -> bool:
+        """Join every group again, then replay what pinned subscriptions missed since ``since``.
+
+        Called by the loop's :class:`~django_stripe_bridge.recovery.LayerWatch`; whether the
+        groups could be joined (if not, it is called again).
+        """
+        if self._closed or self.channel_layer is None:
+            return True
+        delivered = frozenset(self._recent or ())
+        subs = [s for s in self.subscriptions.values() if s.ids and s.buffer is None]
+        for sub in subs:
+            sub.buffer = deque()  # join first, read later, as on subscribe
+        try:
+            for group in list(self._group_refs):
+                async with _group_op_limit():
+                    await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:
+            for sub in subs:
+                await self._go_live(sub, set())
+            return False
+        for sub in subs:
+            sub.task = asyncio.ensure_future(self._catch_up(sub, since, delivered))
+        return True
+
+    async def _catch_up(self, sub: Subscription, since: Any, delivered: frozenset[Any]) -> None:
+        assert sub.ids is not None
+        try:
+            async with self._replay_slot:
+                messages = await self.load_catch_up(sub.ids, sub.selector, since)
+        except Exception:
+            logger.exception("Catch-up replay failed; closing the connection so the client retries")
+            await self.close_with(1011)
+            return
+        assert sub.buffer is not None
+        held = {event_key(m) for m in sub.buffer}
+        sent = set()
+        for message in messages:
+            key = event_key(message)
+            if key in delivered or key in held or key in sent:
+                continue
+            sent.add(key)
+            self._seen(key)  # a later live copy (a relay sending it again) is dropped
+            await self.send_message(sub, message, replayed=True)
+        await self._go_live(sub, sent)
+
+    async def _go_live(self, sub: Subscription, skip: set[Any]) -> None:
+        """Send the held-back live events (except ``skip``) and stop holding them back."""
+        while sub.buffer:
+            message = sub.buffer.popleft()
+            if event_key(message) not in skip:
+                await self.send_message(sub, message, replayed=False)
+        sub.buffer = None
+        sub.task = None
+
     # -- frames ---------------------------------------------------------------------------
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
@@ -468,8 +649,17 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         if not self._closed:
             await self.send(text_data=_dumps(frame))
 
+    async def close_with(self, code: int) -> None:
+        """Close the websocket with ``code``, or ``4000 + code % 1000`` where the server
+        refuses it (Daphne's websocket library sends only 1000 and 3000 to 4999)."""
+        try:
+            await self.close(code=code)
+        except Exception:
+            await self.close(code=4000 + code % 1000)
+
     async def send_error(self, error: FrameError) -> None:
         """Send an ``error`` frame; the connection stays open."""
+        metrics.incr("frames_refused")
         await self.send_frame(
             {
                 "type": "error",
@@ -549,6 +739,10 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         if self._closed:
             return
         self._closed = True
+        recovery.unwatch(self)
+        if self._counted:
+            metrics.incr("websockets_open", -1)
+        metrics.incr("subscriptions", -len(self.subscriptions))
         self._cancel_refresh()
         for sub in self.subscriptions.values():
             if sub.task is not None:
@@ -566,6 +760,19 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         except Exception:
             # Memberships left behind expire with the layer's group_expiry.
             logger.warning("Could not leave channel-layer groups on close.", exc_info=True)
+
+
+def _log_receive_failure(exc: Exception) -> None:
+    # Every socket of the process sees the same failure: log it at most every 10 s.
+    global _last_receive_log
+    now = time.monotonic()
+    if now - _last_receive_log >= 10:
+        _last_receive_log = now
+        logger.warning(
+            "Channel-layer receive failed (%s: %s); retrying, sockets stay open.",
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _forbidden_message(selector: Selector) -> str:

@@ -171,56 +171,42 @@ async def _send(layer: Any, message: dict[str, Any]) -> None:
             await layer.group_send(group, message)
 
 
+def send_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> None:
+    """Hand an event to the channel layer now; raises if the layer is missing or fails."""
+    layer = get_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
+    if transaction is None and row.transaction_id:
+        from .models import StripeTransaction
+
+        transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
+    message = build_message(row, status_after(row, transaction))
+    async_to_sync(_send)(layer, message)
+
+
 def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> bool:
     """Hand an event to the channel layer and mark it published; ``False`` if that failed.
 
-    Never raises: the event is safe in the database, and replay and
-    ``stripe_bridge_republish --unpublished`` deliver it later.
+    Never raises: the event is safe in the database, and the outbox relay (``outbox.py``)
+    publishes it a few seconds later, once the layer answers.
     """
-    try:
-        layer = get_layer()
-        if layer is None:
-            return False
-        if transaction is None and row.transaction_id:
-            from .models import StripeTransaction
+    if transaction is None and row.transaction_id:
+        from .models import StripeTransaction
 
-            transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
-        message = build_message(row, status_after(row, transaction))
-        async_to_sync(_send)(layer, message)
-    except Exception as exc:
-        logger.warning(
-            "Could not publish Stripe event %s to the channel layer (%s: %s); it stays "
-            "unpublished until replay or 'stripe_bridge_republish --unpublished'.",
-            row.event_id,
-            type(exc).__name__,
-            exc,
-        )
-        return False
-    now = timezone.now()
-    try:
-        type(row).objects.filter(pk=row.pk).update(published_at=now)
-    except Exception as exc:
-        # Sent, but not marked: a later republish sends it again, which subscribers
-        # tolerate (a repeated event changes nothing on their side).
-        logger.warning(
-            "Published Stripe event %s but could not mark it published (%s: %s).",
-            row.event_id,
-            type(exc).__name__,
-            exc,
-        )
-        return True
-    row.published_at = now
-    return True
+        transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
+    return publish_events([(row, transaction)]) == 1
 
 
 def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]) -> int:
-    """Publish a batch of events in order and mark the sent ones published in one update.
+    """Publish events in order and mark the ones sent published, in one update.
 
     ``items`` pairs each event with its transaction as it stood right after the event. Never
-    raises; returns how many were published. What could not be sent stays unpublished.
+    raises; returns how many were published. What could not be sent stays unpublished
+    until the outbox relay sends it.
     """
-    if len(items) == 1:
-        return int(publish_event(*items[0]))
+    from . import metrics, outbox
+
+    outbox.ensure_relay()
     if not items:
         return 0
     try:
@@ -230,24 +216,24 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
         messages = [build_message(row, status_after(row, tx)) for row, tx in items]
         sent = async_to_sync(_send_in_order)(layer, messages)
     except Exception as exc:
-        logger.warning(
-            "Could not publish %d Stripe events to the channel layer (%s: %s); they stay "
-            "unpublished until replay or 'stripe_bridge_republish --unpublished'.",
-            len(items),
-            type(exc).__name__,
-            exc,
-        )
+        _log_unpublished([row for row, _ in items], exc)
+        metrics.incr("publish_failures", len(items))
         return 0
     published = [row for (row, _), ok in zip(items, sent, strict=True) if ok]
+    metrics.incr("events_published", len(published))
+    metrics.incr("publish_failures", len(items) - len(published))
+    if not published:
+        return 0
     now = timezone.now()
     try:
-        if published:
-            type(published[0]).objects.filter(pk__in=[row.pk for row in published]).update(
-                published_at=now
-            )
+        type(published[0]).objects.filter(pk__in=[row.pk for row in published]).update(
+            published_at=now
+        )
     except Exception as exc:
+        # Sent, but not marked: the relay sends them again, and subscribers drop the
+        # repeats (by event id).
         logger.warning(
-            "Published %d Stripe events but could not mark them published (%s: %s).",
+            "Published %d Stripe event(s) but could not mark them published (%s: %s).",
             len(published),
             type(exc).__name__,
             exc,
@@ -258,20 +244,35 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
     return len(published)
 
 
+def _log_unpublished(rows: Sequence[StripeEvent], exc: BaseException) -> None:
+    logger.warning(
+        "Could not publish Stripe event %s to the channel layer (%s: %s); the outbox relay "
+        "publishes it once the layer answers ('stripe_bridge_republish --unpublished' does "
+        "it at once).",
+        ", ".join(row.event_id for row in rows[:5]) + (" …" if len(rows) > 5 else ""),
+        type(exc).__name__,
+        exc,
+    )
+
+
 async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> list[bool]:
-    """Send each message in turn (subscribers get them in the server's order); which went."""
+    """Send each message in turn (subscribers get them in the server's order); which went.
+
+    Stops at the first failure: the layer is down, and the rest would each wait for the
+    timeout. What was not sent is left to the outbox relay.
+    """
     sent = []
     for message in messages:
         try:
             await _send(layer, message)
         except Exception as exc:
             logger.warning(
-                "Could not publish Stripe event %s to the channel layer (%s: %s).",
+                "Could not publish Stripe event %s to the channel layer (%s: %s); the "
+                "outbox relay publishes it once the layer answers.",
                 message["headers"].get("event_id"),
                 type(exc).__name__,
                 exc,
             )
-            sent.append(False)
-        else:
-            sent.append(True)
-    return sent
+            break
+        sent.append(True)
+    return sent + [False] * (len(messages) - len(sent))

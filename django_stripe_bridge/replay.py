@@ -8,20 +8,32 @@ order through the same rule ingest applies (:mod:`~django_stripe_bridge.payment_
 Messages have the shape the channel layer carries (``messaging.build_message``), so the
 consumer treats replayed and live events alike.
 
-These functions are synchronous and touch the database: call them from a consumer with
-``database_sync_to_async``.
+These functions are synchronous and touch the database: a consumer calls them through
+:func:`run_in_replay_thread`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from collections import deque
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 
 from . import messaging
+from .conf import bridge_settings
 from .events import event_object
 from .models import StripeEvent, StripeTransaction
 from .payment_state import PaymentState
+
+T = TypeVar("T")
 
 #: At most this many stored events are replayed per transaction id with ``all``.
 MAX_REPLAY_PER_ID = 100
@@ -30,12 +42,45 @@ LATEST_SCAN = 100
 
 LATEST, ALL, NONE = "latest", "all", "none"
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
 
-def replay_messages(ids: Iterable[str], mode: str, selector: Any) -> list[dict[str, Any]]:
+
+def _replay_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=max(1, int(bridge_settings.REPLAY_THREADS)),
+                thread_name_prefix="stripe-bridge-replay",
+            )
+        return _executor
+
+
+async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a replay read in the replay threads (``REPLAY_THREADS``), not in the one thread
+    Channels shares for database work: a flood of replays cannot delay a handshake's
+    session lookup, and connections' reads run side by side."""
+
+    def call() -> T:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(call, thread_sensitive=False, executor=_replay_executor())()
+
+
+def replay_messages(
+    ids: Iterable[str], mode: str, selector: Any, *, since: dt.datetime | None = None
+) -> list[dict[str, Any]]:
     """Channel-layer messages of the stored events to replay, in the order to send them.
 
     ``selector`` is a compiled selector (anything with ``matches(headers)``). The result is
-    ordered by Stripe's ``created`` time, then by arrival.
+    ordered by Stripe's ``created`` time, then by arrival. With ``since`` (mode ``all``),
+    only events stored or published at or after that time are returned (a catch-up after
+    the channel layer lost its state). Each mode reads all the ids in one query.
     """
     ids = sorted(set(ids))
     if mode == NONE or not ids:
@@ -43,7 +88,7 @@ def replay_messages(ids: Iterable[str], mode: str, selector: Any) -> list[dict[s
     if mode == LATEST:
         messages = _latest(ids, selector)
     elif mode == ALL:
-        messages = [m for tx_id in ids for m in _all(tx_id, selector)]
+        messages = _all(ids, selector, since)
     else:
         raise ValueError(f"unknown replay mode {mode!r}")
     messages.sort(key=lambda m: (m["headers"]["created"], m["event_pk"]))
@@ -52,11 +97,21 @@ def replay_messages(ids: Iterable[str], mode: str, selector: Any) -> list[dict[s
 
 def _latest(ids: list[str], selector: Any) -> list[dict[str, Any]]:
     transactions = StripeTransaction.objects.in_bulk(ids)
+    newest_first = Window(
+        RowNumber(),
+        partition_by=[F("transaction_id")],
+        order_by=[F("created").desc(), F("id").desc()],
+    )
+    rows = (
+        StripeEvent.objects.filter(transaction_id__in=ids)
+        .annotate(newest_rank=newest_first)
+        .filter(newest_rank__lte=LATEST_SCAN)
+        .order_by("transaction_id", "-created", "-id")
+    )
     messages = []
-    for tx_id in ids:
+    for tx_id, group in groupby(rows, key=lambda row: row.transaction_id):
         status = None
-        rows = StripeEvent.objects.filter(transaction_id=tx_id).order_by("-created", "-id")
-        for row in rows[:LATEST_SCAN]:
+        for row in group:
             # The transaction's current status, as a live message sent now would carry.
             status = messaging.status_after(row, transactions.get(tx_id))
             if selector.matches(messaging.build_headers(row, status)):
@@ -78,12 +133,23 @@ def status_fold(rows: Iterable[StripeEvent]) -> Iterable[tuple[StripeEvent, str 
         yield row, current
 
 
-def _all(tx_id: str, selector: Any) -> list[dict[str, Any]]:
-    rows = StripeEvent.objects.filter(transaction_id=tx_id).order_by("created", "id")
+def _all(ids: list[str], selector: Any, since: dt.datetime | None) -> list[dict[str, Any]]:
+    rows = StripeEvent.objects.filter(transaction_id__in=ids).order_by(
+        "transaction_id", "created", "id"
+    )
+    messages: list[dict[str, Any]] = []
     # Fold through every event (streamed) so the statuses are right even when only the
     # newest MAX_REPLAY_PER_ID are sent.
-    kept: deque[dict[str, Any]] = deque(maxlen=MAX_REPLAY_PER_ID)
-    for row, status in status_fold(rows.iterator(chunk_size=200)):
-        if selector.matches(messaging.build_headers(row, status)):
-            kept.append(messaging.build_message(row, status))
-    return list(kept)
+    for _, group in groupby(rows.iterator(chunk_size=200), key=lambda row: row.transaction_id):
+        kept: deque[dict[str, Any]] = deque(maxlen=MAX_REPLAY_PER_ID)
+        for row, status in status_fold(group):
+            if since is not None and not _touched_since(row, since):
+                continue
+            if selector.matches(messaging.build_headers(row, status)):
+                kept.append(messaging.build_message(row, status))
+        messages.extend(kept)
+    return messages
+
+
+def _touched_since(row: StripeEvent, since: dt.datetime) -> bool:
+    return row.received_at >= since or (row.published_at is not None and row.published_at >= since)

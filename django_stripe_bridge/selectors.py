@@ -223,6 +223,9 @@ class _Wild(Enum):
     MANY = "%"
 
 
+_WILDCARDS = {wild.value: wild for wild in _Wild}
+
+
 def _like_pattern(pattern: str, escape: str | None, col: int) -> tuple[str | _Wild, ...]:
     items: list[str | _Wild] = []
     chars = iter(pattern)
@@ -232,8 +235,8 @@ def _like_pattern(pattern: str, escape: str | None, col: int) -> tuple[str | _Wi
             if literal is None:
                 raise SelectorError("LIKE pattern ends with its escape character", col)
             items.append(literal)
-        elif char in "%_":
-            wild = _Wild(char)
+        elif char in _WILDCARDS:
+            wild = _WILDCARDS[char]
             if not (wild is _Wild.MANY and items and items[-1] is _Wild.MANY):
                 items.append(wild)
         else:

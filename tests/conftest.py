@@ -21,6 +21,11 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"stripe-bridge: database {engine}, CI={services.in_ci()}"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Soak tests (an idle period longer than every timeout in play); CI runs them too.
+    config.addinivalue_line("markers", "slow: a soak test of 30 s or more (few, and run in CI)")
+
+
 def _is_postgres() -> bool:
     # Without the Django plugin (`-p no:django`) settings are not configured: not PostgreSQL.
     return settings.configured and "postgresql" in settings.DATABASES["default"]["ENGINE"]

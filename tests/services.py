@@ -55,3 +55,17 @@ def reachable(url: str, default_port: int) -> bool:
 
 def redis_url() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+
+def owned_redis_url() -> str:
+    """A Redis database the tests may FLUSHDB: ``REDIS_URL``'s server, another db number.
+
+    The db is ``TEST_REDIS_FLUSH_DB`` (default 9, or 10 when ``REDIS_URL`` already uses 9);
+    no other user of the server may keep data there.
+    """
+    parsed = urlparse(redis_url())
+    current = (parsed.path or "/0").lstrip("/") or "0"
+    db = os.environ.get("TEST_REDIS_FLUSH_DB") or ("10" if current == "9" else "9")
+    if db == current:
+        raise RuntimeError(f"TEST_REDIS_FLUSH_DB={db} is REDIS_URL's own database; pick another.")
+    return parsed._replace(path=f"/{db}").geturl()

@@ -76,4 +76,7 @@ STRIPE_BRIDGE = {
     "API_KEY": "sk_test_bridge_tests",
     "WEBHOOK_SECRETS": ["whsec_tests_primary"],
     "CHARGE_THROTTLE_RATE": None,
+    # No background relay thread inside the test process: the tests call the relay directly
+    # (and the live-server tests run it in their Daphne processes).
+    "OUTBOX_RELAY": False,
 }

@@ -85,7 +85,9 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
     assert db["OPTIONS"]["pool"]  # ASGI: pooled connections, not one per request
     layer = demo.CHANNEL_LAYERS["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://cache.example:6380/2"]
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == "redis://cache.example:6380/2"
+    assert host["socket_timeout"] > 10  # longer than channels-redis's blocking receive
     assert demo.DEBUG is False
     assert demo.ALLOWED_HOSTS == ["shop.example", "api.shop.example"]
 

@@ -13,6 +13,7 @@ import pytest
 from django.test import override_settings
 
 from django_stripe_bridge.checks import check_settings
+from django_stripe_bridge.layers import redis_channel_layer
 from django_stripe_bridge.models import StripeTransaction
 from tests.charge_fixtures import *  # noqa: F403
 from tests.charge_fixtures import TEST_API_KEY, post_json, stripe_key_for
@@ -123,7 +124,7 @@ def test_max_network_retries_zero_means_one_attempt(settings, csrf_client):
 # --- system checks beyond the listed ones ---------------------------------------------------
 
 GOOD = {"API_KEY": "sk_test_x", "WEBHOOK_SECRETS": ["whsec_x"]}
-REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+REDIS_LAYER = {"default": redis_channel_layer("redis://localhost:6379/0")}
 
 
 def _ids(**bridge: Any) -> set[str]:

@@ -3,9 +3,10 @@ from django.core import checks
 from django.test import override_settings
 
 from django_stripe_bridge.checks import check_settings
+from django_stripe_bridge.layers import redis_channel_layer
 
 GOOD = {"API_KEY": "sk_test_x", "WEBHOOK_SECRETS": ["whsec_x"]}
-REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+REDIS_LAYER = {"default": redis_channel_layer("redis://localhost:6379/0")}
 MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 

@@ -151,3 +151,26 @@ def test_a_batch_is_published_in_order_with_each_events_status(
         "partially_refunded",
     ]
     assert StripeEvent.objects.filter(published_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_layer_failing_mid_batch_leaves_the_rest_unpublished(
+    in_memory_layer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    real_send, calls = layer.group_send, {"n": 0}
+
+    async def failing_send(group: str, message: dict) -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:  # the first event's two groups go; then the layer goes down
+            raise ConnectionError("layer down")
+        await real_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", failing_send)
+    results = ingest_events(history("ch_half", 4))
+    published = StripeEvent.objects.filter(published_at__isnull=False)
+    assert list(published.values_list("event_id", flat=True)) == [results[0].event.event_id]
+    assert calls["n"] == 3  # no send was tried after the first failure
+    assert StripeEvent.objects.filter(published_at__isnull=True).count() == 3

@@ -296,7 +296,7 @@ def test_layer_down_during_webhook_then_republish_unpublished(
     assert response.json() == {"received": True, "duplicate": False}
     row = StripeEvent.objects.get(event_id=event["id"])
     assert row.published_at is None
-    assert any("stays unpublished" in r.getMessage() for r in caplog.records)
+    assert any("outbox relay publishes it" in r.getMessage() for r in caplog.records)
 
     # The layer is back: republish reaches a subscriber, and marks the row.
     with override_settings(

@@ -266,3 +266,35 @@ def test_replay_messages_none_and_unpinned():
     assert replay.replay_messages(["x"], "none", sel) == []
     with pytest.raises(ValueError, match="unknown replay mode"):
         replay.replay_messages(["x"], "bogus", sel)
+
+
+@pytest.mark.parametrize("mode", ["latest", "all"])
+def test_one_query_for_all_the_ids_of_a_subscription(mode, django_assert_max_num_queries):
+    """100 ids, real or made up, cost a fixed number of queries (not one per id)."""
+    for n in range(3):
+        ingest_event(charge_event("charge.succeeded", f"ch_q{n}"))
+    ids = [f"ch_q{n}" for n in range(3)] + [f"ch_madeup_{n}" for n in range(97)]
+    selector = compile_selector(None)
+    with django_assert_max_num_queries(2):
+        messages = replay.replay_messages(ids, mode, selector)
+    assert sorted(m["transaction_id"] for m in messages) == ["ch_q0", "ch_q1", "ch_q2"]
+
+
+def test_catch_up_keeps_what_was_stored_or_published_since():
+    """``since`` (the catch-up after a state loss) keeps events stored or published since."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    rows = [
+        ingest_event(charge_event(t, "ch_since")).event
+        for t in ("charge.pending", "charge.succeeded", "charge.updated")
+    ]
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    StripeEvent.objects.filter(pk__in=[rows[0].pk, rows[1].pk]).update(
+        received_at=long_ago, published_at=long_ago
+    )
+    StripeEvent.objects.filter(pk=rows[1].pk).update(published_at=timezone.now())  # late relay
+    since = timezone.now() - dt.timedelta(minutes=1)
+    messages = replay.replay_messages(["ch_since"], "all", compile_selector(None), since=since)
+    assert [m["event_id"] for m in messages] == [rows[1].event_id, rows[2].event_id]
