@@ -118,7 +118,7 @@ def test_the_wheel_holds_the_app_and_nothing_else(built):
 def test_the_sdist_holds_the_tests_and_docs_that_go_with_it(built):
     with tarfile.open(built.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    for path in ("LICENSE", "README.md", "CHANGELOG.md", "tests/conftest.py"):
+    for path in ("LICENSE", "README.md", "CHANGELOG.md", "mkdocs.yml", "tests/conftest.py"):
         assert path in names, path
     assert "docs/settings.md" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
