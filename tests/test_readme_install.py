@@ -83,6 +83,8 @@ def test_twine_check_passes(built):
 
 def test_the_version_has_one_source(built):
     assert built.wheel.name == f"django_stripe_bridge-{__version__}-py3-none-any.whl"
+    # The README's install line names the wheel that the build makes.
+    assert f"dist/{built.wheel.name}[" in SECTION
     assert re.search(
         r'__version__ = "[^"]+"', (ROOT / "django_stripe_bridge/__init__.py").read_text()
     )
