@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -45,19 +47,53 @@ def embedded_stripe(env: dict[str, str], port: int) -> Iterator[None]:
         yield
 
 
-def ensure_admin(env: dict[str, str]) -> None:
-    """Create an ``admin`` superuser with a random password, once, and print it."""
-    code = (
-        "import os\n"
-        "from django.contrib.auth import get_user_model\n"
-        "User = get_user_model()\n"
-        "if not User.objects.filter(is_superuser=True).exists():\n"
-        "    password = os.environ['DEMO_ADMIN_PASSWORD']\n"
-        "    User.objects.create_superuser('admin', 'admin@example.com', password)\n"
-        "    print('Created the admin user: admin /', password)\n"
+ADMIN_CODE = """
+import os
+from django.contrib.auth import get_user_model
+User = get_user_model()
+password = os.environ["DEMO_ADMIN_PASSWORD"]
+user = User.objects.filter(username="admin").first()
+if user is None and not User.objects.filter(is_superuser=True).exists():
+    User.objects.create_superuser("admin", "admin@example.com", password)
+    print("created")
+elif user is not None and user.check_password(password):
+    print("unchanged")
+else:
+    print("other")
+"""
+
+
+def ensure_admin(env: dict[str, str], port: int) -> None:
+    """Create the ``admin`` superuser once, and say how to log in on every start.
+
+    Its random password is kept in the demo's var directory (``DEMO_VAR_DIR``), so that it
+    can be printed again; if it was changed since, the way to set another is printed.
+    """
+    var_dir = Path(env.get("DEMO_VAR_DIR") or ROOT / "var")
+    var_dir.mkdir(parents=True, exist_ok=True)
+    stored = var_dir / "demo-admin-password"
+    password = stored.read_text().strip() if stored.exists() else secrets.token_urlsafe(9)
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", ADMIN_CODE],
+        cwd=ROOT,
+        env={**env, "DEMO_ADMIN_PASSWORD": password},
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    admin_env = {**env, "DEMO_ADMIN_PASSWORD": secrets.token_urlsafe(9)}
-    manage("shell", "--no-imports", "-c", code, env=admin_env)
+    outcome = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    if outcome == "created":
+        stored.write_text(password + "\n")
+        stored.chmod(0o600)
+    admin_url = f"http://{HOST}:{port}/admin/"
+    if outcome in ("created", "unchanged"):
+        print(f"Admin: {admin_url}  user: admin  password: {password}  (kept in {stored})")
+    else:
+        print(
+            f"Admin: {admin_url}  The admin password is not the one this demo made. Set one with\n"
+            "  .venv/bin/python manage.py changepassword admin\n"
+            "(with the same environment variables as ./run demo)."
+        )
 
 
 def uses_configured_stripe(env: dict[str, str]) -> bool:
@@ -66,7 +102,60 @@ def uses_configured_stripe(env: dict[str, str]) -> bool:
     return env.get("STRIPE_API_KEY", "").startswith(("sk_", "rk_"))
 
 
+class Stop(Exception):
+    """SIGTERM or SIGHUP arrived: stop what was started, as Ctrl-C does."""
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # Once: a second signal must not interrupt the clean-up the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    raise Stop(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def daphne(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Daphne serving the demo; terminated (then killed, if it hangs) when the block ends."""
+    process = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            HOST,
+            "-p",
+            str(port),
+            "demo_project.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 def main() -> int:
+    # A process manager, `timeout` or `kill` sends SIGTERM to this process only: without a
+    # handler Python would exit at once and leave Daphne (and the stand-in) running.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    try:
+        return serve()
+    except (KeyboardInterrupt, Stop):
+        print("Stopped.")
+        return 0
+
+
+def serve() -> int:
     port = int(os.environ.get("DEMO_PORT", "8000"))
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
     real_stripe = uses_configured_stripe(env)
@@ -79,28 +168,10 @@ def main() -> int:
     stripe = contextlib.nullcontext() if real_stripe else embedded_stripe(env, port)
     with stripe:
         manage("migrate", "--noinput", "-v", "0", env=env)
-        ensure_admin(env)
-        print(f"Demo: http://{HOST}:{port}/   admin: http://{HOST}:{port}/admin/   Ctrl-C stops.")
-        daphne = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                HOST,
-                "-p",
-                str(port),
-                "demo_project.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        try:
-            return daphne.wait()
-        except KeyboardInterrupt:
-            daphne.terminate()
-            daphne.wait(10)
-            return 0
+        ensure_admin(env, port)
+        print(f"Demo: http://{HOST}:{port}/   Ctrl-C stops.", flush=True)
+        with daphne(env, port) as server:
+            return server.wait()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+import django_stripe_bridge
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DEMO_VAR_DIR", BASE_DIR / "var"))
 
@@ -143,7 +145,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "django-stripe-bridge demo API",
-    "VERSION": "0.1.0",
+    "VERSION": django_stripe_bridge.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
 }
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.handlers.asgi import ASGIHandler
+from django.utils.module_loading import import_string
 
 from .conf import (
     DEFAULTS,
@@ -181,3 +184,106 @@ def _check_limits(user_settings: dict[str, Any]) -> list[CheckMessage]:
             )
         )
     return messages
+
+
+# --- the server: can a websocket reach the bridge's consumer? --------------------------------
+
+_ROUTE_HINT = (
+    'In asgi.py, route "websocket" to URLRouter(django_stripe_bridge.routing.'
+    "websocket_urlpatterns) inside a channels ProtocolTypeRouter (see the README)."
+)
+
+
+@register(Tags.compatibility)
+def check_server(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report a site whose websockets cannot reach the bridge's consumer (they would 404)."""
+    messages: list[CheckMessage] = []
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not path:
+        messages.append(
+            Warning(
+                "ASGI_APPLICATION is not set: no ASGI server routes websockets to the bridge.",
+                hint='Set ASGI_APPLICATION = "mysite.asgi.application" (your project\'s name). '
+                + _ROUTE_HINT,
+                id="stripe_bridge.W007",
+            )
+        )
+    else:
+        try:
+            application = import_string(path)
+        except Exception as exc:  # an asgi.py that fails to import: say why, do not crash
+            messages.append(
+                Warning(
+                    f"ASGI_APPLICATION = {path!r} cannot be imported: {type(exc).__name__}: {exc}",
+                    hint="Fix the module, or the dotted path to its 'application'.",
+                    id="stripe_bridge.W007",
+                )
+            )
+        else:
+            if _reaches_consumer(application) is False:
+                messages.append(
+                    Warning(
+                        f"ASGI_APPLICATION = {path!r} has no websocket route to the bridge's "
+                        "consumer: ws/stripe/ answers 404.",
+                        hint=_ROUTE_HINT,
+                        id="stripe_bridge.W008",
+                    )
+                )
+    if settings.DEBUG and not _runserver_speaks_websockets():
+        messages.append(
+            Warning(
+                "runserver cannot serve websockets: 'daphne' is not in INSTALLED_APPS before "
+                "'django.contrib.staticfiles', so the websocket answers 404 in development.",
+                hint='Put "daphne" first in INSTALLED_APPS (pip install '
+                "'django-stripe-bridge[server]').",
+                id="stripe_bridge.W009",
+            )
+        )
+    return messages
+
+
+def _runserver_speaks_websockets() -> bool:
+    # The first installed app that has a runserver command provides it.
+    names = [config.name for config in django_apps.get_app_configs()]
+    if "daphne" not in names:
+        return False
+    staticfiles = "django.contrib.staticfiles"
+    return staticfiles not in names or names.index("daphne") < names.index(staticfiles)
+
+
+def _reaches_consumer(app: Any, depth: int = 0) -> bool | None:
+    """Whether ``app`` routes websockets to the bridge's consumer; ``None`` when it cannot
+    be told (a wrapper this walk does not know), so that no site is warned wrongly."""
+    from .consumers import StripeEventConsumer
+
+    if depth > 30:
+        return None
+    consumer = getattr(app, "consumer_class", None)
+    if isinstance(consumer, type):
+        return issubclass(consumer, StripeEventConsumer)
+    if isinstance(app, ASGIHandler):
+        return False  # Django's own handler: HTTP only
+    mapping = getattr(app, "application_mapping", None)
+    if isinstance(mapping, dict):  # channels' ProtocolTypeRouter
+        return "websocket" in mapping and _reaches_consumer(mapping["websocket"], depth + 1)
+    routes = getattr(app, "routes", None)
+    if isinstance(routes, list | tuple):  # channels' URLRouter
+        return _any_route_reaches(routes, depth + 1)
+    for name in ("inner", "application", "app"):  # channels' middleware, static files handlers
+        child = getattr(app, name, None)
+        if child is not None:
+            return _reaches_consumer(child, depth + 1)
+    return None
+
+
+def _any_route_reaches(routes: list[Any] | tuple[Any, ...], depth: int) -> bool | None:
+    found: list[bool | None] = []
+    for route in routes:
+        nested = getattr(route, "url_patterns", None)  # a URLResolver
+        if isinstance(nested, list | tuple):
+            found.append(_any_route_reaches(nested, depth + 1))
+        else:
+            found.append(_reaches_consumer(getattr(route, "callback", None), depth + 1))
+    if True in found:
+        return True
+    return None if None in found else False

@@ -14,6 +14,7 @@ and log records are passed through :func:`redact` first.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -284,10 +285,10 @@ def list_events(
     if types:
         params["types"] = list(types)
     client = get_stripe_client()
-    with translate_errors():
+    with translate_errors(READ_RETRY):
         pages = iter(client.v1.events.list(params=params).auto_paging_iter())  # type: ignore[arg-type]
     while True:
-        with translate_errors():
+        with translate_errors(READ_RETRY):
             event = next(pages, None)
         if event is None:
             return
@@ -320,7 +321,7 @@ def register_webhook(
     if description:
         params["description"] = description
     try:
-        with translate_errors():
+        with translate_errors(WEBHOOK_RETRY):
             endpoint = client.v1.webhook_endpoints.create(params=params)  # type: ignore[arg-type]
     except StripeInvalidRequest as exc:
         if not bridge_settings.API_BASE or exc.http_status != 404:
@@ -360,18 +361,49 @@ def _register_localstripe_webhook(url: str, *, events: Sequence[str] | None, nam
 # --- errors ----------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class RetryAdvice:
+    """What to tell the caller after a failure that may pass, for one kind of call."""
+
+    #: After a connection error or a Stripe server error.
+    now: str
+    #: After Stripe limited the rate of requests.
+    later: str
+
+
+#: Creating a payment: the same key makes a retry safe.
+PAYMENT_RETRY = RetryAdvice(
+    now="Retry with the same Idempotency-Key: a payment is never made twice.",
+    later="Retry later with the same Idempotency-Key.",
+)
+#: Reading from Stripe (listing events): nothing changes at Stripe, a retry is harmless.
+READ_RETRY = RetryAdvice(
+    now="Retry: reading changes nothing at Stripe.",
+    later="Retry in a minute.",
+)
+#: Registering a webhook endpoint: a retry after a lost answer may make a second endpoint.
+WEBHOOK_RETRY = RetryAdvice(
+    now="Check the network (and API_BASE), then register again; if Stripe made the "
+    "endpoint before the answer was lost, its Dashboard lists it twice: delete one.",
+    later="Register again in a minute.",
+)
+
+
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn a ``stripe`` error raised inside the block into the bridge's own."""
+def translate_errors(retry: RetryAdvice = PAYMENT_RETRY) -> Iterator[None]:
+    """Turn a ``stripe`` error raised inside the block into the bridge's own; ``retry``
+    says what the caller should do when the failure may pass."""
     try:
         yield
     except stripe.StripeError as exc:
-        translated = translate_error(exc)
+        translated = translate_error(exc, retry)
         _log(exc, translated)
         raise translated from None
 
 
-def translate_error(exc: stripe.StripeError) -> StripeRequestError:
+def translate_error(
+    exc: stripe.StripeError, retry: RetryAdvice = PAYMENT_RETRY
+) -> StripeRequestError:
     """The bridge's error for a ``stripe`` error: what its client should be told."""
     body = exc.json_body if isinstance(exc.json_body, dict) else {}
     raw = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -397,17 +429,14 @@ def translate_error(exc: stripe.StripeError) -> StripeRequestError:
         translated = StripeInvalidRequest(message, error=error_fields(raw, ("param", "code")))
     elif isinstance(exc, stripe.APIConnectionError):
         translated = StripeUnavailable(
-            "Stripe could not be reached or did not answer in time. Retry with the same "
-            "Idempotency-Key: a payment is never made twice."
+            f"Stripe could not be reached or did not answer in time. {retry.now}"
         )
     elif isinstance(exc, stripe.RateLimitError):
-        translated = StripeUnavailable(
-            "Stripe is limiting the rate of requests. Retry later with the same Idempotency-Key."
-        )
+        translated = StripeUnavailable(f"Stripe is limiting the rate of requests. {retry.later}")
     else:
         translated = StripeUnavailable(
-            f"Stripe failed to handle the request (HTTP {status or 'without a status'}). Retry "
-            "with the same Idempotency-Key: a payment is never made twice."
+            f"Stripe failed to handle the request (HTTP {status or 'without a status'}). "
+            f"{retry.now}"
         )
     translated.http_status = status
     translated.request_id = exc.request_id

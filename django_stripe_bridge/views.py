@@ -145,10 +145,13 @@ def bridge_exception_handler(exc: Exception, context: dict[str, Any]) -> Respons
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, DatabaseError):
         logger.exception("Database error in %s", type(context.get("view")).__name__)
+        request = context.get("request")
+        # Only a POST (a payment) has an Idempotency-Key to retry with.
+        retry = (
+            "with the same Idempotency-Key" if getattr(request, "method", "") == "POST" else "later"
+        )
         body = error_body(
-            "api_error",
-            "The database is unavailable. Retry with the same Idempotency-Key.",
-            code="database_unavailable",
+            "api_error", f"The database is unavailable. Retry {retry}.", code="database_unavailable"
         )
         return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     if isinstance(exc, exceptions.APIException):

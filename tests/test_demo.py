@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -150,16 +152,59 @@ def browser(demo):
             browser.close()
 
 
+#: Where the browser tests leave their screenshots, to be looked at after a run.
+SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "var" / "screenshots")
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
+
+
+def no_horizontal_scroll(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
 @pytest.mark.parametrize(
-    ("card", "status", "event"),
+    ("viewport", "card", "currency", "typed", "amount", "shown", "status", "event"),
     [
-        ("4242 4242 4242 4242", "succeeded", "charge.succeeded"),
-        ("4000 0000 0000 0002", "failed", "charge.failed"),
+        (
+            PHONE,
+            "4242 4242 4242 4242",
+            "usd",
+            "12.34",
+            1234,
+            "12.34 USD",
+            "succeeded",
+            "charge.succeeded",
+        ),
+        (
+            LAPTOP,
+            "4000 0000 0000 0002",
+            "usd",
+            "12.34",
+            1234,
+            "12.34 USD",
+            "failed",
+            "charge.failed",
+        ),
+        # A zero-decimal currency: 500 JPY is amount=500, not 50000.
+        (
+            LAPTOP,
+            "4242 4242 4242 4242",
+            "jpy",
+            "500",
+            500,
+            "500 JPY",
+            "succeeded",
+            "charge.succeeded",
+        ),
+        (PHONE, "4000 0000 0000 0002", "jpy", "500", 500, "500 JPY", "failed", "charge.failed"),
     ],
+    ids=["phone-success-usd", "laptop-decline-usd", "laptop-success-jpy", "phone-decline-jpy"],
 )
-def test_demo_page_shows_the_status_arriving_live(demo, browser, tmp_path, card, status, event):
+def test_demo_page_shows_the_status_arriving_live(
+    demo, browser, request, viewport, card, currency, typed, amount, shown, status, event
+):
     base, _ = demo
-    page = browser.new_page()
+    page = browser.new_page(viewport=viewport)
     try:
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -173,19 +218,76 @@ def test_demo_page_shows_the_status_arriving_live(demo, browser, tmp_path, card,
             ),
         )
         page.goto(base + "/")
-        page.fill("#amount", "1234")
+        assert no_horizontal_scroll(page)
+        # The CVC field fills its half of the row, as the expiry field does.
+        exp, cvc, row = (
+            page.locator(s).bounding_box()
+            for s in ("#card-exp", "#card-cvc", "#card-exp >> xpath=../..")
+        )
+        assert abs((cvc["x"] + cvc["width"]) - (row["x"] + row["width"])) < 2
+        assert abs(cvc["width"] - exp["width"]) < 2
+        page.select_option("#currency", currency)
+        page.fill("#amount", typed)
         page.fill("#card-number", card)
+        assert page.inner_text("#pay") == f"Pay {shown}"
         page.click("#pay")
         # Only a websocket message sets this exact status (the charge response adds
         # "(waiting for webhook)"), so this proves the live push arrived.
         page.wait_for_selector(f'#status[data-status="{status}"]', timeout=20_000)
         assert event in page.inner_text("#log")
-        assert page.inner_text("#transaction").startswith("ch_")
-        page.screenshot(path=str(tmp_path / "demo.png"))
+        assert f"{event} → {status}, {shown}" in page.inner_text("#log")
+        assert page.inner_text("#charged") == shown
+        transaction = page.inner_text("#transaction")
+        assert transaction.startswith("ch_")
+        code, stored = http("GET", f"{base}/api/services/Stripe/transactions/{transaction}")
+        assert code == 200 and (stored["amount"], stored["currency"]) == (amount, currency)
+        assert no_horizontal_scroll(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=str(SCREENSHOTS / f"demo-{request.node.callspec.id}.png"), full_page=True
+        )
         assert not errors, errors
         # The card number went to the Stripe stand-in, never to Django.
         assert requests_to_django
         digits = card.replace(" ", "")
         assert not any(digits[:8] in body or card[:9] in body for body in requests_to_django)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("model", ["stripeevent", "stripetransaction"])
+def test_admin_changelists_fit_1280_px(demo, browser, model):
+    """Every column in view at 1,280 px, with the navigation sidebar and the filters."""
+    base, log_path = demo
+    for token in ("tok_visa", "tok_chargeDeclined"):
+        http("POST", base + "/api/services/Stripe/charge", {"amount": 1000, "token": token})
+    password = re.search(r"user: admin  password: (\S+)", log_path.read_text()).group(1)  # type: ignore[union-attr]
+    page = browser.new_page(viewport=LAPTOP)
+    try:
+        page.goto(base + "/admin/login/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", password)
+        page.click("input[type=submit]")
+        page.wait_for_selector("#user-tools")
+        url = f"{base}/admin/django_stripe_bridge/{model}/"
+
+        def rows() -> int:
+            page.goto(url)
+            return page.locator("#result_list tbody tr").count()
+
+        wait_for(lambda: rows() >= 2, 20, "rows in the changelist")
+        assert page.locator("#nav-sidebar").is_visible()
+        assert page.locator("#changelist-filter").is_visible()
+        table = page.locator("#result_list").bounding_box()
+        assert table["x"] + table["width"] <= LAPTOP["width"]
+        last = page.locator("#result_list thead th").last.bounding_box()
+        assert last["x"] + last["width"] <= LAPTOP["width"]
+        assert no_horizontal_scroll(page)
+        assert page.evaluate(
+            "(() => { const r = document.querySelector('.results');"
+            " return r.scrollWidth <= r.clientWidth; })()"
+        ), "the results table scrolls sideways: its last columns are cut off"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"admin-{model}-1280.png"), full_page=True)
     finally:
         page.close()

@@ -16,6 +16,52 @@
     cardElement.mount("#card-element");
   }
 
+  // Amounts travel in the currency's smallest unit (1050 = 10.50 USD, 500 = 500 JPY);
+  // people type and read them in units.
+  function places(currency) {
+    const known = config.decimals[currency];
+    return known === undefined ? 2 : known;
+  }
+
+  function toMinorUnits(text, currency) {
+    const digits = places(currency);
+    const match = /^\s*(\d+)(?:[.,](\d*))?\s*$/.exec(text);
+    if (!match) throw new Error(`"${text}" is not an amount`);
+    const fraction = match[2] || "";
+    if (fraction.length > digits) {
+      throw new Error(`${currency.toUpperCase()} amounts have ${digits} decimals at most`);
+    }
+    return Number(match[1] + fraction.padEnd(digits, "0"));
+  }
+
+  function formatAmount(amount, currency) {
+    if (typeof amount !== "number" || !currency) return "—";
+    const digits = places(currency);
+    const text = (amount / 10 ** digits).toFixed(digits);
+    return `${text} ${currency.toUpperCase()}`;
+  }
+
+  function updatePayButton() {
+    const currency = $("currency").value;
+    let label;
+    try {
+      label = formatAmount(toMinorUnits($("amount").value, currency), currency);
+    } catch (error) {
+      label = currency.toUpperCase();
+    }
+    $("pay-amount").textContent = label;
+  }
+  $("amount").addEventListener("input", updatePayButton);
+  $("currency").addEventListener("change", () => {
+    const currency = $("currency").value;
+    const units = Number($("amount").value.replace(",", "."));
+    if ($("amount").value && Number.isFinite(units)) {
+      $("amount").value = units.toFixed(places(currency));
+    }
+    updatePayButton();
+  });
+  updatePayButton();
+
   function log(text) {
     const item = document.createElement("li");
     item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
@@ -53,8 +99,10 @@
     $("transaction").textContent = transactionId;
     subscription = bridge.subscribe("stripe", `id = '${transactionId}'`, (message) => {
       const replayed = message.replayed ? " (replayed)" : "";
-      log(`${message.headers.type} → ${message.headers.status}${replayed}`);
+      const amount = formatAmount(message.headers.amount, message.headers.currency);
+      log(`${message.headers.type} → ${message.headers.status}, ${amount}${replayed}`);
       if (message.headers.status) showStatus(message.headers.status);
+      $("charged").textContent = amount;
     });
   }
 
@@ -63,16 +111,19 @@
     $("pay").disabled = true;
     showStatus("charging…");
     try {
+      const currency = $("currency").value;
+      const amount = toMinorUnits($("amount").value, currency);
+      $("charged").textContent = formatAmount(amount, currency);
       const token = await tokenize();
       log(`card tokenized as ${token}`);
       const response = await fetch(config.chargeUrl, {
         method: "POST",
         headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrfToken },
-        body: JSON.stringify({ token, amount: Number($("amount").value) }),
+        body: JSON.stringify({ token, amount, currency }),
       });
       const body = await response.json();
       if (response.ok) {
-        log(`charge ${body.id}: ${body.status}`);
+        log(`charge ${body.id}: ${body.status}, ${formatAmount(body.amount, body.currency)}`);
         showStatus(`${body.status} (waiting for webhook)`);
         follow(body.id);
       } else if (body.error && body.error.charge) {
