@@ -115,12 +115,12 @@ def _wait_until_up(server: LiveServer) -> None:
     raise RuntimeError(f"{server.kind} did not answer within {START_TIMEOUT}s:\n{server.log()}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], wait: float) -> None:
     # The server leads its own process group: Hypercorn and Granian run workers as children.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(10)
+        process.wait(wait)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -135,9 +135,11 @@ def run_server(
     app: str = DEMO_APP,
     access_log: bool = True,
     port: int | None = None,
+    stop_wait: float = 10.0,
 ) -> Iterator[LiveServer]:
     """Start server ``kind`` (one of :data:`SERVERS`) serving ``app`` on a loopback port
-    (``port``, else a free one)."""
+    (``port``, else a free one); at the end, give it ``stop_wait`` seconds to shut down
+    gracefully before killing it."""
     var_dir = Path(tempfile.mkdtemp(prefix=f"stripe-bridge-{kind}-"))
     port = port or free_port()
     full_env = {
@@ -177,7 +179,7 @@ def run_server(
         _wait_until_up(server)
         yield server
     finally:
-        _stop(process)
+        _stop(process, stop_wait)
 
 
 def run_daphne(env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[LiveServer]:
