@@ -385,6 +385,16 @@ def raise_file_limit(sockets: int) -> None:
         ) from None
 
 
+async def guarded(report: Report, what: str, part: Any) -> Any:
+    """Run one part; a failure is reported and the run goes on with the next part."""
+    try:
+        return await part
+    except Exception as error:
+        report.problems.append(f"{what} failed: {error!r}"[:500])
+        say(f"  {what} failed: {error!r}"[:500])
+        return None
+
+
 async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budget: Budget):
     async with contextlib.AsyncExitStack() as stack:
 
@@ -399,22 +409,34 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
             postgres_scratch(args.postgres_url)
             with bench_server(server, args, args.postgres_url) as live:
                 say(f"{server}, PostgreSQL: ingest")
-                await ingest(live, "postgresql", sizes, report, budget)
+                await guarded(
+                    report,
+                    f"{server} PostgreSQL ingest",
+                    ingest(live, "postgresql", sizes, report, budget),
+                )
         live = sqlite_server()
         say(f"{server}, SQLite: ingest")
-        await ingest(live, "sqlite", sizes, report, budget)
+        await guarded(
+            report, f"{server} SQLite ingest", ingest(live, "sqlite", sizes, report, budget)
+        )
         live = sqlite_server()
         say(f"{server}: connect + subscribe + replay, reconnect storm (SQLite, Redis)")
         ids = await seed(live, sizes, report)
-        await connect_rate(live, ids, sizes, report, budget)
-        await storm(live, ids, sizes, report, budget)
+        await guarded(
+            report, f"{server} connect rate", connect_rate(live, ids, sizes, report, budget)
+        )
+        await guarded(report, f"{server} storm", storm(live, ids, sizes, report, budget))
         for count in sorted(set(sizes.memory) | set(sizes.latency)):
             if not budget.left():
                 report.problems.append(f"sockets {server} {count}: time budget spent")
                 continue
             live = sqlite_server()
             say(f"{server}: {count} subscribed sockets of each kind")
-            await sockets_and_latency(live, count, sizes, report, budget)
+            await guarded(
+                report,
+                f"{server} {count} sockets",
+                sockets_and_latency(live, count, sizes, report, budget),
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,7 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for server in args.servers:
-            asyncio.run(run_server_parts(server, args, sizes, report, budget))
+            try:
+                asyncio.run(run_server_parts(server, args, sizes, report, budget))
+            except RuntimeError as error:  # the server did not start: say why, go on
+                report.problems.append(f"{server}: {error}"[:2000])
+                say(f"{server}: {error}"[:2000])
     finally:
         asyncio.run(forget_prefix(args.redis_url, args.prefix))
     say(f"\nratios (median of the rounds), {time.monotonic() - started:.0f} s:")

@@ -1,7 +1,8 @@
 """Running the demo site under a real ASGI server process for end-to-end tests.
 
 Daphne, Uvicorn, Hypercorn and Granian serve the same ``demo_project.asgi:application``;
-:data:`TEST_SERVERS` are the ones the live tests run under. Each server gets its own SQLite
+:data:`TEST_SERVERS` are the ones the live tests run under (Daphne and Uvicorn unless
+``LIVE_SERVERS`` names others). Each server gets its own SQLite
 database in a temporary directory (unless ``env`` names another ``DATABASE_URL``), migrated
 before it starts. Start servers once per module or session: start-up costs about a second.
 """
@@ -28,8 +29,10 @@ DEMO_APP = "demo_project.asgi:application"
 
 #: Every server :func:`run_server` knows how to start.
 SERVERS = ("daphne", "uvicorn", "hypercorn", "granian")
-#: The servers the live-server tests run under.
-TEST_SERVERS = ("daphne", "uvicorn")
+#: The servers the live-server tests run under (``LIVE_SERVERS=hypercorn,granian`` for others).
+TEST_SERVERS = tuple(
+    name.strip() for name in os.environ.get("LIVE_SERVERS", "daphne,uvicorn").split(",") if name
+)
 
 
 def free_port() -> int:
