@@ -478,8 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 asyncio.run(run_server_parts(server, args, sizes, report, budget))
             except RuntimeError as error:  # the server did not start: say why, go on
-                report.problems.append(f"{server}: {error}"[:2000])
-                say(f"{server}: {error}"[:2000])
+                report.problems.append(f"{server}: {error}"[-2000:])
+                say(f"{server}: {error}"[-2000:])
     finally:
         asyncio.run(forget_prefix(args.redis_url, args.prefix))
     say(f"\nratios (median of the rounds), {time.monotonic() - started:.0f} s:")
