@@ -121,17 +121,18 @@ class Report:
 
     def table(self) -> str:
         lines = [
-            f"{'measure':<34} {'server':<10} {'setting':<22} {'bridge':>10} {'floor':>10} "
-            f"{'ratio':>7}"
+            f"{'measure (ratio = bridge/floor)':<34} {'server':<10} {'setting':<20} "
+            f"{'bridge':>9} {'floor':>9} {'ratio':>6}  better"
         ]
         for (part, server, setting), values in self.rows.items():
             bridge, floor = (
                 statistics.median(values[k]) if values[k] else float("nan") for k in KINDS
             )
             ratio = bridge / floor if floor else float("nan")
+            better = "higher" if part.endswith("/s") else "lower"
             lines.append(
-                f"{part:<34} {server:<10} {setting:<22} {bridge:>10.2f} {floor:>10.2f} "
-                f"{ratio:>7.2f}"
+                f"{part:<34} {server:<10} {setting:<20} {bridge:>9.2f} {floor:>9.2f} "
+                f"{ratio:>6.2f}  {better}"
             )
         return "\n".join(lines)
 
