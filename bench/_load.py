@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -131,17 +132,34 @@ async def subscribe(url: str, origin: str, replayed: bool) -> Any:
 
 
 async def subscribe_many(
-    urls: list[str], origin: str, replayed: bool, limit: int | None = None
-) -> tuple[list[Any], float]:
-    """Subscribe one socket per URL, ``limit`` handshakes at a time (None: all at once);
-    returns the sockets and the seconds until the last one had everything it waits for."""
+    urls: list[str],
+    origin: str,
+    replayed: bool,
+    limit: int | None = None,
+    retry_for: float = 0.0,
+) -> tuple[list[Any], float, int]:
+    """Subscribe one socket per URL, ``limit`` handshakes at a time (None: all at once).
+
+    A client whose attempt fails tries again after 0.5 to 2 s, as real clients back off, for
+    up to ``retry_for`` seconds. Returns the sockets, the seconds until the last one had
+    everything it waits for, and the number of failed attempts.
+    """
     gate = asyncio.Semaphore(limit or len(urls) or 1)
+    started = time.perf_counter()
+    failures = 0
 
     async def one(url: str) -> Any:
-        async with gate:
-            return await subscribe(url, origin, replayed)
+        nonlocal failures
+        while True:
+            try:
+                async with gate:
+                    return await subscribe(url, origin, replayed)
+            except Exception:
+                failures += 1
+                if time.perf_counter() - started > retry_for:
+                    raise
+                await asyncio.sleep(random.uniform(0.5, 2.0))
 
-    started = time.perf_counter()
     results = await asyncio.gather(*(one(url) for url in urls), return_exceptions=True)
     elapsed = time.perf_counter() - started
     sockets = [r for r in results if not isinstance(r, BaseException)]
@@ -149,7 +167,7 @@ async def subscribe_many(
     if errors:
         await drop(sockets)
         raise RuntimeError(f"{len(errors)} of {len(urls)} subscriptions failed: {errors[0]!r}")
-    return sockets, elapsed
+    return sockets, elapsed, failures
 
 
 async def drop(sockets: list[Any]) -> None:

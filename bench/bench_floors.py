@@ -77,6 +77,8 @@ class Sizes:
     connect_limit: int = 50
     storm: int = 5000
     storm_rounds: int = 2
+    #: Seconds a storm's clients keep retrying before the round counts as failed.
+    storm_timeout: float = 300.0
     memory: tuple[int, ...] = (1000, 10000)
     latency: tuple[int, ...] = (10, 10000)
     latency_rounds: int = 20
@@ -97,6 +99,7 @@ QUICK = Sizes(
     connect_limit=10,
     storm=30,
     storm_rounds=1,
+    storm_timeout=30.0,
     memory=(20,),
     latency=(2, 20),
     latency_rounds=3,
@@ -260,7 +263,7 @@ async def connect_rate(live: Any, ids: list[str], sizes: Sizes, report: Report, 
             return
         urls = [ws_url(live, kind, ids[i % len(ids)], True) for i in range(sizes.connects)]
         cpu = cpu_seconds(live.process.pid)
-        sockets, elapsed = await subscribe_many(urls, live.url, True, sizes.connect_limit)
+        sockets, elapsed, _ = await subscribe_many(urls, live.url, True, sizes.connect_limit)
         cpu_ms = (cpu_seconds(live.process.pid) - cpu) * 1000 / len(urls)
         await close(sockets)
         rate = len(urls) / elapsed
@@ -276,12 +279,17 @@ async def storm(live: Any, ids: list[str], sizes: Sizes, report: Report, budget:
             report.problems.append(f"storm {live.kind}: time budget spent")
             return
         urls = [ws_url(live, kind, ids[i % len(ids)], True) for i in range(sizes.storm)]
-        sockets, _ = await subscribe_many(urls, live.url, True, 100)
+        sockets, _, _ = await subscribe_many(urls, live.url, True, 100, sizes.storm_timeout)
         await drop(sockets)
-        sockets, elapsed = await subscribe_many(urls, live.url, True, None)
+        sockets, elapsed, failed = await subscribe_many(
+            urls, live.url, True, None, sizes.storm_timeout
+        )
         await close(sockets)
         report.add(f"storm of {sizes.storm}: seconds", live.kind, "all at once", kind, elapsed)
-        say(f"  storm   {live.kind:<9} {kind:<6} round {n}: {sizes.storm} back in {elapsed:.2f} s")
+        say(
+            f"  storm   {live.kind:<9} {kind:<6} round {n}: {sizes.storm} back in {elapsed:.2f} s "
+            f"({failed} failed attempts retried)"
+        )
         await asyncio.sleep(sizes.settle * 2)  # the server finishes the disconnects first
 
 
@@ -300,7 +308,7 @@ async def sockets_and_latency(
     open_sockets: list[Any] = []
     targets = {}
     for kind in kinds:
-        socks, _ = await subscribe_many(
+        socks, _, _ = await subscribe_many(
             [ws_url(live, kind, f"ch_warm_socket_{i}", False) for i in range(10)], live.url, False
         )
         open_sockets += socks
@@ -314,13 +322,15 @@ async def sockets_and_latency(
             lo, hi = others * b // batches, others * (b + 1) // batches
             urls = [ws_url(live, kind, f"ch_other_{kind}_{i}", False) for i in range(lo, hi)]
             before = rss_kib(pid)
-            socks, _ = await subscribe_many(urls, live.url, False, 200)
+            socks, _, _ = await subscribe_many(urls, live.url, False, 200, 120)
             open_sockets += socks
             await asyncio.sleep(sizes.settle if memory else 0)
             grown[kind] += rss_kib(pid) - before
     watchers = {}
     for kind in kinds:
-        socks, _ = await subscribe_many([ws_url(live, kind, targets[kind], False)], live.url, False)
+        socks, _, _ = await subscribe_many(
+            [ws_url(live, kind, targets[kind], False)], live.url, False
+        )
         watchers[kind] = socks[0]
         open_sockets += socks
     if memory:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -11,6 +12,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .models import FloorEvent
 from .views import group
+
+#: Group joins and leaves in flight at once. Without a bound, a burst of connections takes
+#: more Redis connections than channels-redis's pool allows (redis-py refuses the 101st) and
+#: handshakes fail with 500: the least a consumer must do to survive a reconnect storm.
+GROUP_OPS = 32
+_limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def group_ops() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    return _limits.setdefault(loop, asyncio.Semaphore(GROUP_OPS))
 
 
 @database_sync_to_async
@@ -24,7 +36,8 @@ class FloorConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         params = parse_qs(self.scope["query_string"].decode())
         self.object_id = params["id"][0]
-        await self.channel_layer.group_add(group(self.object_id), self.channel_name)
+        async with group_ops():
+            await self.channel_layer.group_add(group(self.object_id), self.channel_name)
         await self.accept()
         await self.send(json.dumps({"type": "subscribed", "id": self.object_id}))
         if params.get("replay", ["none"])[0] == "latest":
@@ -34,7 +47,8 @@ class FloorConsumer(AsyncWebsocketConsumer):
                 await self.send(json.dumps({**frame, "status": row.status}))
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(group(self.object_id), self.channel_name)
+        async with group_ops():
+            await self.channel_layer.group_discard(group(self.object_id), self.channel_name)
 
     async def floor_event(self, message: dict[str, Any]) -> None:
         frame = {"type": "message", "replayed": False, "event_id": message["event_id"]}
