@@ -1,8 +1,9 @@
-"""Shared pieces of the benchmarks: a live server, signed webhooks, percentiles."""
+"""Shared pieces of the benchmarks: a live server, signed webhooks, percentiles, process cost."""
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from django_stripe_bridge.testing import sign_payload
-from tests.live import run_daphne  # noqa: F401
+from tests.live import run_daphne, run_server  # noqa: F401
 
 WEBHOOK_PATH = "/api/services/Stripe/webhooks/handler"
 SECRET = "whsec_bench_secret"
@@ -67,9 +68,43 @@ def summary(values_ms: list[float]) -> str:
     )
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux): Hypercorn and Granian serve from child processes."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by a process and its descendants (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def rss_kib(pid: int) -> int:
-    """Resident memory of a process, in KiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """Resident memory of a process and its descendants, in KiB (Linux)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return total

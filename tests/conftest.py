@@ -10,6 +10,7 @@ from django.conf import settings
 from django_stripe_bridge.conf import bridge_settings
 from django_stripe_bridge.testing import TEST_API_KEY
 from tests import services
+from tests.live import TEST_SERVERS
 
 pytest_plugins = ["django_stripe_bridge.testing.pytest_plugin"]
 
@@ -54,6 +55,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+@pytest.fixture(scope="session", params=TEST_SERVERS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """Each ASGI server the live-server tests run under, in turn (``tests.live.TEST_SERVERS``)."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,17 @@
-"""Running the demo site under a real Daphne process for end-to-end tests.
+"""Running the demo site under a real ASGI server process for end-to-end tests.
 
-Each server gets its own SQLite database in a temporary directory (unless ``env`` names
-another ``DATABASE_URL``), migrated before it starts. Start servers once per module or
-session: start-up costs about a second.
+Daphne, Uvicorn, Hypercorn and Granian serve the same ``demo_project.asgi:application``;
+:data:`TEST_SERVERS` are the ones the live tests run under (Daphne and Uvicorn unless
+``LIVE_SERVERS`` names others). Each server gets its own SQLite
+database in a temporary directory (unless ``env`` names another ``DATABASE_URL``), migrated
+before it starts. Start servers once per module or session: start-up costs about a second.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
+DEMO_APP = "demo_project.asgi:application"
+
+#: Every server :func:`run_server` knows how to start.
+SERVERS = ("daphne", "uvicorn", "hypercorn", "granian")
+#: The servers the live-server tests run under (``LIVE_SERVERS=hypercorn,granian`` for others).
+TEST_SERVERS = tuple(
+    name.strip() for name in os.environ.get("LIVE_SERVERS", "daphne,uvicorn").split(",") if name
+)
 
 
 def free_port() -> int:
@@ -31,9 +42,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_command(kind: str, port: int, app: str = DEMO_APP, access_log: bool = True) -> list[str]:
+    """The command line that serves ``app`` with server ``kind`` on 127.0.0.1:``port``.
+
+    One process (one worker) each, as the docs recommend per core; the application's
+    lifespan is off (Channels' router does not speak it).
+    """
+    python = [sys.executable, "-m"]
+    if kind == "daphne":
+        quiet = [] if access_log else ["-v", "0"]
+        return [*python, "daphne", *quiet, "-b", "127.0.0.1", "-p", str(port), app]
+    if kind == "uvicorn":
+        quiet = [] if access_log else ["--no-access-log"]
+        host = ["--host", "127.0.0.1", "--port", str(port)]
+        return [*python, "uvicorn", *host, "--lifespan", "off", *quiet, app]
+    if kind == "hypercorn":
+        log = ["--access-logfile", "-"] if access_log else []
+        return [*python, "hypercorn", "-k", "uvloop", "-b", f"127.0.0.1:{port}", *log, app]
+    if kind == "granian":
+        log = ["--access-log"] if access_log else ["--no-access-log"]
+        host = ["--host", "127.0.0.1", "--port", str(port)]
+        return [*python, "granian", "--interface", "asginl", *host, *log, app]
+    raise ValueError(f"unknown server {kind!r}; known: {', '.join(SERVERS)}")
+
+
 @dataclass
 class LiveServer:
-    """A running Daphne process serving the demo project."""
+    """A running ASGI server process serving the demo project."""
 
     url: str
     port: int
@@ -41,6 +76,7 @@ class LiveServer:
     var_dir: Path
     log_path: Path
     env: dict[str, str]
+    kind: str = "daphne"
 
     @property
     def ws_url(self) -> str:
@@ -65,26 +101,50 @@ class LiveServer:
         )
 
 
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+def _wait_until_up(server: LiveServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Daphne exited with {process.returncode}:\n{log_path.read_text()}")
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.kind} exited with {server.process.returncode}:\n{server.log()}"
+            )
         try:
-            with urllib.request.urlopen(url + "/admin/login/", timeout=2):
+            with urllib.request.urlopen(server.url + "/admin/login/", timeout=2):
                 return
         except urllib.error.HTTPError:
             return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"Daphne did not answer within {START_TIMEOUT}s:\n{log_path.read_text()}")
+    raise RuntimeError(f"{server.kind} did not answer within {START_TIMEOUT}s:\n{server.log()}")
+
+
+def _stop(process: subprocess.Popen[bytes], wait: float) -> None:
+    # The server leads its own process group: Hypercorn and Granian run workers as children.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(wait)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextlib.contextmanager
-def run_daphne(env: dict[str, str] | None = None) -> Iterator[LiveServer]:
-    """Start ``daphne demo_project.asgi:application`` on a free loopback port."""
-    var_dir = Path(tempfile.mkdtemp(prefix="stripe-bridge-live-"))
-    port = free_port()
+def run_server(
+    kind: str = "daphne",
+    env: dict[str, str] | None = None,
+    *,
+    app: str = DEMO_APP,
+    access_log: bool = True,
+    port: int | None = None,
+    stop_wait: float = 10.0,
+) -> Iterator[LiveServer]:
+    """Start server ``kind`` (one of :data:`SERVERS`) serving ``app`` on a loopback port
+    (``port``, else a free one); at the end, give it ``stop_wait`` seconds to shut down
+    gracefully before killing it."""
+    var_dir = Path(tempfile.mkdtemp(prefix=f"stripe-bridge-{kind}-"))
+    port = port or free_port()
     full_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "demo_project.settings",
@@ -104,32 +164,27 @@ def run_daphne(env: dict[str, str] | None = None) -> Iterator[LiveServer]:
     )
     if migrate.returncode:
         raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
-    log_path = var_dir / "daphne.log"
+    log_path = var_dir / f"{kind}.log"
+    command = server_command(kind, port, app, access_log)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "demo_project.asgi:application",
-            ],
+            command,
             cwd=ROOT,
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
+    server = LiveServer(
+        f"http://127.0.0.1:{port}", port, process, var_dir, log_path, full_env, kind
+    )
     try:
-        _wait_until_up(url, process, log_path)
-        yield LiveServer(url, port, process, var_dir, log_path, full_env)
+        _wait_until_up(server)
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, stop_wait)
+
+
+def run_daphne(env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[LiveServer]:
+    """Start ``daphne demo_project.asgi:application`` on a free loopback port."""
+    return run_server("daphne", env)

@@ -1,5 +1,5 @@
-"""Audit of SPEC §5's first sentence: the demo serves ``ws/stripe/`` under Daphne with
-``AuthMiddlewareStack`` and an origin check."""
+"""Audit of SPEC §5's first sentence: the demo serves ``ws/stripe/`` (under Daphne and
+Uvicorn) with ``AuthMiddlewareStack`` and an origin check."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.live import LiveServer, run_daphne
+from tests.live import LiveServer, run_server
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import FRAME_TIMEOUT, session_cookie
 
@@ -22,10 +22,9 @@ WAIT = 10.0
 
 
 @pytest.fixture(scope="module")
-def demo_server() -> Iterator[LiveServer]:
-    with run_daphne(
-        env={"STRIPE_WEBHOOK_SECRET": "whsec_audit", "STRIPE_API_KEY": "sk_test_a"}
-    ) as s:
+def demo_server(server_kind: str) -> Iterator[LiveServer]:
+    env = {"STRIPE_WEBHOOK_SECRET": "whsec_audit", "STRIPE_API_KEY": "sk_test_a"}
+    with run_server(server_kind, env) as s:
         yield s
 
 

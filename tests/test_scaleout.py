@@ -1,9 +1,9 @@
-"""Scale-out over Redis (SPEC §5), with real Daphne processes and real sockets.
+"""Scale-out over Redis (SPEC §5), with real server processes and real sockets.
 
-Two Daphne processes share one SQLite database and one Redis (channels-redis, under a
-prefix of their own): a webhook received by server A reaches a websocket client of
-server B. Then 1,000 subscribed sockets close, half cleanly and half by vanishing, and
-channels-redis must hold no group membership for any of them.
+Two server processes (both Daphne, then both Uvicorn) share one SQLite database and one
+Redis (channels-redis, under a prefix of their own): a webhook received by server A
+reaches a websocket client of server B. Then 1,000 subscribed sockets close, half cleanly
+and half by vanishing, and channels-redis must hold no group membership for any of them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from django_stripe_bridge.testing import sign_payload
 from tests.factories import charge_object, make_event
-from tests.live import LiveServer, run_daphne
+from tests.live import LiveServer, run_server
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import unique_prefix
 
@@ -38,7 +38,9 @@ def prefix() -> str:
 
 
 @pytest.fixture(scope="module")
-def servers(redis_url: str, prefix: str) -> Iterator[tuple[LiveServer, LiveServer]]:
+def servers(
+    server_kind: str, redis_url: str, prefix: str
+) -> Iterator[tuple[LiveServer, LiveServer]]:
     """Servers A and B: one database, one Redis, one channels-redis prefix."""
     env = {
         "REDIS_URL": redis_url,
@@ -46,9 +48,9 @@ def servers(redis_url: str, prefix: str) -> Iterator[tuple[LiveServer, LiveServe
         "STRIPE_WEBHOOK_SECRET": SECRET,
         "STRIPE_API_KEY": "sk_test_scaleout",
     }
-    with run_daphne(env=env) as a:
+    with run_server(server_kind, env) as a:
         shared = {**env, "DATABASE_URL": f"sqlite:///{a.database_path}"}
-        with run_daphne(env=shared) as b:
+        with run_server(server_kind, shared) as b:
             assert b.env["DATABASE_URL"] == a.env["DATABASE_URL"]
             yield a, b
 

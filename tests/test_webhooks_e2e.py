@@ -1,4 +1,5 @@
-"""End to end: a live Daphne server, the Stripe stand-in delivering webhooks, Redis subscribers.
+"""End to end: a live server (Daphne, then Uvicorn), the Stripe stand-in delivering webhooks,
+Redis subscribers.
 
 The shared webhook cases run over HTTP against the live server. With the stand-in and Redis,
 real charges made on the stand-in reach the server as signed webhooks, become rows (read
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from django_stripe_bridge.messaging import broadcast_group, transaction_group
-from tests.live import LiveServer, run_daphne
+from tests.live import LiveServer, run_server
 from tests.webhook_cases import Answer, WebhookCases
 from tests.webhook_fixtures import *  # noqa: F403
 from tests.webhook_fixtures import ChannelReceiver, wait_for
@@ -73,18 +74,18 @@ def tx_status(server: LiveServer, transaction_id: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def cases_server() -> Iterator[LiveServer]:
+def cases_server(server_kind: str) -> Iterator[LiveServer]:
     """A live server configured with the shared cases' secrets (no Stripe, no Redis)."""
     env = {
         "STRIPE_WEBHOOK_SECRET": ",".join(WebhookCases.secrets),
         "STRIPE_API_KEY": "sk_test_not_used",
     }
-    with run_daphne(env=env) as server:
+    with run_server(server_kind, env) as server:
         yield server
 
 
 class TestWebhookCasesOnLiveServer(WebhookCases):
-    """The shared cases against Daphne, configured through the demo's environment."""
+    """The shared cases against each live server, configured through the demo's environment."""
 
     max_bytes = 1024 * 1024  # the default WEBHOOK_MAX_BYTES
 
@@ -124,7 +125,9 @@ class TestWebhookCasesOnLiveServer(WebhookCases):
 
 
 @pytest.fixture(scope="module")
-def live_bridge(redis_url: str, stripe_standin: Any) -> Iterator[tuple[LiveServer, str]]:
+def live_bridge(
+    server_kind: str, redis_url: str, stripe_standin: Any
+) -> Iterator[tuple[LiveServer, str]]:
     """A live server wired to the stand-in and Redis; yields it and its webhook secret."""
     from django_stripe_bridge.testing import TEST_API_KEY
 
@@ -136,7 +139,7 @@ def live_bridge(redis_url: str, stripe_standin: Any) -> Iterator[tuple[LiveServe
         "REDIS_URL": redis_url,
         "STRIPE_CHARGE_THROTTLE_RATE": "off",
     }
-    with run_daphne(env=env) as server:
+    with run_server(server_kind, env) as server:
         yield server, secret
 
 

@@ -1,0 +1,79 @@
+"""The benchmark harness at tiny sizes (``bench/bench_floors.py --quick``), so that it cannot rot.
+
+It starts a real server with the floor app beside the bridge, sends signed webhooks to both,
+opens subscribed websockets to both and reads the server's CPU time and memory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.live import ROOT
+
+pytestmark = pytest.mark.redis
+
+MEASURES = {
+    "ingest events/s",
+    "ingest server CPU ms/event",
+    "connect+subscribe+replay /s",
+    "connect server CPU ms/socket",
+    "storm of 30: seconds",
+    "memory KiB/idle socket",
+    "latency p50 ms",
+    "latency p99 ms",
+}
+
+
+def run_bench(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "bench/bench_floors.py", "--quick", "--redis-url", redis_url, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def asgi_webhook_exists() -> bool:
+    try:
+        return importlib.util.find_spec("django_stripe_bridge.asgi") is not None
+    except ImportError:
+        return False
+
+
+def check_report(result: subprocess.CompletedProcess[str], out) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["problems"] == []
+    measured = {row["measure"] for row in report["rows"]}
+    assert measured == MEASURES
+    for row in report["rows"]:
+        assert row["server"] == "daphne"
+        assert row["bridge"] and row["floor"], row
+        assert all(value > 0 for value in row["bridge"] + row["floor"]), row
+    assert "ratio" in result.stdout
+
+
+def test_quick_bench_measures_every_part_against_its_floor(redis_url, tmp_path):
+    out = tmp_path / "bench.json"
+    check_report(run_bench(redis_url, "--servers", "daphne", "--json", str(out)), out)
+
+
+def test_asgi_webhook_path_is_benchmarked_or_refused_clearly(redis_url, tmp_path):
+    """``--webhook-path asgi`` measures ``with_stripe_webhook`` once the package has it;
+    until then the server refuses to start with a message that says why."""
+    out = tmp_path / "bench.json"
+    args = ("--servers", "daphne", "--webhook-path", "asgi", "--json", str(out))
+    result = run_bench(redis_url, *args)
+    if asgi_webhook_exists():
+        check_report(result, out)
+    else:
+        assert result.returncode != 0
+        assert "BENCH_WEBHOOK_PATH=asgi needs django_stripe_bridge.asgi.with_stripe_webhook" in (
+            result.stdout + result.stderr
+        )
