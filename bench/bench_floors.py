@@ -424,7 +424,7 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
             return shared[0]
 
         shared: list[Any] = []
-        if args.postgres_url:
+        if args.parts in ("all", "ingest") and args.postgres_url:
             postgres_scratch(args.postgres_url)
             with bench_server(server, args, args.postgres_url) as live:
                 say(f"{server}, PostgreSQL: ingest")
@@ -433,11 +433,14 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
                     f"{server} PostgreSQL ingest",
                     ingest(live, "postgresql", sizes, report, budget),
                 )
-        live = sqlite_server()
-        say(f"{server}, SQLite: ingest")
-        await guarded(
-            report, f"{server} SQLite ingest", ingest(live, "sqlite", sizes, report, budget)
-        )
+        if args.parts in ("all", "ingest"):
+            live = sqlite_server()
+            say(f"{server}, SQLite: ingest")
+            await guarded(
+                report, f"{server} SQLite ingest", ingest(live, "sqlite", sizes, report, budget)
+            )
+        if args.parts == "ingest":
+            return
         live = sqlite_server()
         say(f"{server}: connect + subscribe + replay, reconnect storm (SQLite, Redis)")
         ids = await seed(live, sizes, report)
@@ -474,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true", help="ingest on SQLite only")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--webhook-path", choices=["view", "asgi"], default="view")
+    parser.add_argument(
+        "--parts",
+        choices=["all", "ingest", "realtime"],
+        default="all",
+        help="ingest only, the websocket parts only, or both",
+    )
     parser.add_argument("--budget", type=float, help="seconds before remaining parts are skipped")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
