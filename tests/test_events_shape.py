@@ -260,6 +260,27 @@ def test_captured_events_belong_to_their_payment(name, expected):
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
+        ({"object": "charge", "id": "ch_1", "payment_intent": "pi_1"}, "pi_1"),
+        ({"object": "charge", "id": "ch_1", "payment_intent": None}, "ch_1"),
+        ({"object": "payment_intent", "id": "pi_1"}, "pi_1"),
+        ({"object": "refund", "id": "re_1", "charge": "ch_1", "payment_intent": "pi_1"}, "pi_1"),
+        ({"object": "refund", "id": "re_1", "charge": {"id": "ch_1"}}, "ch_1"),
+        (
+            {"object": "dispute", "id": "dp_1", "charge": "ch_1", "payment_intent": {"id": "pi_1"}},
+            "pi_1",
+        ),
+        ({"object": "dispute", "id": "dp_1", "charge": "ch_1", "payment_intent": None}, "ch_1"),
+        ({"object": "customer", "id": "cus_1"}, "cus_1"),
+    ],
+)
+def test_the_transaction_of_each_kind_of_object(obj, expected):
+    # The table "Which transaction an event belongs to" in docs/models.md.
+    assert transaction_id_of({"data": {"object": obj}}) == expected
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
         ({"object": "charge"}, ""),
         ({"object": "charge", "id": "", "payment_intent": ""}, ""),
         ({"object": "refund", "id": "re_1"}, ""),
