@@ -1,0 +1,326 @@
+"""What a Stripe event is to the bridge (docs/webhooks.md, SPEC §3), as pure unit tests.
+
+``validate_event`` refuses what is not a Stripe event or cannot be stored, with a message
+naming the field (the webhook answers it in its 400); ``transaction_id_of`` and
+``transaction_kind_of`` put an event on its payment. Captured stand-in payloads are the base.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from django_stripe_bridge.events import (
+    MAX_TIMESTAMP,
+    transaction_id_of,
+    transaction_kind_of,
+    validate_event,
+)
+from django_stripe_bridge.exceptions import InvalidEvent
+
+PAYLOADS = Path(__file__).resolve().parent / "payloads"
+
+ID_MESSAGE = "'id' must be a Stripe event id starting with 'evt_'."
+OBJECT_MESSAGE = "'object' must be \"event\"."
+TYPE_MESSAGE = "'type' must be a non-empty string."
+CREATED_MESSAGE = "'created' must be an integer timestamp between 0 and 253402300799 (year 9999)."
+DATA_MESSAGE = "'data.object' must be a JSON object."
+KIND_MESSAGE = "'data.object.object' must be a string such as \"charge\"."
+
+
+def stripe_event(name: str = "charge.succeeded", **changes: Any) -> dict[str, Any]:
+    """A captured Stripe event; ``changes`` replace top-level fields, ``obj`` data.object's."""
+    event = json.loads((PAYLOADS / f"{name}.json").read_text())
+    event["data"]["object"].update(changes.pop("obj", {}))
+    event.update(changes)
+    return event
+
+
+def refusal(event: Any) -> str:
+    with pytest.raises(InvalidEvent) as raised:
+        validate_event(event)
+    return str(raised.value)
+
+
+# -- the shape ------------------------------------------------------------------------------
+
+
+def test_captured_events_are_valid_and_returned_as_they_are():
+    for path in sorted(PAYLOADS.glob("*.json")):
+        event = json.loads(path.read_text())
+        before = copy.deepcopy(event)
+        assert validate_event(event) is event
+        assert event == before
+
+
+@pytest.mark.parametrize("body", [[], "evt_1", None, 42, [stripe_event()]])
+def test_a_body_that_is_not_an_object_is_refused(body):
+    assert refusal(body) == "The body must be a JSON object (a Stripe event)."
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["missing", None, 42, ["evt_1"], "", "ch_3Mt", "EVT_1", "evt", "evt_" + "a" * 252],
+)
+def test_an_id_that_is_not_a_stripe_event_id_is_refused(event_id):
+    event = stripe_event()
+    if event_id == "missing":
+        del event["id"]
+    else:
+        event["id"] = event_id
+    assert refusal(event) == ID_MESSAGE
+
+
+def test_an_id_of_255_characters_is_what_the_column_holds():
+    assert validate_event(stripe_event(id="evt_" + "a" * 251))
+
+
+@pytest.mark.parametrize("value", ["missing", None, "charge", "Event", ["event"]])
+def test_object_must_be_event(value):
+    event = stripe_event()
+    if value == "missing":
+        del event["object"]
+    else:
+        event["object"] = value
+    assert refusal(event) == OBJECT_MESSAGE
+
+
+@pytest.mark.parametrize("value", ["missing", None, "", 7, ["charge.succeeded"], "x" * 101])
+def test_type_must_be_a_non_empty_string_of_at_most_100_characters(value):
+    event = stripe_event()
+    if value == "missing":
+        del event["type"]
+    else:
+        event["type"] = value
+    assert refusal(event) == TYPE_MESSAGE
+
+
+def test_a_type_of_100_characters_is_what_the_column_holds():
+    assert validate_event(stripe_event(type="x" * 100))
+
+
+@pytest.mark.parametrize(
+    "created",
+    ["missing", None, -1, MAX_TIMESTAMP + 1, True, False, 1.7e9, "1795587709", [1795587709]],
+)
+def test_created_must_be_a_timestamp_a_datetime_holds(created):
+    event = stripe_event()
+    if created == "missing":
+        del event["created"]
+    else:
+        event["created"] = created
+    assert refusal(event) == CREATED_MESSAGE
+
+
+@pytest.mark.parametrize("created", [0, 1, MAX_TIMESTAMP])
+def test_created_from_1970_to_the_end_of_year_9999_is_valid(created):
+    assert validate_event(stripe_event(created=created))
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["missing", None, [], "ch_1", {}, {"object": None}, {"object": "ch_1"}, {"object": []}],
+)
+def test_data_object_must_be_an_object(data):
+    event = stripe_event()
+    if data == "missing":
+        del event["data"]
+    else:
+        event["data"] = data
+    assert refusal(event) == DATA_MESSAGE
+
+
+@pytest.mark.parametrize("kind", [7, ["charge"], {"object": "charge"}, True])
+def test_data_object_object_when_present_must_be_a_string(kind):
+    assert refusal(stripe_event(obj={"object": kind})) == KIND_MESSAGE
+
+
+def test_data_object_without_object_or_of_an_unknown_kind_is_valid():
+    event = stripe_event()
+    del event["data"]["object"]["object"]
+    assert validate_event(event)
+    assert validate_event(stripe_event(obj={"object": "a_kind_stripe_adds_later"}))
+
+
+# -- what a database cannot store -------------------------------------------------------------
+
+NUL = "a NUL character (\\u0000)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"id": "evt_\x00"}, f"'id' holds {NUL}, which cannot be stored."),
+        ({"api_version": "2025\x00"}, f"'api_version' holds {NUL}, which cannot be stored."),
+        (
+            {"obj": {"description": "a\x00b"}},
+            f"'data.object.description' holds {NUL}, which cannot be stored.",
+        ),
+        (
+            {"obj": {"description": "\ud800"}},
+            "'data.object.description' holds a lone surrogate (\\ud800), which is not Unicode, "
+            "which cannot be stored.",
+        ),
+        (
+            {"obj": {"metadata": {"order": "\udfff"}}},
+            "'data.object.metadata.order' holds a lone surrogate (\\udfff), which is not "
+            "Unicode, which cannot be stored.",
+        ),
+        (
+            {"obj": {"refunds": {"data": [{"id": "re_1"}, {"id": "re_\x00"}]}}},
+            f"'data.object.refunds.data[1].id' holds {NUL}, which cannot be stored.",
+        ),
+        (
+            {"obj": {"metadata": {"\x00": "x"}}},
+            f"a key of 'data.object.metadata' holds {NUL}, which cannot be stored.",
+        ),
+        (
+            {"obj": {"metadata": {"\udabc": "x"}}},
+            "a key of 'data.object.metadata' holds a lone surrogate (\\udabc), which is not "
+            "Unicode, which cannot be stored.",
+        ),
+        ({"\x00extra": 1}, f"a key of the event holds {NUL}, which cannot be stored."),
+        (
+            {"obj": {"amount": float("nan")}},
+            "'data.object.amount' is nan, not a finite number: JSON cannot hold it.",
+        ),
+        (
+            {"obj": {"fees": [1, float("inf")]}},
+            "'data.object.fees[1]' is inf, not a finite number: JSON cannot hold it.",
+        ),
+        (
+            {"request": {"id": float("-inf")}},
+            "'request.id' is -inf, not a finite number: JSON cannot hold it.",
+        ),
+    ],
+    ids=[
+        "nul-in-id",
+        "nul-at-top",
+        "nul-in-object",
+        "surrogate-in-object",
+        "surrogate-deeper",
+        "in-a-list",
+        "nul-in-a-key",
+        "surrogate-in-a-key",
+        "key-of-the-event",
+        "nan",
+        "inf-in-a-list",
+        "minus-inf",
+    ],
+)
+def test_what_cannot_be_stored_is_refused_naming_where(changes, message):
+    assert refusal(stripe_event(**changes)) == message
+
+
+def test_a_long_key_is_shortened_in_the_message():
+    forty, forty_one = "k" * 40, "k" * 41
+    assert refusal(stripe_event(obj={"metadata": {forty: "\x00"}})) == (
+        f"'data.object.metadata.{forty}' holds {NUL}, which cannot be stored."
+    )
+    assert refusal(stripe_event(obj={"metadata": {forty_one: "\x00"}})) == (
+        f"'data.object.metadata.{'k' * 37}...' holds {NUL}, which cannot be stored."
+    )
+
+
+def test_finite_numbers_and_printable_unicode_are_stored_as_they_are():
+    event = stripe_event(
+        obj={
+            "amount": 1000,
+            "fee_rate": 2.9,
+            "big": 1e308,
+            "description": "\u202eRTL \U0001f600 é",
+            "metadata": {"ключ": "✓", "k" * 60: "v"},
+        }
+    )
+    assert validate_event(event) is event
+
+
+# -- the transaction an event belongs to (docs/models.md) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("charge.succeeded", "data.object.id"),
+        ("charge.succeeded.payment_intent", "data.object.payment_intent"),
+        ("payment_intent.succeeded", "data.object.id"),
+        ("refund.created", "data.object.charge"),
+    ],
+)
+def test_captured_events_belong_to_their_payment(name, expected):
+    event = stripe_event(name)
+    _, _, field = expected.split(".")
+    assert transaction_id_of(event) == event["data"]["object"][field]
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"object": "charge", "id": "ch_1", "payment_intent": "pi_1"}, "pi_1"),
+        ({"object": "charge", "id": "ch_1", "payment_intent": None}, "ch_1"),
+        ({"object": "payment_intent", "id": "pi_1"}, "pi_1"),
+        ({"object": "refund", "id": "re_1", "charge": "ch_1", "payment_intent": "pi_1"}, "pi_1"),
+        ({"object": "refund", "id": "re_1", "charge": {"id": "ch_1"}}, "ch_1"),
+        (
+            {"object": "dispute", "id": "dp_1", "charge": "ch_1", "payment_intent": {"id": "pi_1"}},
+            "pi_1",
+        ),
+        ({"object": "dispute", "id": "dp_1", "charge": "ch_1", "payment_intent": None}, "ch_1"),
+        ({"object": "customer", "id": "cus_1"}, "cus_1"),
+    ],
+)
+def test_the_transaction_of_each_kind_of_object(obj, expected):
+    # The table "Which transaction an event belongs to" in docs/models.md.
+    assert transaction_id_of({"data": {"object": obj}}) == expected
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        ({"object": "charge"}, ""),
+        ({"object": "charge", "id": "", "payment_intent": ""}, ""),
+        ({"object": "refund", "id": "re_1"}, ""),
+        ({"object": "dispute", "id": "dp_1", "charge": None, "payment_intent": None}, ""),
+        ({"object": "customer"}, ""),
+        ({"object": "payment_intent", "id": 7}, ""),
+        ({"id": "evt_less"}, "evt_less"),
+    ],
+)
+def test_an_object_naming_no_payment_belongs_to_no_transaction_id(obj, expected):
+    assert transaction_id_of({"data": {"object": obj}}) == expected
+
+
+@pytest.mark.parametrize(
+    "hostile", [["pi_1"], {"id": ["pi_1"]}, {"id": 7}, {"object": "payment_intent"}, 7, ""]
+)
+def test_a_payment_intent_field_that_is_no_id_falls_back_to_the_object(hostile):
+    charge = {"object": "charge", "id": "ch_1", "payment_intent": hostile}
+    assert transaction_id_of({"data": {"object": charge}}) == "ch_1"
+    refund = {"object": "refund", "id": "re_1", "charge": "ch_1", "payment_intent": hostile}
+    assert transaction_id_of({"data": {"object": refund}}) == "ch_1"
+    dispute = {
+        "object": "dispute",
+        "id": "dp_1",
+        "charge": {"id": "ch_1"},
+        "payment_intent": hostile,
+    }
+    assert transaction_id_of({"data": {"object": dispute}}) == "ch_1"
+
+
+@pytest.mark.parametrize(
+    ("transaction_id", "kind"),
+    [
+        ("pi_3Mtw", "payment_intent"),
+        ("ch_3Mtw", "charge"),
+        ("py_3Mtw", "charge"),
+        ("PI_3Mtw", "charge"),
+        ("pix_1", "charge"),
+        ("", "charge"),
+    ],
+)
+def test_the_kind_of_a_transaction_is_told_by_its_id(transaction_id, kind):
+    assert transaction_kind_of(transaction_id) == kind
