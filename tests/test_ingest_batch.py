@@ -174,3 +174,15 @@ def test_a_layer_failing_mid_batch_leaves_the_rest_unpublished(
     assert list(published.values_list("event_id", flat=True)) == [results[0].event.event_id]
     assert calls["n"] == 3  # no send was tried after the first failure
     assert StripeEvent.objects.filter(published_at__isnull=True).count() == 3
+
+
+def test_every_field_a_fold_changes_is_written() -> None:
+    from django_stripe_bridge.payment_state import fold
+
+    tx = StripeTransaction(id="ch_fields", kind="charge")
+    events = history("ch_fields", 3)
+    changed = tx.take_state(fold(events))
+    assert set(changed) <= set(ingest._FOLDED_FIELDS)
+    assert {"status", "amount", "amount_captured", "amount_refunded", "currency", "state"} <= set(
+        changed
+    )
