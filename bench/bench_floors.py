@@ -194,6 +194,7 @@ def bench_server(server: str, args: argparse.Namespace, database_url: str | None
         "REDIS_URL": args.redis_url,
         "CHANNELS_REDIS_PREFIX": args.prefix,
         "BENCH_WEBHOOK_PATH": args.webhook_path,
+        "CHANNELS_REDIS_PUBSUB": "1" if args.layer == "pubsub" else "",
         "STRIPE_CHARGE_THROTTLE_RATE": "off",
     }
     if database_url:
@@ -478,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--webhook-path", choices=["view", "asgi"], default="view")
     parser.add_argument(
+        "--layer",
+        choices=["core", "pubsub"],
+        default="core",
+        help="channels-redis layer of both (RedisChannelLayer or RedisPubSubChannelLayer)",
+    )
+    parser.add_argument(
         "--parts",
         choices=["all", "ingest", "realtime"],
         default="all",
@@ -506,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     say(
         f"bench_floors: servers {', '.join(args.servers)}; webhook path {args.webhook_path}; "
+        f"layer {args.layer}; "
         f"{'quick' if args.quick else 'full'} sizes; Redis {args.redis_url} (prefix {args.prefix})"
     )
     started = time.monotonic()

@@ -250,6 +250,8 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         # Channels' close_old_connections() for every event is not needed.
         if message.get("type") == messaging.EVENT_MESSAGE_TYPE:
             await self.stripe_event(message)
+        elif message.get("type") == messaging.EVENTS_MESSAGE_TYPE:
+            await self.stripe_events(message)
         else:
             await super().dispatch(message)
 
@@ -501,6 +503,13 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
                 continue
             else:
                 await self.send_message(sub, message, replayed=False)
+
+    async def stripe_events(self, message: dict[str, Any]) -> None:
+        """Channel-layer handler: a batch of events (the broadcast group's), in order."""
+        events = message.get("events")
+        for event in events if isinstance(events, list) else []:
+            if isinstance(event, dict):
+                await self.stripe_event(event)
 
     def _seen(self, key: Hashable) -> bool:
         """Remember ``key``; whether it was already seen among the recent events."""

@@ -7,18 +7,23 @@ in a worker thread, and answers each request with its own result — or, when th
 failed, with the same error for all of them, having stored none. While one batch is being
 committed the next one gathers, so a lone request waits for nobody and a burst pays for one
 commit per batch instead of one per event.
+
+Publishing follows on the event loop, batch after batch in commit order, while the next
+batch is being stored: a request is answered once its event is committed, not once it is
+published (the outbox relay covers a process that dies in between).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from . import messaging
 from .ingest import IngestResult, ingest_events
 
 #: Events stored in one transaction at most; more wait for the next batch.
@@ -32,7 +37,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        ingest: Callable[[Sequence[Mapping[str, Any]]], list[IngestResult]] = ingest_events,
+        ingest: Callable[..., list[IngestResult]] = ingest_events,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._ingest = ingest
@@ -40,6 +45,9 @@ class GroupCommitter:
         self._pending: list[Pending] = []
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._to_publish: list[IngestResult] = []
+        self._publish_wakeup = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
         #: Sizes of the batches committed so far (for tests and benchmarks).
         self.batch_sizes: list[int] = []
 
@@ -81,12 +89,25 @@ class GroupCommitter:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+        self._to_publish += [result for result in results if result.created]
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish(), name="stripe-bridge-publish")
+        self._publish_wakeup.set()
+
+    async def _publish(self) -> None:
+        while True:
+            await self._publish_wakeup.wait()
+            self._publish_wakeup.clear()
+            while self._to_publish:
+                results, self._to_publish = self._to_publish, []
+                # Never raises: what is not sent stays for the outbox relay.
+                await messaging.apublish_events([(r.event, r.transaction) for r in results])
 
     def _store(self, events: list[Mapping[str, Any]]) -> list[IngestResult]:
         # This thread is no request: drop a connection that broke or outlived CONN_MAX_AGE.
         close_old_connections()
         try:
-            return self._ingest(events)
+            return self._ingest(events, publish=False)
         finally:
             close_old_connections()
 

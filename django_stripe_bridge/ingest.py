@@ -269,7 +269,8 @@ def _fold_histories(
     A transaction stored before the bridge kept states must not forget its older events
     when the next one arrives (``stripe_bridge_rebuild`` does all of them at once).
     """
-    stateless = [tx_id for tx_id, tx in transactions.items() if not tx.state]
+    # A new transaction has neither state nor status; one stored before states has a status.
+    stateless = [tx_id for tx_id, tx in transactions.items() if not tx.state and tx.status]
     if not stateless:
         return
     history = (

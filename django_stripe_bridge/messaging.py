@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 
 from .conf import bridge_settings
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 #: ``type`` of the channel-layer message; the consumer handles it in ``stripe_event()``.
 EVENT_MESSAGE_TYPE = "stripe.event"
+#: A batch of events for the broadcast group: ``{"type": …, "events": [message, …]}``.
+EVENTS_MESSAGE_TYPE = "stripe.events"
+#: Events in one broadcast batch at most.
+MAX_BROADCAST_BATCH = 50
 
 #: Seconds a publish may take before it counts as failed (the event stays unpublished).
 PUBLISH_TIMEOUT = 5.0
@@ -204,24 +208,66 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
     raises; returns how many were published. What could not be sent stays unpublished
     until the outbox relay sends it.
     """
-    from . import metrics, outbox
+    layer, messages = _prepare(items)
+    if layer is None:
+        return 0
+    try:
+        sent = async_to_sync(_send_in_order)(layer, messages)
+    except Exception as exc:
+        return _failed(items, exc)
+    return _mark_published(_sent_rows(items, sent))
+
+
+async def apublish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]) -> int:
+    """:func:`publish_events` from the event loop: sent from it, marked in a thread."""
+    layer, messages = _prepare(items)
+    if layer is None:
+        return 0
+    try:
+        sent = await _send_in_order(layer, messages)
+    except Exception as exc:
+        return _failed(items, exc)
+    return await sync_to_async(_mark_published, thread_sensitive=False)(_sent_rows(items, sent))
+
+
+def _prepare(
+    items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The layer to publish to (``None``: nothing to do) and the messages, in order."""
+    from . import outbox
 
     outbox.ensure_relay()
     if not items:
-        return 0
+        return None, []
     try:
         layer = get_layer()
-        if layer is None:
-            return 0
-        messages = [build_message(row, status_after(row, tx)) for row, tx in items]
-        sent = async_to_sync(_send_in_order)(layer, messages)
     except Exception as exc:
-        _log_unpublished([row for row, _ in items], exc)
-        metrics.incr("publish_failures", len(items))
-        return 0
+        _failed(items, exc)
+        return None, []
+    return layer, [build_message(row, status_after(row, tx)) for row, tx in items]
+
+
+def _sent_rows(
+    items: Sequence[tuple[StripeEvent, StripeTransaction | None]], sent: list[bool]
+) -> list[StripeEvent]:
+    from . import metrics
+
     published = [row for (row, _), ok in zip(items, sent, strict=True) if ok]
     metrics.incr("events_published", len(published))
     metrics.incr("publish_failures", len(items) - len(published))
+    return published
+
+
+def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
+    from . import metrics
+
+    _log_unpublished([row for row, _ in items], exc)
+    metrics.incr("publish_failures", len(items))
+    return 0
+
+
+def _mark_published(published: list[StripeEvent]) -> int:
+    """Set ``published_at`` of the events sent, in one update; how many were sent."""
     if not published:
         return 0
     now = timezone.now()
@@ -256,23 +302,34 @@ def _log_unpublished(rows: Sequence[StripeEvent], exc: BaseException) -> None:
 
 
 async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> list[bool]:
-    """Send each message in turn (subscribers get them in the server's order); which went.
+    """Send messages in the server's order; which went.
 
-    Stops at the first failure: the layer is down, and the rest would each wait for the
-    timeout. What was not sent is left to the outbox relay.
+    Each goes to its transaction's group, and the broadcast group gets them in batches of
+    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). Stops at the first
+    failure: the layer is down, and the rest would each wait for the timeout. A batch whose
+    broadcast failed counts as not sent, and the outbox relay sends it again (subscribers
+    drop what they already had, by event id).
     """
-    sent = []
-    for message in messages:
+    sent: list[bool] = []
+    for start in range(0, len(messages), MAX_BROADCAST_BATCH):
+        chunk = messages[start : start + MAX_BROADCAST_BATCH]
         try:
-            await _send(layer, message)
+            async with asyncio.timeout(PUBLISH_TIMEOUT * 2):
+                for message in chunk:
+                    if message["transaction_id"]:
+                        group = transaction_group(message["transaction_id"])
+                        await layer.group_send(group, message)
+                batch = {"type": EVENTS_MESSAGE_TYPE, "events": chunk}
+                await layer.group_send(broadcast_group(), batch if len(chunk) > 1 else chunk[0])
         except Exception as exc:
             logger.warning(
-                "Could not publish Stripe event %s to the channel layer (%s: %s); the "
+                "Could not publish Stripe event %s%s to the channel layer (%s: %s); the "
                 "outbox relay publishes it once the layer answers.",
-                message["headers"].get("event_id"),
+                chunk[0]["headers"].get("event_id"),
+                f" and {len(chunk) - 1} more" if len(chunk) > 1 else "",
                 type(exc).__name__,
                 exc,
             )
             break
-        sent.append(True)
+        sent += [True] * len(chunk)
     return sent + [False] * (len(messages) - len(sent))

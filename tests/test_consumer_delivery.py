@@ -263,3 +263,25 @@ async def test_subscriptions_outlive_group_expiry():
     # No renewal after close brings the membership back.
     await asyncio.sleep(1.1)
     assert not members(TX_GROUP("ch_long"))
+
+
+async def test_a_broadcast_batch_reaches_broad_and_pinned_subscribers_once_in_order():
+    from django_stripe_bridge.ingest import ingest_events
+
+    cookie = await staff_cookie()
+    broad = await open_client(cookie=cookie)
+    await broad.subscribe("amount > 0", subscription="all", replay="none")
+    pinned = await open_client(cookie=cookie)
+    await pinned.subscribe("id = 'ch_bat_1' OR amount > 0", subscription="both", replay="none")
+    events = [
+        charge_event("charge.succeeded", f"ch_bat_{n}", created=1_700_000_000 + n) for n in range(3)
+    ]
+    await database_sync_to_async(ingest_events)(events)
+    got = [f["headers"]["event_id"] for f in await broad.messages(3)]
+    assert got == [e["id"] for e in events]
+    # In the transaction's group and in the broadcast batch: still delivered once.
+    got = [f["headers"]["event_id"] for f in await pinned.messages(3)]
+    assert sorted(got) == sorted(e["id"] for e in events)
+    assert await broad.nothing() and await pinned.nothing()
+    await broad.close()
+    await pinned.close()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connection
 
-from django_stripe_bridge import ingest
+from django_stripe_bridge import ingest, messaging
 from django_stripe_bridge.ingest import ingest_event, ingest_events
 from django_stripe_bridge.messaging import transaction_group
 from django_stripe_bridge.models import StripeEvent, StripeTransaction
@@ -169,6 +169,7 @@ def test_a_layer_failing_mid_batch_leaves_the_rest_unpublished(
         await real_send(group, message)
 
     monkeypatch.setattr(layer, "group_send", failing_send)
+    monkeypatch.setattr(messaging, "MAX_BROADCAST_BATCH", 1)  # every event its own batch
     results = ingest_events(history("ch_half", 4))
     published = StripeEvent.objects.filter(published_at__isnull=False)
     assert list(published.values_list("event_id", flat=True)) == [results[0].event.event_id]
@@ -186,3 +187,17 @@ def test_every_field_a_fold_changes_is_written() -> None:
     assert {"status", "amount", "amount_captured", "amount_refunded", "currency", "state"} <= set(
         changed
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broadcast_group_gets_a_batch_in_one_message(
+    in_memory_layer: Any, channel_receiver: Any
+) -> None:
+    from django_stripe_bridge.messaging import EVENTS_MESSAGE_TYPE, broadcast_group
+
+    receiver = channel_receiver(broadcast_group())
+    results = ingest_events(history("ch_b1", 2) + history("ch_b2", 2))
+    batch = receiver.receive(2)
+    assert batch["type"] == EVENTS_MESSAGE_TYPE
+    assert [m["event_id"] for m in batch["events"]] == [r.event.event_id for r in results]
+    receiver.receive_nothing()

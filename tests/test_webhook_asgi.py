@@ -138,9 +138,9 @@ def test_requests_that_arrive_together_share_one_transaction(signal_log: Any) ->
     committer = group_commit.GroupCommitter()
     commits: list[int] = []
 
-    def ingest(events: Any) -> Any:
+    def ingest(events: Any, **options: Any) -> Any:
         commits.append(len(events))
-        return group_commit.ingest_events(events)
+        return group_commit.ingest_events(events, **options)
 
     committer._ingest = ingest
 
@@ -149,7 +149,15 @@ def test_requests_that_arrive_together_share_one_transaction(signal_log: Any) ->
         app = with_stripe_webhook(site)
         events = [event_for(n) for n in range(8)] + [event_for(0, "ch_other")]
         events.append(event_for(3))  # a repeat within the burst
-        return await deliver_together(app, events)
+        answers = await deliver_together(app, events)
+        # Answered once committed; published just after, in order, marked in one update.
+        unpublished = StripeEvent.objects.filter(published_at__isnull=True)
+        for _ in range(100):
+            if not await unpublished.aexists():
+                break
+            await asyncio.sleep(0.05)
+        assert not await unpublished.aexists()
+        return answers
 
     answers = async_to_sync(run)()
     assert [a.status for a in answers] == [200] * 10
