@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import statistics
 import sys
@@ -491,9 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest only, the websocket parts only, or both",
     )
     parser.add_argument("--budget", type=float, help="seconds before remaining parts are skipped")
+    parser.add_argument("--storm-rounds", type=int, help="reconnect storms of each kind")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
+    if args.storm_rounds:
+        sizes = dataclasses.replace(sizes, storm_rounds=args.storm_rounds)
     if args.no_postgres:
         args.postgres_url = None
     elif not args.quick and not args.postgres_url:
