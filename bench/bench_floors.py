@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-postgres", action="store_true", help="ingest on SQLite only")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
-    parser.add_argument("--webhook-path", choices=["view", "asgi"], default="view")
+    parser.add_argument("--webhook-path", choices=["view", "asgi"], default="asgi")
     parser.add_argument(
         "--layer",
         choices=["core", "pubsub"],
