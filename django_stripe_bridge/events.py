@@ -20,9 +20,6 @@ TRANSACTION_OBJECTS = PAYMENT_OBJECTS
 
 #: The latest ``created`` a datetime can hold: 9999-12-31T23:59:59Z.
 MAX_TIMESTAMP = 253_402_300_799
-#: The largest amount the amount columns (``BigIntegerField``) hold.
-MAX_AMOUNT = 2**63 - 1
-
 #: Characters no event needs and not every database stores: NUL (PostgreSQL refuses it) and
 #: lone UTF-16 surrogates (not Unicode: no UTF-8 encoder writes them).
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
@@ -39,11 +36,13 @@ def validate_event(event: Any) -> Mapping[str, Any]:
         raise InvalidEvent("The body must be a JSON object (a Stripe event).")
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 255:
-        raise InvalidEvent("'id' must be a Stripe event id starting with 'evt_'.")
+        raise InvalidEvent(
+            "'id' must be a Stripe event id: 'evt_' and at most 255 characters in all."
+        )
     if event.get("object") != "event":
         raise InvalidEvent("'object' must be \"event\".")
     if not isinstance(event.get("type"), str) or not event["type"] or len(event["type"]) > 100:
-        raise InvalidEvent("'type' must be a non-empty string.")
+        raise InvalidEvent("'type' must be a string of 1 to 100 characters.")
     created = event.get("created")
     if (
         not isinstance(created, int)
@@ -93,15 +92,7 @@ def _unstorable(event: Mapping[str, Any]) -> str | None:
 def _describe(char: str) -> str:
     if char == "\x00":
         return "a NUL character (\\u0000)"
-    return f"a lone surrogate (\\u{ord(char):04x}), which is not Unicode"
-
-
-def amount_of(value: Any) -> int | None:
-    """``value`` if it is an amount the bridge can store (an integer, not a boolean, from 0
-    to :data:`MAX_AMOUNT`), else ``None``."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT:
-        return value
-    return None
+    return f"a lone surrogate (\\u{ord(char):04x}: not Unicode)"
 
 
 def event_object(event: Mapping[str, Any]) -> Mapping[str, Any]:

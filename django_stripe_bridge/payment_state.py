@@ -376,7 +376,7 @@ def _summarize(snapshots: Iterable[Mapping[str, Any]]) -> Summary:
     if status is None and (refunds or disputes):
         status = Status.SUCCEEDED  # a refund or a dispute means money was taken
     if status == Status.SUCCEEDED:
-        status = _after_success(refunded, captured, refunds, disputes)
+        status = _after_success(refunded, captured, disputes)
     return Summary(
         status=status,
         amount=source.get("amount"),
@@ -413,12 +413,7 @@ def _attempt_status(
     return max(attempts)[2] if attempts else None
 
 
-def _after_success(
-    refunded: int,
-    captured: int,
-    refunds: list[Mapping[str, Any]],
-    disputes: list[Mapping[str, Any]],
-) -> str:
+def _after_success(refunded: int, captured: int, disputes: list[Mapping[str, Any]]) -> str:
     """The status of a payment whose money was taken: disputes first, then refunds."""
     if any(d["status"] not in _DISPUTE_CLOSED for d in disputes):
         return Status.DISPUTED

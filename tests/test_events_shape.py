@@ -24,9 +24,9 @@ from django_stripe_bridge.exceptions import InvalidEvent
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 
-ID_MESSAGE = "'id' must be a Stripe event id starting with 'evt_'."
+ID_MESSAGE = "'id' must be a Stripe event id: 'evt_' and at most 255 characters in all."
 OBJECT_MESSAGE = "'object' must be \"event\"."
-TYPE_MESSAGE = "'type' must be a non-empty string."
+TYPE_MESSAGE = "'type' must be a string of 1 to 100 characters."
 CREATED_MESSAGE = "'created' must be an integer timestamp between 0 and 253402300799 (year 9999)."
 DATA_MESSAGE = "'data.object' must be a JSON object."
 KIND_MESSAGE = "'data.object.object' must be a string such as \"charge\"."
@@ -162,13 +162,13 @@ NUL = "a NUL character (\\u0000)"
         ),
         (
             {"obj": {"description": "\ud800"}},
-            "'data.object.description' holds a lone surrogate (\\ud800), which is not Unicode, "
+            "'data.object.description' holds a lone surrogate (\\ud800: not Unicode), "
             "which cannot be stored.",
         ),
         (
             {"obj": {"metadata": {"order": "\udfff"}}},
-            "'data.object.metadata.order' holds a lone surrogate (\\udfff), which is not "
-            "Unicode, which cannot be stored.",
+            "'data.object.metadata.order' holds a lone surrogate (\\udfff: not Unicode), "
+            "which cannot be stored.",
         ),
         (
             {"obj": {"refunds": {"data": [{"id": "re_1"}, {"id": "re_\x00"}]}}},
@@ -180,8 +180,8 @@ NUL = "a NUL character (\\u0000)"
         ),
         (
             {"obj": {"metadata": {"\udabc": "x"}}},
-            "a key of 'data.object.metadata' holds a lone surrogate (\\udabc), which is not "
-            "Unicode, which cannot be stored.",
+            "a key of 'data.object.metadata' holds a lone surrogate (\\udabc: not Unicode), "
+            "which cannot be stored.",
         ),
         ({"\x00extra": 1}, f"a key of the event holds {NUL}, which cannot be stored."),
         (
