@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 
 from . import messaging
+from .db import release_connections
 from .ingest import IngestResult, ingest_events
 
 #: Events stored in one transaction at most; more wait for the next batch.
@@ -104,12 +104,10 @@ class GroupCommitter:
                 await messaging.apublish_events([(r.event, r.transaction) for r in results])
 
     def _store(self, events: list[Mapping[str, Any]]) -> list[IngestResult]:
-        # This thread is no request: drop a connection that broke or outlived CONN_MAX_AGE.
-        close_old_connections()
         try:
             return self._ingest(events, publish=False)
         finally:
-            close_old_connections()
+            release_connections()
 
 
 _committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (

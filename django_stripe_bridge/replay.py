@@ -23,12 +23,12 @@ from itertools import groupby
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
 from . import messaging
 from .conf import bridge_settings
+from .db import release_connections
 from .events import event_object
 from .models import StripeEvent, StripeTransaction
 from .payment_state import PaymentState
@@ -63,11 +63,10 @@ async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs:
     session lookup, and connections' reads run side by side."""
 
     def call() -> T:
-        close_old_connections()
         try:
             return function(*args, **kwargs)
         finally:
-            close_old_connections()
+            release_connections()
 
     return await sync_to_async(call, thread_sensitive=False, executor=_replay_executor())()
 
