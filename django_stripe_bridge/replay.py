@@ -95,28 +95,41 @@ def replay_messages(
 
 
 def _latest(ids: list[str], selector: Any) -> list[dict[str, Any]]:
-    transactions = StripeTransaction.objects.in_bulk(ids)
+    transactions = StripeTransaction.objects.only("id", "status").in_bulk(ids)
+    messages = []
+    # The newest event of each id first: it is the one sent, unless the selector is narrower
+    # than the id; only then are older ones read, for those ids alone.
+    unmatched = ids
+    for depth in (1, LATEST_SCAN):
+        missing = []
+        for tx_id, group in groupby(_newest(unmatched, depth), key=lambda r: r.transaction_id):
+            for row in group:
+                # The transaction's current status, as a live message sent now would carry.
+                status = messaging.status_after(row, transactions.get(tx_id))
+                if selector.matches(messaging.build_headers(row, status)):
+                    messages.append(messaging.build_message(row, status))
+                    break
+            else:
+                missing.append(tx_id)
+        unmatched = missing
+        if not unmatched:
+            break
+    return messages
+
+
+def _newest(ids: list[str], depth: int) -> Iterable[StripeEvent]:
+    """The ``depth`` newest stored events of each of ``ids``, newest first, in one query."""
     newest_first = Window(
         RowNumber(),
         partition_by=[F("transaction_id")],
         order_by=[F("created").desc(), F("id").desc()],
     )
-    rows = (
+    return (
         StripeEvent.objects.filter(transaction_id__in=ids)
         .annotate(newest_rank=newest_first)
-        .filter(newest_rank__lte=LATEST_SCAN)
+        .filter(newest_rank__lte=depth)
         .order_by("transaction_id", "-created", "-id")
     )
-    messages = []
-    for tx_id, group in groupby(rows, key=lambda row: row.transaction_id):
-        status = None
-        for row in group:
-            # The transaction's current status, as a live message sent now would carry.
-            status = messaging.status_after(row, transactions.get(tx_id))
-            if selector.matches(messaging.build_headers(row, status)):
-                messages.append(messaging.build_message(row, status))
-                break
-    return messages
 
 
 def status_fold(rows: Iterable[StripeEvent]) -> Iterable[tuple[StripeEvent, str | None]]:

@@ -298,3 +298,17 @@ def test_catch_up_keeps_what_was_stored_or_published_since():
     since = timezone.now() - dt.timedelta(minutes=1)
     messages = replay.replay_messages(["ch_since"], "all", compile_selector(None), since=since)
     assert [m["event_id"] for m in messages] == [rows[1].event_id, rows[2].event_id]
+
+
+def test_latest_reads_only_the_newest_event_unless_the_selector_is_narrower(
+    django_assert_num_queries,
+):
+    for n, kind in enumerate(["charge.pending", "charge.succeeded", "charge.refunded"]):
+        ingest_event(charge_event(kind, "ch_q", created=T0 + n), publish=False)
+    with django_assert_num_queries(2):  # the transaction's status, the newest event
+        [message] = replay.replay_messages(["ch_q"], "latest", compile_selector("id = 'ch_q'"))
+    assert message["headers"]["type"] == "charge.refunded"
+    narrower = compile_selector("id = 'ch_q' AND type = 'charge.pending'")
+    with django_assert_num_queries(3):  # and the older ones, for that id alone
+        [message] = replay.replay_messages(["ch_q"], "latest", narrower)
+    assert message["headers"]["type"] == "charge.pending"
