@@ -449,6 +449,8 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
         await guarded(
             report, f"{server} connect rate", connect_rate(live, ids, sizes, report, budget)
         )
+        if args.parts == "connect":
+            return
         await guarded(report, f"{server} storm", storm(live, ids, sizes, report, budget))
         for count in sorted(set(sizes.memory) | set(sizes.latency)):
             if not budget.left():
@@ -487,9 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--parts",
-        choices=["all", "ingest", "realtime"],
+        choices=["all", "ingest", "realtime", "connect"],
         default="all",
-        help="ingest only, the websocket parts only, or both",
+        help="ingest only, the websocket parts only (connect: the connect rate alone), or all",
     )
     parser.add_argument("--budget", type=float, help="seconds before remaining parts are skipped")
     parser.add_argument("--storm-rounds", type=int, help="reconnect storms of each kind")
