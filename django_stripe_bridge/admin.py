@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -154,49 +155,39 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
     def object_list(self, obj: StripeTransaction) -> str:
         """The latest known state of each Stripe object the status derives from."""
         snapshots = sorted(obj.payment_state().objects.values(), key=lambda s: s["key"])
-        if not snapshots:
-            return "—"
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return _table(
+            (_("object"), _("type"), _("status"), _("as of")),
             (
                 (s["id"], s["object"], s.get("status") or "—", timestamp_to_datetime(s["at"]))
                 for s in snapshots
             ),
         )
-        header = format_html(
-            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-            _("object"),
-            _("type"),
-            _("status"),
-            _("as of"),
-        )
-        return format_html("<table>{}{}</table>", header, rows)
 
     @admin.display(description=_("events"))
     def event_list(self, obj: StripeTransaction) -> str:
-        events = list(obj.events()[:200])
-        if not events:
-            return "—"
-        rows = format_html_join(
-            "",
-            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>',
+        return _table(
+            (_("event"), _("type"), _("created at Stripe"), _("received")),
             (
                 (
-                    reverse("admin:django_stripe_bridge_stripeevent_change", args=[event.pk]),
-                    event.event_id,
+                    format_html(
+                        '<a href="{}">{}</a>',
+                        reverse("admin:django_stripe_bridge_stripeevent_change", args=[event.pk]),
+                        event.event_id,
+                    ),
                     event.type,
                     event.created,
                     event.received_at,
                 )
-                for event in events
+                for event in obj.events()[:200]
             ),
         )
-        header = format_html(
-            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-            _("event"),
-            _("type"),
-            _("created at Stripe"),
-            _("received"),
-        )
-        return format_html("<table>{}{}</table>", header, rows)
+
+
+def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
+    """An HTML table of ``rows`` (escaped), or a dash when there are none."""
+    body = [format_html_join("", "<td>{}</td>", ((cell,) for cell in row)) for row in rows]
+    if not body:
+        return "—"
+    head = format_html_join("", "<th>{}</th>", ((cell,) for cell in header))
+    lines = format_html_join("", "<tr>{}</tr>", ((line,) for line in body))
+    return format_html("<table><tr>{}</tr>{}</table>", head, lines)

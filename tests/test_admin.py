@@ -103,3 +103,25 @@ def test_transaction_detail_lists_its_events(admin_client, data):
 )
 def test_format_amount(amount, currency, shown):
     assert format_amount(amount, currency) == shown
+
+
+def test_transaction_detail_shows_the_objects_its_status_derives_from(admin_client):
+    from django_stripe_bridge.ingest import ingest_event
+    from tests.factories import charge_object, make_event
+
+    ingest_event(make_event("charge.succeeded", charge_object("ch_obj"), created=1_700_000_000))
+    refund = {"id": "re_obj", "object": "refund", "charge": "ch_obj", "amount": 300}
+    ingest_event(make_event("refund.failed", {**refund, "status": "failed"}, created=1_700_000_009))
+    url = reverse("admin:django_stripe_bridge_stripetransaction_change", args=["ch_obj"])
+    html = admin_client.get(url).content.decode()
+    assert "Stripe objects" in html
+    assert "<td>ch_obj</td><td>charge</td><td>succeeded</td>" in html
+    assert "<td>re_obj</td><td>refund</td><td>failed</td>" in html
+    assert "<td>—</td>" not in html.split("Stripe objects", 1)[1].split("</table>", 1)[0]
+
+
+def test_a_transaction_without_objects_or_events_shows_a_dash(admin_client):
+    StripeTransactionFactory(id="ch_bare", status="succeeded", amount=100)
+    url = reverse("admin:django_stripe_bridge_stripetransaction_change", args=["ch_bare"])
+    html = admin_client.get(url).content.decode()
+    assert html.count('<div class="readonly">—</div>') >= 2
