@@ -137,7 +137,11 @@ class WebhookCases:
         altered = {**event, "type": "charge.failed"}
         third = self.deliver_event(altered)
         assert third.json == {"received": True, "duplicate": True}
-        assert self.stored_event(event["id"]) == row
+        after = self.stored_event(event["id"])
+        # The first delivery's own publishing may set published_at meanwhile (on the lean
+        # path it follows the answer); the repeats change nothing else.
+        assert after is not None and row is not None
+        assert {**after, "published_at": None} == {**row, "published_at": None}
         assert self.stored_count() == before
         assert self.transaction_status(row["transaction_id"]) == "succeeded"
 
