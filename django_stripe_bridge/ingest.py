@@ -110,10 +110,13 @@ def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEven
     for event in events:
         fresh.setdefault(event["id"], _new_row(event))
     using = router.db_for_write(StripeEvent)
+    # In event id order: two batches that share events then wait for each other's unique
+    # index entries in the same order, never in a circle (a deadlock on PostgreSQL).
+    ordered = [fresh[event_id] for event_id in sorted(fresh)]
     if _can_insert_returning(using):
-        created_ids = _insert_returning(list(fresh.values()), using)
+        created_ids = _insert_returning(ordered, using)
     else:
-        created_ids = _insert_one_by_one(list(fresh.values()), using)
+        created_ids = _insert_one_by_one(ordered, using)
     existing = {
         row.event_id: row
         for row in StripeEvent.objects.using(using).filter(
@@ -250,7 +253,7 @@ def _lock_transactions(livemode_of: Mapping[str, bool]) -> dict[str, StripeTrans
     StripeTransaction.objects.bulk_create(
         [
             StripeTransaction(id=tx_id, kind=transaction_kind_of(tx_id), livemode=livemode)
-            for tx_id, livemode in livemode_of.items()
+            for tx_id, livemode in sorted(livemode_of.items())
         ],
         ignore_conflicts=True,
     )
