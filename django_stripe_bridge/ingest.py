@@ -210,7 +210,9 @@ def _update_transactions(
         and row.transaction_id
         and event_object(event).get("object") in TRANSACTION_OBJECTS
     ]
-    transactions = _lock_transactions({row.transaction_id: row.livemode for row, _ in new})
+    transactions = StripeTransaction.objects.lock_all(
+        {row.transaction_id: row.livemode for row, _ in new}
+    )
     states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
     _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
 
@@ -239,26 +241,6 @@ def _update_transactions(
         else:
             results.append(IngestResult(event=row, created=created))
     return results
-
-
-def _lock_transactions(livemode_of: Mapping[str, bool]) -> dict[str, StripeTransaction]:
-    """The transactions named, created if missing, locked until the atomic block ends.
-
-    Locked in id order, so two batches never wait for each other in a circle.
-    """
-    if not livemode_of:
-        return {}
-    from .events import transaction_kind_of
-
-    StripeTransaction.objects.bulk_create(
-        [
-            StripeTransaction(id=tx_id, kind=transaction_kind_of(tx_id), livemode=livemode)
-            for tx_id, livemode in sorted(livemode_of.items())
-        ],
-        ignore_conflicts=True,
-    )
-    locked = StripeTransaction.objects.select_for_update().filter(pk__in=list(livemode_of))
-    return {tx.pk: tx for tx in locked.order_by("pk")}
 
 
 def _fold_histories(

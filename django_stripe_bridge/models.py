@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -54,16 +55,28 @@ class StripeEvent(models.Model):
 
 class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
     def lock(self, transaction_id: str, *, livemode: bool = False) -> StripeTransaction:
-        """The transaction's row, created if missing, locked until the atomic block ends.
+        """The transaction's row, created if missing, locked until the atomic block ends."""
+        return self.lock_all({transaction_id: livemode})[transaction_id]
 
-        Both the webhook ingest and the create calls go through here, so two writers of one
-        transaction apply one after the other.
+    def lock_all(self, livemode_of: Mapping[str, bool]) -> dict[str, StripeTransaction]:
+        """The transactions named (id → livemode for a new row), created if missing and
+        locked until the atomic block ends.
+
+        The webhook ingest, the create calls and the rebuild all go through here, so two
+        writers of one transaction apply one after the other; rows are created and locked in
+        id order, so two writers of several never wait for each other in a circle.
         """
-        self.get_or_create(
-            pk=transaction_id,
-            defaults={"kind": transaction_kind_of(transaction_id), "livemode": livemode},
+        if not livemode_of:
+            return {}
+        self.bulk_create(
+            [
+                self.model(id=tx_id, kind=transaction_kind_of(tx_id), livemode=livemode)
+                for tx_id, livemode in sorted(livemode_of.items())
+            ],
+            ignore_conflicts=True,
         )
-        return self.select_for_update().get(pk=transaction_id)
+        locked = self.select_for_update().filter(pk__in=list(livemode_of)).order_by("pk")
+        return {tx.pk: tx for tx in locked}
 
 
 class StripeTransaction(models.Model):
