@@ -3,14 +3,18 @@
 Each request hands its verified event to :meth:`GroupCommitter.submit` and waits. One task
 per event loop takes every event waiting, stores them with
 :func:`~django_stripe_bridge.ingest.ingest_events` (one transaction, one insert statement)
-in a worker thread, and answers each request with its own result — or, when the batch
-failed, with the same error for all of them, having stored none. While one batch is being
-committed the next one gathers, so a lone request waits for nobody and a burst pays for one
-commit per batch instead of one per event.
+in the committer's own database thread, and answers each request with its own result — or,
+when the batch failed, with the same error for all of them, having stored none. While one
+batch is being committed the next one gathers, so a lone request waits for nobody and a
+burst pays for one commit per batch instead of one per event.
 
 Publishing follows on the event loop, batch after batch in commit order, while the next
 batch is being stored: a request is answered once its event is committed, not once it is
-published (the outbox relay covers a process that dies in between).
+published (the outbox relay covers a process that dies in between). The events sent are
+marked published by the database thread before its next batch, in one statement.
+
+The database thread keeps its connection from one batch to the next while more work waits,
+and hands it back (to the pool, when there is one) when the work runs out.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 
 from . import messaging
 from .db import release_connections
 from .ingest import IngestResult, ingest_events
+
+if TYPE_CHECKING:
+    from .models import StripeEvent
+
+T = TypeVar("T")
 
 #: Events stored in one transaction at most; more wait for the next batch.
 MAX_BATCH = 200
@@ -46,6 +56,10 @@ class GroupCommitter:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._to_publish: list[IngestResult] = []
+        self._to_mark: list[StripeEvent] = []
+        # One thread for all of the committer's database work: it keeps one connection.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stripe-bridge-db")
+        weakref.finalize(self, self._executor.shutdown, wait=False)
         self._publish_wakeup = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         #: Sizes of the batches committed so far (for tests and benchmarks).
@@ -59,31 +73,37 @@ class GroupCommitter:
         """
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._pending.append((event, future))
+        self._wake()
+        # A client that gives up does not cancel the batch: the event is stored all the same.
+        return await asyncio.shield(future)
+
+    def _wake(self) -> None:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="stripe-bridge-group-commit")
         self._wakeup.set()
-        # A client that gives up does not cancel the batch: the event is stored all the same.
-        return await asyncio.shield(future)
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
+            while self._pending or self._to_mark:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                await self._commit(batch)
+                marks, self._to_mark = self._to_mark, []
+                await self._commit(batch, marks)
 
-    async def _commit(self, batch: list[Pending]) -> None:
+    async def _commit(self, batch: list[Pending], marks: list[StripeEvent]) -> None:
         events = [event for event, _ in batch]
         try:
-            results = await sync_to_async(self._store, thread_sensitive=False)(events)
+            results = await self._in_thread(self._store, events, marks)
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
+            return
+        if not batch:
             return
         self.batch_sizes.append(len(batch))
         for (_, future), result in zip(batch, results, strict=True):
@@ -101,13 +121,30 @@ class GroupCommitter:
             while self._to_publish:
                 results, self._to_publish = self._to_publish, []
                 # Never raises: what is not sent stays for the outbox relay.
-                await messaging.apublish_events([(r.event, r.transaction) for r in results])
+                sent = await messaging.asend_events([(r.event, r.transaction) for r in results])
+                if sent:
+                    self._to_mark += sent
+                    self._wake()
 
-    def _store(self, events: list[Mapping[str, Any]]) -> list[IngestResult]:
+    def _store(
+        self, events: list[Mapping[str, Any]], marks: list[StripeEvent]
+    ) -> list[IngestResult]:
+        failed = True
         try:
-            return self._ingest(events, publish=False)
+            if marks:
+                messaging.mark_published(marks)  # never raises
+            results = self._ingest(events, publish=False) if events else []
+            failed = False
+            return results
         finally:
-            release_connections()
+            # The connection stays while more work waits (the loop thread only adds to
+            # these lists meanwhile, and runs this again for them); it goes back when the
+            # work runs out, and a broken one goes at once.
+            if failed or not (self._pending or self._to_mark):
+                release_connections()
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await sync_to_async(function, thread_sensitive=False, executor=self._executor)(*args)
 
 
 _committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import signals
+from . import signals, upserts
 from .events import TRANSACTION_OBJECTS, event_object, transaction_id_of, validate_event
 from .models import StripeEvent, StripeTransaction
 
@@ -113,8 +112,8 @@ def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEven
     # In event id order: two batches that share events then wait for each other's unique
     # index entries in the same order, never in a circle (a deadlock on PostgreSQL).
     ordered = [fresh[event_id] for event_id in sorted(fresh)]
-    if _can_insert_returning(using):
-        created_ids = _insert_returning(ordered, using)
+    if upserts.supported(using):
+        created_ids = upserts.insert_new(ordered, unique="event_id", using=using)
     else:
         created_ids = _insert_one_by_one(ordered, using)
     existing = {
@@ -139,49 +138,6 @@ def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEven
                 raise IntegrityError(f"event {event_id} was neither inserted nor found")
             results.append((row, False))
     return results
-
-
-def _can_insert_returning(using: str) -> bool:
-    """Whether the database has ``INSERT … ON CONFLICT DO NOTHING RETURNING``."""
-    vendor = connections[using].vendor
-    if vendor == "postgresql":
-        return True
-    return vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
-
-
-def _insert_returning(rows: list[StripeEvent], using: str) -> dict[str, int]:
-    """Insert ``rows`` in one statement, skipping stored event ids; the ids inserted → pk.
-
-    A batch larger than the database takes parameters for is split into several statements.
-    """
-    connection = connections[using]
-    fields = [f for f in StripeEvent._meta.concrete_fields if not f.primary_key]
-    size = max(1, connection.ops.bulk_batch_size(fields, rows))
-    inserted: dict[str, int] = {}
-    for start in range(0, len(rows), size):
-        inserted.update(_insert_statement(rows[start : start + size], fields, using))
-    return inserted
-
-
-def _insert_statement(rows: list[StripeEvent], fields: list[Any], using: str) -> dict[str, int]:
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    values: list[Any] = []
-    for row in rows:
-        values += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
-    one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    event_id, pk = quote("event_id"), quote("id")  # the model sets no db_column
-    # Only the model's own quoted names are formatted in; every value is a parameter.
-    sql = (
-        f"INSERT INTO {quote(StripeEvent._meta.db_table)} "  # noqa: S608
-        f"({', '.join(quote(f.column or f.attname) for f in fields)}) "
-        f"VALUES {', '.join([one_row] * len(rows))} "
-        f"ON CONFLICT ({event_id}) DO NOTHING "
-        f"RETURNING {pk}, {event_id}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return {stored_id: pk for pk, stored_id in cursor.fetchall()}
 
 
 def _insert_one_by_one(rows: list[StripeEvent], using: str) -> dict[str, int]:

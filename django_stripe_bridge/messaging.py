@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from .conf import bridge_settings
@@ -215,19 +215,25 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
         sent = async_to_sync(_send_in_order)(layer, messages)
     except Exception as exc:
         return _failed(items, exc)
-    return _mark_published(_sent_rows(items, sent))
+    return mark_published(_sent_rows(items, sent))
 
 
-async def apublish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]) -> int:
-    """:func:`publish_events` from the event loop: sent from it, marked in a thread."""
+async def asend_events(
+    items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
+) -> list[StripeEvent]:
+    """Send events in order from the event loop; the rows sent, for :func:`mark_published`.
+
+    Never raises: what is not sent stays unpublished for the outbox relay.
+    """
     layer, messages = _prepare(items)
     if layer is None:
-        return 0
+        return []
     try:
         sent = await _send_in_order(layer, messages)
     except Exception as exc:
-        return _failed(items, exc)
-    return await sync_to_async(_mark_published, thread_sensitive=False)(_sent_rows(items, sent))
+        _failed(items, exc)
+        return []
+    return _sent_rows(items, sent)
 
 
 def _prepare(
@@ -266,8 +272,15 @@ def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: 
     return 0
 
 
-def _mark_published(published: list[StripeEvent]) -> int:
-    """Set ``published_at`` of the events sent, in one update; how many were sent."""
+def mark_published(published: list[StripeEvent]) -> int:
+    (
+        """Set ``published_at`` of the events sent, in one update; how many were sent.
+
+    Never raises: an event sent but not marked is sent again by the outbox relay, and
+    subscribers drop the repeat (by event id).
+    """
+        ""
+    )
     if not published:
         return 0
     now = timezone.now()

@@ -183,9 +183,9 @@ def test_a_batch_whose_commit_fails_answers_503_to_every_request_and_stores_noth
     committer = group_commit.GroupCommitter()
     store = committer._store
 
-    def failing_store(events: Any) -> Any:
+    def failing_store(*args: Any) -> Any:
         with connections["default"].execute_wrapper(fail_the_last_write):
-            return store(events)
+            return store(*args)
 
     committer._store = failing_store  # type: ignore[method-assign]
 
