@@ -8,9 +8,10 @@ Both rely on ``INSERT … ON CONFLICT … RETURNING`` (PostgreSQL; SQLite 3.35 a
   locked until the transaction ends (the transactions an ingest batch folds events into).
 
 ``bulk_create(ignore_conflicts=True)`` returns no ids, and locking what it skipped takes a
-second statement; here each is one round trip, with parameters the size of the batch only
-on SQLite (PostgreSQL takes one array per column, as Django's own ``bulk_create`` does).
-Only the model's own quoted names are formatted into the SQL; every value is a parameter.
+second statement; here each is one round trip. Only the model's own quoted names are
+formatted into the SQL; every value is a parameter. (A ``VALUES`` list measured cheaper
+than PostgreSQL's one-array-per-column ``UNNEST`` here: psycopg builds array literals in
+Python.)
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def insert_and_lock(objs: Sequence[M], *, using: str) -> list[M]:
 def _statements(
     objs: Sequence[Model], using: str, on_conflict: str, returning: str
 ) -> list[tuple[str, list[Any]]]:
-    """``INSERT`` statements (more than one where SQLite's parameter limit demands) of
-    ``objs``' rows, with their parameters."""
+    """``INSERT`` statements of ``objs``' rows, with their parameters (more than one
+    statement where the database's parameter limit demands it)."""
     model = type(objs[0])
     connection = connections[using]
     quote = connection.ops.quote_name
@@ -96,13 +97,6 @@ def _statements(
     rows = [
         [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields] for obj in objs
     ]
-    if connection.vendor == "postgresql":
-        # One array per column: the statement's text (and psycopg's parsing of it, cached
-        # for statements of at most 50 parameters) is the same whatever the batch size.
-        types = [str(f.db_type(connection)).split("(")[0] for f in fields]
-        arrays = ", ".join(f"%s::{t}[]" for t in types)
-        source = f"SELECT * FROM UNNEST({arrays})"  # noqa: S608 - column types only
-        return [(head + source + tail, [list(column) for column in zip(*rows, strict=True)])]
     size = max(1, connection.ops.bulk_batch_size(fields, objs))
     one_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     return [
