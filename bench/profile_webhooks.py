@@ -48,8 +48,15 @@ def function(frame: str) -> str:
     return LINE_NUMBER.sub(")", frame.strip())
 
 
+def package(name: str) -> str:
+    """``send (redis/asyncio/client.py)`` → ``redis``: whose code a frame is."""
+    path = name.rpartition("(")[2].rstrip(")")
+    return path.split("/", 1)[0] if "/" in path else f"Python ({path})"
+
+
 def summarize(raw: str, title: str) -> str:
     own: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = waiting = 0
     for line in raw.splitlines():
@@ -66,6 +73,7 @@ def summarize(raw: str, title: str) -> str:
             continue
         total += count
         own[frames[-1]] += count
+        by_package[package(frames[-1])] += count
         for name in set(frames):
             inclusive[name] += count
     lines = [
@@ -75,8 +83,14 @@ def summarize(raw: str, title: str) -> str:
         CAVEAT,
         "",
     ]
-    for heading, counter in (("own time", own), ("inclusive time", inclusive)):
-        lines.append(f"top {TOP} functions by {heading}:")
+    bridge = Counter({n: c for n, c in inclusive.items() if "(django_stripe_bridge/" in n})
+    for heading, counter in (
+        ("packages by own time (whose code ran)", by_package),
+        ("functions by own time", own),
+        ("functions by inclusive time", inclusive),
+        ("of the bridge's own functions by inclusive time", bridge),
+    ):
+        lines.append(f"top {TOP} {heading}:")
         for name, count in counter.most_common(TOP):
             lines.append(f"  {100 * count / max(total, 1):5.1f}%  {name}")
         lines.append("")
@@ -93,6 +107,11 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: where the CPU goes, waits left out",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -139,6 +158,7 @@ def main() -> int:
                 "--output",
                 str(raw_path),
                 "--nonblocking",
+                *(["--gil"] if args.gil else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -153,6 +173,7 @@ def main() -> int:
             f"{args.path} webhook ({args.webhook_path}) under {args.server}, {database}, Redis: "
             f"{args.events} events at concurrency {args.concurrency}, {rate:.0f} events/s "
             f"while sampled ({time.strftime('%Y-%m-%d')})"
+            + ("; only the thread holding the GIL sampled" if args.gil else "")
         )
         text = summarize(raw_path.read_text(), title)
     print(text)

@@ -21,7 +21,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import signals, upserts
+from . import batch_sql, signals
 from .events import TRANSACTION_OBJECTS, event_object, transaction_id_of, validate_event
 from .models import StripeEvent, StripeTransaction
 
@@ -112,8 +112,8 @@ def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEven
     # In event id order: two batches that share events then wait for each other's unique
     # index entries in the same order, never in a circle (a deadlock on PostgreSQL).
     ordered = [fresh[event_id] for event_id in sorted(fresh)]
-    if upserts.supported(using):
-        created_ids = upserts.insert_new(ordered, unique="event_id", using=using)
+    if batch_sql.supported(using):
+        created_ids = batch_sql.insert_new(ordered, unique="event_id", using=using)
     else:
         created_ids = _insert_one_by_one(ordered, using)
     existing = {
@@ -237,23 +237,26 @@ _FOLDED_FIELDS = (
 
 
 def _save(transactions: Mapping[str, StripeTransaction], changed: Mapping[str, set[str]]) -> None:
-    """Write the changed transactions: one prepared ``UPDATE`` run for each of them.
-
-    (``bulk_update`` builds a ``CASE`` per field and row: most of a batch's time went there.)
-    """
+    """Write the changed transactions' folded fields, in one statement where the database
+    allows (``bulk_update`` builds a ``CASE`` per field and row: most of a batch's time went
+    there), else one prepared ``UPDATE`` run per row."""
     dirty = [transactions[tx_id] for tx_id, fields in changed.items() if fields]
     if not dirty:
         return
     now = timezone.now()
+    for tx in dirty:
+        tx.updated_at = now
     using = router.db_for_write(StripeTransaction)
+    if batch_sql.supported(using):
+        batch_sql.update_fields(dirty, _FOLDED_FIELDS, using=using)
+        return
     connection = connections[using]
     quote = connection.ops.quote_name
     fields = [f for f in StripeTransaction._meta.concrete_fields if f.name in _FOLDED_FIELDS]
-    rows = []
-    for tx in dirty:
-        tx.updated_at = now
-        values = [f.get_db_prep_save(getattr(tx, f.attname), connection) for f in fields]
-        rows.append([*values, tx.pk])
+    rows = [
+        [*(f.get_db_prep_save(getattr(tx, f.attname), connection) for f in fields), tx.pk]
+        for tx in dirty
+    ]
     assignments = ", ".join(f"{quote(f.column or f.attname)} = %s" for f in fields)
     sql = f"UPDATE {quote(StripeTransaction._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608
     with connection.cursor() as cursor:

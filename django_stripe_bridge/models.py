@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from . import upserts
+from . import batch_sql
 from .events import transaction_kind_of
 from .payment_state import PaymentState, Summary
 
@@ -73,9 +73,9 @@ class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
             self.model(id=tx_id, kind=transaction_kind_of(tx_id), livemode=livemode)
             for tx_id, livemode in sorted(livemode_of.items())
         ]
-        if upserts.supported(self.db):
+        if batch_sql.supported(self.db):
             # One statement: insert the missing rows, lock and return all of them.
-            return {tx.pk: tx for tx in upserts.insert_and_lock(new, using=self.db)}
+            return {tx.pk: tx for tx in batch_sql.insert_and_lock(new, using=self.db)}
         self.bulk_create(new, ignore_conflicts=True)
         locked = self.select_for_update().filter(pk__in=list(livemode_of)).order_by("pk")
         return {tx.pk: tx for tx in locked}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connection
 
-from django_stripe_bridge import ingest, messaging, upserts
+from django_stripe_bridge import batch_sql, ingest, messaging
 from django_stripe_bridge.ingest import ingest_event, ingest_events
 from django_stripe_bridge.messaging import transaction_group
 from django_stripe_bridge.models import StripeEvent, StripeTransaction
@@ -95,7 +95,7 @@ def test_a_batch_larger_than_one_statement_takes_is_split(settings: Any) -> None
 def test_databases_without_insert_returning_get_the_same_results(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(upserts, "supported", lambda using: False)
+    monkeypatch.setattr(batch_sql, "supported", lambda using: False)
     ingest_event(history("ch_f")[0], publish=False)
     results = ingest_events([*history("ch_f"), history("ch_f")[1]], publish=False)
     assert [r.created for r in results] == [False, True, True, True, False]
@@ -106,7 +106,7 @@ def test_databases_without_insert_returning_get_the_same_results(
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_batch_stores_nothing_of_it(signal_log: SignalLog) -> None:
     def fail_the_update(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if sql.startswith("UPDATE") and "stripetransaction" in sql:
+        if sql.startswith(("UPDATE", "WITH")) and "stripetransaction" in sql:
             raise OperationalError("lost the connection")
         return execute(sql, params, many, context)
 

@@ -176,7 +176,7 @@ def test_requests_that_arrive_together_share_one_transaction(signal_log: Any) ->
 def test_a_batch_whose_commit_fails_answers_503_to_every_request_and_stores_nothing() -> None:
     def fail_the_last_write(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         # Everything else ran: the events are inserted, the transactions folded.
-        if sql.lstrip().upper().startswith("UPDATE") and "stripetransaction" in sql.lower():
+        if sql.lstrip().upper().startswith(("UPDATE", "WITH")) and "stripetransaction" in sql:
             raise OperationalError("the database went away")
         return execute(sql, params, many, context)
 

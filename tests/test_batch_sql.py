@@ -1,4 +1,4 @@
-"""upserts.py: insert-or-skip and insert-or-lock in one statement, on SQLite and PostgreSQL."""
+"""batch_sql.py: insert-or-skip and insert-or-lock in one statement, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from django.db import OperationalError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
-from django_stripe_bridge import upserts
+from django_stripe_bridge import batch_sql
 from django_stripe_bridge.ingest import timestamp_to_datetime
 from django_stripe_bridge.models import StripeEvent, StripeTransaction
 
@@ -28,14 +29,14 @@ def event_row(event_id: str, **fields: Any) -> StripeEvent:
 
 
 def test_both_test_databases_have_insert_returning() -> None:
-    assert upserts.supported("default") is True
+    assert batch_sql.supported("default") is True
 
 
 def test_insert_new_inserts_only_the_missing_rows_and_says_which() -> None:
     StripeEvent.objects.bulk_create([event_row("evt_old")])
     old_pk = StripeEvent.objects.get(event_id="evt_old").pk
 
-    inserted = upserts.insert_new(
+    inserted = batch_sql.insert_new(
         [event_row("evt_a"), event_row("evt_old"), event_row("evt_b")],
         unique="event_id",
         using="default",
@@ -54,7 +55,7 @@ def test_insert_new_inserts_only_the_missing_rows_and_says_which() -> None:
 
 def test_insert_new_of_rows_all_stored_inserts_nothing() -> None:
     StripeEvent.objects.bulk_create([event_row("evt_a")])
-    assert upserts.insert_new([event_row("evt_a")], unique="event_id", using="default") == {}
+    assert batch_sql.insert_new([event_row("evt_a")], unique="event_id", using="default") == {}
     assert StripeEvent.objects.count() == 1
 
 
@@ -70,7 +71,7 @@ def test_insert_new_splits_a_batch_over_the_parameter_limit(
 
     rows = [event_row(f"evt_{n}") for n in range(5)]
     with connection.execute_wrapper(count):
-        inserted = upserts.insert_new(rows, unique="event_id", using="default")
+        inserted = batch_sql.insert_new(rows, unique="event_id", using="default")
     assert sorted(inserted) == [f"evt_{n}" for n in range(5)]
     assert len([s for s in statements if s.startswith("INSERT")]) == 3  # 2 + 2 + 1
     assert StripeEvent.objects.count() == 5
@@ -87,7 +88,7 @@ def test_insert_and_lock_returns_new_and_stored_rows_as_stored() -> None:
     )
     before = StripeTransaction.objects.get(pk="ch_old")
 
-    rows = upserts.insert_and_lock(
+    rows = batch_sql.insert_and_lock(
         [
             StripeTransaction(id="ch_new", kind="charge", livemode=False),
             # A stored row's values are not overwritten by the object passed in.
@@ -145,7 +146,7 @@ def test_insert_and_lock_holds_the_rows_until_the_transaction_ends() -> None:
             connections.close_all()
 
     with transaction.atomic():
-        upserts.insert_and_lock([StripeTransaction(id="ch_held", kind="charge")], using="default")
+        batch_sql.insert_and_lock([StripeTransaction(id="ch_held", kind="charge")], using="default")
         thread = threading.Thread(target=other_writer)
         thread.start()
         thread.join(30)
@@ -154,3 +155,82 @@ def test_insert_and_lock_holds_the_rows_until_the_transaction_ends() -> None:
     thread.start()
     thread.join(30)
     assert attempts == ["waited", "got it"]
+
+
+def test_update_fields_writes_each_row_its_own_values() -> None:
+    for tx_id in ("ch_a", "ch_b", "ch_c"):
+        StripeTransaction.objects.create(id=tx_id, kind="charge", status="pending", amount=100)
+    later = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    a = StripeTransaction(id="ch_a", status="succeeded", amount=None, state={"x": [1, "two"]})
+    b = StripeTransaction(id="ch_b", status="refunded", amount=250, state={}, updated_at=later)
+    a.updated_at = later
+
+    batch_sql.update_fields([a, b], ["status", "amount", "state", "updated_at"], using="default")
+
+    rows = {
+        tx.pk: (tx.status, tx.amount, tx.state, tx.updated_at, tx.kind)
+        for tx in StripeTransaction.objects.all()
+    }
+    assert rows["ch_a"] == ("succeeded", None, {"x": [1, "two"]}, later, "charge")
+    assert rows["ch_b"] == ("refunded", 250, {}, later, "charge")
+    assert rows["ch_c"][:3] == ("pending", 100, {})  # not named: untouched
+
+
+def test_update_fields_splits_a_batch_over_the_parameter_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
+    for n in range(5):
+        StripeTransaction.objects.create(id=f"ch_{n}", kind="charge")
+    statements: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    objs = [StripeTransaction(id=f"ch_{n}", status="failed") for n in range(5)]
+    with connection.execute_wrapper(count):
+        batch_sql.update_fields(objs, ["status"], using="default")
+    assert len(statements) == 3
+    assert set(StripeTransaction.objects.values_list("status", flat=True)) == {"failed"}
+
+
+def test_statements_send_their_values_apart_from_the_text_on_postgresql() -> None:
+    seen: list[str] = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):  # Django's execute wrappers still apply
+        batch_sql.insert_new([event_row("evt_a")], unique="event_id", using="default")
+    # psycopg's RawCursor on PostgreSQL (no parsing or quoting in Python); elsewhere,
+    # Django's placeholders.
+    placeholder = "$1" if connection.vendor == "postgresql" else "%s"
+    assert placeholder in seen[0]
+    assert StripeEvent.objects.get().payload["nested"] == {"amount": 1200, "ok": True}
+
+
+def test_where_django_logs_queries_they_are_logged_and_work_the_same() -> None:
+    StripeTransaction.objects.create(id="ch_old", kind="charge", status="succeeded")
+    with CaptureQueriesContext(connection) as queries:
+        inserted = batch_sql.insert_new([event_row("evt_a")], unique="event_id", using="default")
+        rows = batch_sql.insert_and_lock(
+            [
+                StripeTransaction(id="ch_old", kind="charge"),
+                StripeTransaction(id="ch_new", kind="charge"),
+            ],
+            using="default",
+        )
+        rows[0].status = "refunded"
+        batch_sql.update_fields(rows, ["status"], using="default")
+    assert list(inserted) == ["evt_a"]
+    assert [tx.pk for tx in rows] == ["ch_old", "ch_new"]
+    assert dict(StripeTransaction.objects.values_list("pk", "status")) == {
+        "ch_old": "refunded",
+        "ch_new": "",
+    }
+    logged = [q["sql"] for q in queries.captured_queries]
+    assert len(logged) == 3
+    assert "evt_a" in logged[0]  # the values formatted in, as Django logs them
+    assert all("$1" not in sql for sql in logged)

@@ -1,0 +1,203 @@
+"""Batch statements the ORM does not offer, one round trip each, for the ingest's hot path.
+
+- :func:`insert_new` inserts the rows whose unique key is not stored yet and says which it
+  inserted (the webhook's events: stored exactly once under concurrent deliveries);
+- :func:`insert_and_lock` inserts the missing rows and returns every row, new or stored,
+  locked until the transaction ends (the transactions an ingest batch folds events into);
+- :func:`update_fields` writes some fields of many rows, each row its own values.
+
+``bulk_create(ignore_conflicts=True)`` returns no ids, locking what it skipped takes a
+second statement, and ``bulk_update`` builds a ``CASE`` per field and row. The first two
+need ``INSERT … ON CONFLICT … RETURNING`` (PostgreSQL; SQLite 3.35 and newer:
+:func:`supported`). Only the model's own quoted names and column types are formatted into
+the SQL; every value is a parameter.
+
+On PostgreSQL the statements go through psycopg's ``RawCursor``: ``$1`` placeholders, the
+parameters sent apart from the text. Django's client-side cursor would parse a statement of
+more than 50 parameters anew each time and quote every value into it in Python: most of the
+ingest's CPU went there. Where Django logs queries (``DEBUG``, ``CaptureQueriesContext``),
+which needs ``%s`` placeholders, they take Django's own cursor instead.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from django.db import connections
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+def supported(using: str) -> bool:
+    """Whether the database has ``INSERT … ON CONFLICT … RETURNING``."""
+    vendor = connections[using].vendor
+    if vendor == "postgresql":
+        return True
+    return vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
+
+
+def insert_new(objs: Sequence[M], *, unique: str, using: str) -> dict[Any, Any]:
+    """Insert the objects whose ``unique`` field value is not stored yet.
+
+    Returns ``{unique value: primary key}`` of the rows this statement inserted. The rows go
+    in in the order given (callers sort them, so that two batches sharing keys wait for
+    each other in one order). ``objs`` must not repeat a ``unique`` value.
+    """
+    model = type(objs[0])
+    quote = connections[using].ops.quote_name
+    returning = f"{_column(model._meta.pk, quote)}, {_column(model._meta.get_field(unique), quote)}"
+    inserted: dict[Any, Any] = {}
+    for rows in _inserts(objs, using, f"({quote(unique)}) DO NOTHING", returning):
+        inserted.update((key, pk_value) for pk_value, key in rows)
+    return inserted
+
+
+def insert_and_lock(objs: Sequence[M], *, using: str) -> list[M]:
+    """Insert the objects missing by primary key; every one of them as stored, locked.
+
+    The row of an object that was stored already comes back as stored (its other fields
+    untouched) and, on PostgreSQL, locked as by ``SELECT … FOR UPDATE`` until the
+    transaction ends. Rows are locked in the order given. ``objs`` must not repeat a key.
+    """
+    model = type(objs[0])
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = model._meta.concrete_fields
+    pk = _column(model._meta.pk, quote)
+    # Setting the key to itself is what makes the conflicting row lock and come back.
+    action = f"({pk}) DO UPDATE SET {pk} = EXCLUDED.{pk}"
+    returning = ", ".join(_column(f, quote) for f in fields)
+    converters = [_converters(field, connection) for field in fields]
+    names = [f.attname for f in fields]
+    stored: list[M] = []
+    for rows in _inserts(objs, using, action, returning):
+        for row in rows:
+            values = []
+            for value, (column, convert) in zip(row, converters, strict=True):
+                for converter in convert:
+                    value = converter(value, column, connection)
+                values.append(value)
+            stored.append(model.from_db(using, names, values))
+    return stored
+
+
+def update_fields(objs: Sequence[Model], fields: Sequence[str], *, using: str) -> None:
+    """Write ``fields`` of every object to its row (by primary key), in one statement.
+
+    Needs ``UPDATE … FROM`` (PostgreSQL; SQLite 3.33 and newer, as :func:`supported`
+    implies).
+    """
+    model = type(objs[0])
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    columns: list[Any] = [meta.pk, *(meta.get_field(name) for name in fields)]
+    # PostgreSQL types a VALUES list from its parameters: say what each column is.
+    casts = [_cast(f, connection) for f in columns]
+    rows = [
+        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in columns] for obj in objs
+    ]
+    names = ", ".join(_column(f, quote) for f in columns)
+    table, pk = quote(meta.db_table), _column(meta.pk, quote)
+    assignments = ", ".join(f"{_column(f, quote)} = v.{_column(f, quote)}" for f in columns[1:])
+    for values, params in _values(rows, casts, columns, using):
+        _execute(
+            using,
+            f"WITH v ({names}) AS (VALUES {values}) "  # noqa: S608 - quoted names only
+            f"UPDATE {table} SET {assignments} FROM v WHERE {table}.{pk} = v.{pk}",
+            params,
+        )
+
+
+def _inserts(
+    objs: Sequence[Model], using: str, on_conflict: str, returning: str
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Run the ``INSERT`` statements of ``objs``' rows (more than one where the database's
+    parameter limit demands it); each one's returned rows."""
+    model = type(objs[0])
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and _is_auto(f))]
+    columns = ", ".join(_column(f, quote) for f in fields)
+    rows = [
+        [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields] for obj in objs
+    ]
+    casts = [""] * len(fields)  # an INSERT's target columns type its values
+    for values, params in _values(rows, casts, fields, using):
+        yield _execute(
+            using,
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {values} "  # noqa: S608
+            f"ON CONFLICT {on_conflict} RETURNING {returning}",
+            params,
+        )
+
+
+def _values(
+    rows: list[list[Any]], casts: list[str], fields: Sequence[Any], using: str
+) -> Iterator[tuple[str, list[Any]]]:
+    """A ``VALUES`` list's text and parameters for each chunk of ``rows`` (each a value per
+    field, cast as ``casts`` say) that the database's parameter limit lets into one
+    statement."""
+    connection = connections[using]
+    size = max(1, connection.ops.bulk_batch_size(list(fields), rows))
+    numbered = _numbered(using)
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        width = len(casts)
+        values = ", ".join(
+            "("
+            + ", ".join(
+                (f"${n * width + i + 1}" if numbered else "%s") + cast
+                for i, cast in enumerate(casts)
+            )
+            + ")"
+            for n in range(len(chunk))
+        )
+        yield values, [value for row in chunk for value in row]
+
+
+def _numbered(using: str) -> bool:
+    """Whether statements go through psycopg's ``RawCursor`` (``$n`` placeholders)."""
+    connection = connections[using]
+    return connection.vendor == "postgresql" and not connection.queries_logged
+
+
+def _execute(using: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` through Django's cursor wrapper (its execute wrappers apply); its rows."""
+    connection = connections[using]
+    if not _numbered(using):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    import psycopg
+
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    raw = psycopg.RawCursor(connection.connection)
+    with connection.make_cursor(raw) as cursor:  # type: ignore[arg-type]  # any DB-API cursor
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _column(field: Any, quote: Callable[[str], str]) -> str:
+    """``field``'s column name, quoted."""
+    return quote(field.column)
+
+
+def _cast(field: Any, connection: Any) -> str:
+    """``::type`` of ``field``'s column on PostgreSQL; nothing elsewhere."""
+    return f"::{field.db_type(connection)}" if connection.vendor == "postgresql" else ""
+
+
+def _is_auto(field: Any) -> bool:
+    return field.get_internal_type() in {"AutoField", "BigAutoField", "SmallAutoField"}
+
+
+def _converters(field: Any, connection: Any) -> tuple[Any, list[Any]]:
+    """``field``'s column and what turns its database values into the model's, as a
+    query's compiler would (the backend's converters, then the field's)."""
+    column = field.get_col(field.model._meta.db_table)
+    return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
