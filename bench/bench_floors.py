@@ -452,6 +452,8 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
         if args.parts == "connect":
             return
         await guarded(report, f"{server} storm", storm(live, ids, sizes, report, budget))
+        if args.parts == "storm":
+            return
         for count in sorted(set(sizes.memory) | set(sizes.latency)):
             if not budget.left():
                 report.problems.append(f"sockets {server} {count}: time budget spent")
@@ -489,9 +491,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--parts",
-        choices=["all", "ingest", "realtime", "connect"],
+        choices=["all", "ingest", "realtime", "connect", "storm"],
         default="all",
-        help="ingest only, the websocket parts only (connect: the connect rate alone), or all",
+        help="ingest only, the websocket parts only (connect: the connect rate alone; storm: "
+        "it and the reconnect storm), or all",
     )
     parser.add_argument("--budget", type=float, help="seconds before remaining parts are skipped")
     parser.add_argument("--storm-rounds", type=int, help="reconnect storms of each kind")

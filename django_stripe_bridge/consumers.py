@@ -181,6 +181,8 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
         self, ids: frozenset[str], mode: str, selector: Selector
     ) -> list[dict[str, Any]]:
         """Stored events to replay, as channel-layer messages, in the order to send them."""
+        if mode == replay.LATEST:
+            return await replay.read_latest(ids, selector)
         return await replay.run_in_replay_thread(replay.replay_messages, ids, mode, selector)
 
     async def load_catch_up(

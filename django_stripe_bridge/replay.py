@@ -14,10 +14,12 @@ These functions are synchronous and touch the database: a consumer calls them th
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from typing import Any, TypeVar
@@ -71,6 +73,59 @@ async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs:
     return await sync_to_async(call, thread_sensitive=False, executor=_replay_executor())()
 
 
+#: ``latest`` replays read together at most (each pins up to a few hundred ids).
+MAX_LATEST_BATCH = 200
+
+_latest_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LatestReader] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def read_latest(ids: Iterable[str], selector: Any) -> list[dict[str, Any]]:
+    """``replay_messages(ids, "latest", selector)``, read together with the other
+    subscriptions' ``latest`` replays waiting at the same moment (a reconnect storm's
+    thousands become a few reads), in a replay thread."""
+    loop = asyncio.get_running_loop()
+    reader = _latest_readers.get(loop)
+    if reader is None:
+        reader = _latest_readers[loop] = _LatestReader()
+    return await reader.read(frozenset(ids), selector)
+
+
+class _LatestReader:
+    """One read at a time per event loop; the requests arriving meanwhile wait for the next."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[frozenset[str], Any, asyncio.Future[list[dict[str, Any]]]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def read(self, ids: frozenset[str], selector: Any) -> list[dict[str, Any]]:
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._pending.append((ids, selector, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name="stripe-bridge-latest-replay")
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch = self._pending[:MAX_LATEST_BATCH]
+            del self._pending[:MAX_LATEST_BATCH]
+            try:
+                results = await run_in_replay_thread(latest_many, [(i, s) for i, s, _ in batch])
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), messages in zip(batch, results, strict=True):
+                if not future.done():  # not if its subscriber went away meanwhile
+                    future.set_result(sorted(messages, key=_send_order))
+
+
+def _send_order(message: dict[str, Any]) -> tuple[Any, Any]:
+    return message["headers"]["created"], message["event_pk"]
+
+
 def replay_messages(
     ids: Iterable[str], mode: str, selector: Any, *, since: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -90,30 +145,61 @@ def replay_messages(
         messages = _all(ids, selector, since)
     else:
         raise ValueError(f"unknown replay mode {mode!r}")
-    messages.sort(key=lambda m: (m["headers"]["created"], m["event_pk"]))
+    messages.sort(key=_send_order)
     return messages
 
 
 def _latest(ids: list[str], selector: Any) -> list[dict[str, Any]]:
-    transactions = StripeTransaction.objects.only("id", "status").in_bulk(ids)
-    messages = []
-    # The newest event of each id first: it is the one sent, unless the selector is narrower
-    # than the id; only then are older ones read, for those ids alone.
-    unmatched = ids
-    for depth in (1, LATEST_SCAN):
-        missing = []
-        for tx_id, group in groupby(_newest(unmatched, depth), key=lambda r: r.transaction_id):
-            for row in group:
-                # The transaction's current status, as a live message sent now would carry.
-                status = messaging.status_after(row, transactions.get(tx_id))
-                if selector.matches(messaging.build_headers(row, status)):
-                    messages.append(messaging.build_message(row, status))
-                    break
+    return latest_many([(ids, selector)])[0]
+
+
+def latest_many(requests: Sequence[tuple[Iterable[str], Any]]) -> list[list[dict[str, Any]]]:
+    """``latest`` replays of several subscriptions (ids, selector) in one read; the messages
+    of each, as :func:`replay_messages` would give them.
+
+    The newest event of every id asked for is read once, with the transactions' statuses,
+    and each subscription's selector picks from them; only where a selector is narrower than
+    its ids are older events read, for those ids and that selector alone.
+    """
+    wanted = sorted({tx_id for ids, _ in requests for tx_id in ids})
+    transactions = StripeTransaction.objects.only("id", "status").in_bulk(wanted)
+    # Per id: the newest row, the headers selectors see, and the message (built once).
+    newest: dict[str, tuple[StripeEvent, dict[str, Any], str | None]] = {}
+    for row in _newest(wanted, 1):
+        status = messaging.status_after(row, transactions.get(row.transaction_id))
+        newest[row.transaction_id] = (row, messaging.build_headers(row, status), status)
+    built: dict[str, dict[str, Any]] = {}
+    results = []
+    for ids, selector in requests:
+        messages, unmatched = [], []
+        for tx_id in sorted(set(ids)):
+            if tx_id not in newest:
+                continue  # nothing stored for it
+            row, headers, status = newest[tx_id]
+            if selector.matches(headers):
+                if tx_id not in built:
+                    built[tx_id] = messaging.build_message(row, status)
+                messages.append(built[tx_id])
             else:
-                missing.append(tx_id)
-        unmatched = missing
-        if not unmatched:
-            break
+                unmatched.append(tx_id)
+        if unmatched:
+            messages += _older_matching(unmatched, selector, transactions)
+        results.append(messages)
+    return results
+
+
+def _older_matching(
+    ids: list[str], selector: Any, transactions: dict[str, StripeTransaction]
+) -> list[dict[str, Any]]:
+    """Per id, the newest of its ``LATEST_SCAN`` newest events that ``selector`` matches."""
+    messages = []
+    for tx_id, group in groupby(_newest(ids, LATEST_SCAN), key=lambda r: r.transaction_id):
+        for row in group:
+            # The transaction's current status, as a live message sent now would carry.
+            status = messaging.status_after(row, transactions.get(tx_id))
+            if selector.matches(messaging.build_headers(row, status)):
+                messages.append(messaging.build_message(row, status))
+                break
     return messages
 
 

@@ -42,6 +42,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: Connections waiting to be accepted, for servers whose default is smaller (Daphne's 50).
+LISTEN_BACKLOG = 2048
+#: Seconds a websocket handshake may wait for the application, for servers that drop it
+#: sooner (Daphne: 5).
+HANDSHAKE_TIMEOUT = 60
+
+
 def server_command(kind: str, port: int, app: str = DEMO_APP, access_log: bool = True) -> list[str]:
     """The command line that serves ``app`` with server ``kind`` on 127.0.0.1:``port``.
 
@@ -51,7 +58,12 @@ def server_command(kind: str, port: int, app: str = DEMO_APP, access_log: bool =
     python = [sys.executable, "-m"]
     if kind == "daphne":
         quiet = [] if access_log else ["-v", "0"]
-        return [*python, "daphne", *quiet, "-b", "127.0.0.1", "-p", str(port), app]
+        # Twisted listens with a backlog of 50 (Uvicorn 2,048), and Daphne drops a websocket
+        # whose handshake takes over 5 s: in a reconnect storm, most of them, and their
+        # retries add to the storm (docs/serving.md).
+        endpoint = f"tcp:port={port}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
+        storms = ["--websocket_connect_timeout", str(HANDSHAKE_TIMEOUT)]
+        return [*python, "daphne", *quiet, *storms, "-e", endpoint, app]
     if kind == "uvicorn":
         quiet = [] if access_log else ["--no-access-log"]
         host = ["--host", "127.0.0.1", "--port", str(port)]

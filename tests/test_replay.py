@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
@@ -312,3 +314,60 @@ def test_latest_reads_only_the_newest_event_unless_the_selector_is_narrower(
     with django_assert_num_queries(3):  # and the older ones, for that id alone
         [message] = replay.replay_messages(["ch_q"], "latest", narrower)
     assert message["headers"]["type"] == "charge.pending"
+
+
+def test_latest_replays_read_together_give_each_what_it_would_get_alone():
+    for tx in ("ch_m1", "ch_m2"):
+        ingest_event(charge_event("charge.pending", tx, created=T0))
+        ingest_event(charge_event("charge.succeeded", tx, created=T0 + 10))
+    requests = [
+        (["ch_m1"], compile_selector("id = 'ch_m1'")),
+        (["ch_m1", "ch_m2", "ch_none"], compile_selector("id IN ('ch_m1', 'ch_m2', 'ch_none')")),
+        # Narrower than its id: the newest event does not match, an older one does.
+        (["ch_m2"], compile_selector("id = 'ch_m2' AND type = 'charge.pending'")),
+        (["ch_none"], compile_selector("id = 'ch_none'")),
+    ]
+    together = replay.latest_many(requests)
+    alone = [replay.replay_messages(ids, "latest", sel) for ids, sel in requests]
+    assert [sorted(m["event_id"] for m in ms) for ms in together] == [
+        sorted(m["event_id"] for m in ms) for ms in alone
+    ]
+    assert [m["headers"]["type"] for m in together[2]] == ["charge.pending"]
+    assert [m["headers"]["status"] for m in together[2]] == ["succeeded"]  # current status
+    assert together[3] == [] and len(together[1]) == 2
+
+
+async def test_latest_replays_waiting_together_take_one_read(monkeypatch):
+    for n in range(3):
+        await ingest(charge_event("charge.succeeded", f"ch_w{n}", created=T0 + n))
+    reads = []
+    latest_many = replay.latest_many
+
+    def counted(requests):
+        reads.append(len(requests))
+        return latest_many(requests)
+
+    monkeypatch.setattr(replay, "latest_many", counted)
+    selectors = [compile_selector(f"id = 'ch_w{n % 3}'") for n in range(12)]
+    results = await asyncio.gather(
+        *(replay.read_latest([f"ch_w{n % 3}"], sel) for n, sel in enumerate(selectors))
+    )
+    assert sum(reads) == 12 and len(reads) <= 2  # the first alone, the rest together
+    assert [[m["transaction_id"] for m in ms] for ms in results] == [
+        [f"ch_w{n % 3}"] for n in range(12)
+    ]
+
+
+async def test_a_failed_latest_read_fails_every_replay_waiting_for_it(monkeypatch):
+    def broken(requests):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(replay, "latest_many", broken)
+    sel = compile_selector("id = 'ch_x'")
+    results = await asyncio.gather(
+        *(replay.read_latest(["ch_x"], sel) for _ in range(3)), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [RuntimeError] * 3
+    # The reader goes on: a later read works.
+    monkeypatch.undo()
+    assert await replay.read_latest(["ch_x"], sel) == []
