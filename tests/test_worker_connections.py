@@ -3,6 +3,8 @@ drop broken ones."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -57,3 +59,50 @@ def test_a_broken_connection_is_dropped_and_a_healthy_one_kept(
     assert connection.connection is None
     monkeypatch.undo()
     assert current_connection() is not None  # the next piece of work reconnects
+
+
+def test_the_group_commit_thread_keeps_its_connection_while_batches_wait() -> None:
+    from django_stripe_bridge import group_commit
+    from tests.factories import charge_object, make_event
+
+    seen: list[Any] = []
+    lent: list[int] = []
+    others_waiting = threading.Event()
+
+    def ingest(events: Any, **options: Any) -> Any:
+        seen.append(current_connection())
+        # How many connections the pool has lent so far.
+        lent.append(connection.pool.get_stats()["requests_num"] if pooled() else 0)
+        others_waiting.wait(10)  # the first batch is stored once the others are waiting
+        return group_commit.ingest_events(events, **options)
+
+    committer = group_commit.GroupCommitter(ingest=ingest)
+
+    async def burst() -> Any:
+        events = [
+            make_event("charge.succeeded", charge_object(f"ch_keep_{n}"), event_id=f"evt_k{n}")
+            for n in range(6)
+        ]
+        first = asyncio.ensure_future(committer.submit(events[0]))
+        while not seen:
+            await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(committer.submit(e)) for e in events[1:]]
+        await asyncio.sleep(0)
+        others_waiting.set()
+        await asyncio.gather(first, *rest)
+        # Once the events sent are marked published too, the work has run out.
+        unpublished = StripeEvent.objects.filter(published_at__isnull=True)
+        for _ in range(200):
+            if not await unpublished.aexists():
+                break
+            await asyncio.sleep(0.02)
+        return await committer._in_thread(lambda: connection.connection)
+
+    after = async_to_sync(burst)()
+    assert committer.batch_sizes == [1, 5]
+    # Not handed back between two batches, nor taken from the pool again.
+    assert seen[0] is seen[1] and lent[0] == lent[1]
+    if pooled():
+        assert after is None  # handed back once the work ran out
+    else:
+        assert after is seen[0]
