@@ -174,6 +174,7 @@ def _execute(using: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
             return cursor.fetchall() if cursor.description else []
     import psycopg
 
+    connection.validate_thread_sharing()
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     raw = psycopg.RawCursor(connection.connection)

@@ -73,8 +73,8 @@ async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs:
     return await sync_to_async(call, thread_sensitive=False, executor=_replay_executor())()
 
 
-#: ``latest`` replays read together at most (each pins up to a few hundred ids).
-MAX_LATEST_BATCH = 200
+#: Ids of the ``latest`` replays read together at most (one subscription pins up to 100).
+MAX_LATEST_IDS = 2000
 
 _latest_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LatestReader] = (
     weakref.WeakKeyDictionary()
@@ -108,8 +108,13 @@ class _LatestReader:
 
     async def _run(self) -> None:
         while self._pending:
-            batch = self._pending[:MAX_LATEST_BATCH]
-            del self._pending[:MAX_LATEST_BATCH]
+            count, ids = 0, 0
+            for pending_ids, _, _ in self._pending:
+                if count and ids + len(pending_ids) > MAX_LATEST_IDS:
+                    break
+                count, ids = count + 1, ids + len(pending_ids)
+            batch = self._pending[:count]
+            del self._pending[:count]
             try:
                 results = await run_in_replay_thread(latest_many, [(i, s) for i, s, _ in batch])
             except Exception as exc:

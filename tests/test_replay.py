@@ -371,3 +371,18 @@ async def test_a_failed_latest_read_fails_every_replay_waiting_for_it(monkeypatc
     # The reader goes on: a later read works.
     monkeypatch.undo()
     assert await replay.read_latest(["ch_x"], sel) == []
+
+
+async def test_latest_replays_read_together_stay_under_the_id_bound(monkeypatch):
+    monkeypatch.setattr(replay, "MAX_LATEST_IDS", 5)
+    reads = []
+    latest_many = replay.latest_many
+
+    def counted(requests):
+        reads.append(sum(len(ids) for ids, _ in requests))
+        return latest_many(requests)
+
+    monkeypatch.setattr(replay, "latest_many", counted)
+    sel = compile_selector(None)
+    await asyncio.gather(*(replay.read_latest([f"ch_{n}", f"ch_{n}b"], sel) for n in range(7)))
+    assert sum(reads) == 14 and max(reads) <= 5
