@@ -30,6 +30,10 @@ from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
 
+#: Parameters of one statement at most, whatever Django says of the database: it sets no
+#: limit on PostgreSQL, whose protocol numbers parameters in 16 bits.
+MAX_PARAMETERS = 65535
+
 
 def supported(using: str) -> bool:
     """Whether the database has ``INSERT … ON CONFLICT … RETURNING``."""
@@ -142,11 +146,11 @@ def _values(
     field, cast as ``casts`` say) that the database's parameter limit lets into one
     statement."""
     connection = connections[using]
-    size = max(1, connection.ops.bulk_batch_size(list(fields), rows))
+    width = len(casts)
+    size = max(1, min(connection.ops.bulk_batch_size(list(fields), rows), MAX_PARAMETERS // width))
     numbered = _numbered(using)
     for start in range(0, len(rows), size):
         chunk = rows[start : start + size]
-        width = len(casts)
         values = ", ".join(
             "("
             + ", ".join(

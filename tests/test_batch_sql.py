@@ -234,3 +234,19 @@ def test_where_django_logs_queries_they_are_logged_and_work_the_same() -> None:
     assert len(logged) == 3
     assert "evt_a" in logged[0]  # the values formatted in, as Django logs them
     assert all("$1" not in sql for sql in logged)
+
+
+def test_no_statement_passes_the_protocol_parameter_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 26 parameters: two rows of transactions (13 columns) per statement at most.
+    monkeypatch.setattr(batch_sql, "MAX_PARAMETERS", 26)
+    statements: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    objs = [StripeTransaction(id=f"ch_{n}", kind="charge") for n in range(5)]
+    with connection.execute_wrapper(count):
+        rows = batch_sql.insert_and_lock(objs, using="default")
+    assert [tx.pk for tx in rows] == [f"ch_{n}" for n in range(5)]
+    assert len(statements) == 3  # 2 + 2 + 1
