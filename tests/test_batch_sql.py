@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +28,19 @@ def event_row(event_id: str, **fields: Any) -> StripeEvent:
         payload={"id": event_id, "nested": {"amount": 1200, "ok": True}},
         **fields,
     )
+
+
+@contextlib.contextmanager
+def recorded_statements() -> Iterator[list[str]]:
+    """The SQL of every statement run meanwhile, as Django's execute wrappers see it."""
+    statements: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        yield statements
 
 
 def test_both_test_databases_have_insert_returning() -> None:
@@ -63,14 +78,8 @@ def test_insert_new_splits_a_batch_over_the_parameter_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
-    statements: list[str] = []
-
-    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
     rows = [event_row(f"evt_{n}") for n in range(5)]
-    with connection.execute_wrapper(count):
+    with recorded_statements() as statements:
         inserted = batch_sql.insert_new(rows, unique="event_id", using="default")
     assert sorted(inserted) == [f"evt_{n}" for n in range(5)]
     assert len([s for s in statements if s.startswith("INSERT")]) == 3  # 2 + 2 + 1
@@ -182,27 +191,15 @@ def test_update_fields_splits_a_batch_over_the_parameter_limit(
     monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
     for n in range(5):
         StripeTransaction.objects.create(id=f"ch_{n}", kind="charge")
-    statements: list[str] = []
-
-    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
     objs = [StripeTransaction(id=f"ch_{n}", status="failed") for n in range(5)]
-    with connection.execute_wrapper(count):
+    with recorded_statements() as statements:
         batch_sql.update_fields(objs, ["status"], using="default")
     assert len(statements) == 3
     assert set(StripeTransaction.objects.values_list("status", flat=True)) == {"failed"}
 
 
 def test_statements_send_their_values_apart_from_the_text_on_postgresql() -> None:
-    seen: list[str] = []
-
-    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        seen.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(watch):  # Django's execute wrappers still apply
+    with recorded_statements() as seen:  # Django's execute wrappers still apply
         batch_sql.insert_new([event_row("evt_a")], unique="event_id", using="default")
     # psycopg's RawCursor on PostgreSQL (no parsing or quoting in Python); elsewhere,
     # Django's placeholders.
@@ -239,14 +236,8 @@ def test_where_django_logs_queries_they_are_logged_and_work_the_same() -> None:
 def test_no_statement_passes_the_protocol_parameter_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     # 26 parameters: two rows of transactions (13 columns) per statement at most.
     monkeypatch.setattr(batch_sql, "MAX_PARAMETERS", 26)
-    statements: list[str] = []
-
-    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
     objs = [StripeTransaction(id=f"ch_{n}", kind="charge") for n in range(5)]
-    with connection.execute_wrapper(count):
+    with recorded_statements() as statements:
         rows = batch_sql.insert_and_lock(objs, using="default")
     assert [tx.pk for tx in rows] == [f"ch_{n}" for n in range(5)]
     assert len(statements) == 3  # 2 + 2 + 1
