@@ -140,7 +140,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="stripe_bridge.E005",
                 )
             )
-    return messages + _check_limits(user_settings)
+    return messages + _check_limits(user_settings) + _check_numbers(user_settings)
 
 
 def _check_limits(user_settings: dict[str, Any]) -> list[CheckMessage]:
@@ -181,6 +181,63 @@ def _check_limits(user_settings: dict[str, Any]) -> list[CheckMessage]:
                 hint="Amounts are in the smallest currency unit (1000 = 10.00 USD); the "
                 "defaults are 1 and 99_999_999.",
                 id="stripe_bridge.E007",
+            )
+        )
+    return messages
+
+
+#: What each numeric setting must be: (whole numbers only, least value, the least excluded,
+#: ``None`` allowed).
+_NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
+    "MAX_NETWORK_RETRIES": (True, 0, False, False),
+    "TIMEOUT": (False, 0, True, False),
+    "WEBHOOK_TOLERANCE": (True, 1, False, False),
+    "WEBHOOK_MAX_BYTES": (True, 1, False, False),
+    "MAX_SUBSCRIPTIONS_PER_CONNECTION": (True, 1, False, False),
+    "MAX_SELECTOR_CHARS_PER_CONNECTION": (True, 1, False, False),
+    "MAX_FRAMES_PER_SECOND": (False, 0, True, False),
+    "FRAME_BURST": (True, 1, False, False),
+    "REPLAY_THREADS": (True, 1, False, False),
+    "OUTBOX_DELAY": (False, 0, False, False),
+    "OUTBOX_INTERVAL": (False, 0, True, False),
+    "OUTBOX_BATCH": (True, 1, False, False),
+    "LAYER_PROBE_INTERVAL": (False, 0, False, True),
+}
+
+
+def _check_numbers(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    """Numeric settings of the wrong type or out of range (each would fail at its first use,
+    in a request or a background thread, instead of at start-up)."""
+    messages: list[CheckMessage] = []
+    for name, (whole, least, excluded, optional) in _NUMBERS.items():
+        value = user_settings.get(name, DEFAULTS[name])
+        if value is None and optional:
+            continue
+        kinds = (int,) if whole else (int, float)
+        in_range = (
+            isinstance(value, kinds)
+            and not isinstance(value, bool)
+            and (value > least if excluded else value >= least)
+        )
+        if in_range:
+            continue
+        what = "a whole number" if whole else "a number"
+        bound = f"above {least}" if excluded else f"of at least {least}"
+        messages.append(
+            Error(
+                f"{SETTING_NAME}[{name!r}] = {value!r} is not {what} {bound}"
+                + (" (or None)." if optional else "."),
+                hint=f"The default is {DEFAULTS[name]!r}; docs/settings.md says what it does.",
+                id="stripe_bridge.E008",
+            )
+        )
+    relay = user_settings.get("OUTBOX_RELAY", DEFAULTS["OUTBOX_RELAY"])
+    if not isinstance(relay, bool):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['OUTBOX_RELAY'] = {relay!r} is not True or False.",
+                hint="True runs the outbox relay in each server process (the default).",
+                id="stripe_bridge.E008",
             )
         )
     return messages

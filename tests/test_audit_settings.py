@@ -155,3 +155,47 @@ def test_restricted_and_live_keys_are_accepted(key):
 def test_currency_and_amount_limits_that_contradict_each_other(bridge, expected):
     """A default currency outside CURRENCIES, or an empty amount range, would be used anyway."""
     assert _ids(**bridge) == expected
+
+
+@pytest.mark.parametrize(
+    ("bridge", "expected"),
+    [
+        ({"REPLAY_THREADS": 0}, {"stripe_bridge.E008"}),
+        ({"REPLAY_THREADS": 1}, set()),
+        ({"REPLAY_THREADS": 2.0}, {"stripe_bridge.E008"}),  # a thread count is whole
+        ({"MAX_FRAMES_PER_SECOND": "20"}, {"stripe_bridge.E008"}),
+        ({"MAX_FRAMES_PER_SECOND": 0}, {"stripe_bridge.E008"}),  # above 0
+        ({"MAX_FRAMES_PER_SECOND": 0.5}, set()),
+        ({"FRAME_BURST": True}, {"stripe_bridge.E008"}),  # a bool is not a number here
+        ({"OUTBOX_DELAY": 0}, set()),  # at least 0
+        ({"OUTBOX_DELAY": -1}, {"stripe_bridge.E008"}),
+        ({"OUTBOX_INTERVAL": 0}, {"stripe_bridge.E008"}),
+        ({"OUTBOX_BATCH": None}, {"stripe_bridge.E008"}),
+        ({"LAYER_PROBE_INTERVAL": None}, set()),  # turns the probe off
+        ({"LAYER_PROBE_INTERVAL": 0}, set()),
+        ({"LAYER_PROBE_INTERVAL": "10"}, {"stripe_bridge.E008"}),
+        ({"WEBHOOK_MAX_BYTES": 0}, {"stripe_bridge.E008"}),
+        ({"MAX_NETWORK_RETRIES": 0}, set()),
+        ({"TIMEOUT": 0}, {"stripe_bridge.E008"}),
+        ({"OUTBOX_RELAY": "yes"}, {"stripe_bridge.E008"}),
+        ({"OUTBOX_RELAY": False}, set()),
+    ],
+)
+def test_numeric_settings_of_the_wrong_type_or_range(bridge, expected):
+    """Caught at start-up, not at first use in a request or a background thread."""
+    assert _ids(**bridge) == expected
+
+
+def test_a_numeric_setting_error_names_the_setting_the_value_and_the_bound():
+    with override_settings(STRIPE_BRIDGE={**GOOD, "REPLAY_THREADS": 0}, DEBUG=False):
+        (message,) = [m for m in check_settings() if m.id == "stripe_bridge.E008"]
+    assert message.msg == "STRIPE_BRIDGE['REPLAY_THREADS'] = 0 is not a whole number of at least 1."
+    assert "default is 4" in message.hint
+    with override_settings(STRIPE_BRIDGE={**GOOD, "LAYER_PROBE_INTERVAL": -1}, DEBUG=False):
+        (message,) = [m for m in check_settings() if m.id == "stripe_bridge.E008"]
+    assert message.msg == (
+        "STRIPE_BRIDGE['LAYER_PROBE_INTERVAL'] = -1 is not a number of at least 0 (or None)."
+    )
+    with override_settings(STRIPE_BRIDGE={**GOOD, "TIMEOUT": 0}, DEBUG=False):
+        (message,) = [m for m in check_settings() if m.id == "stripe_bridge.E008"]
+    assert message.msg == "STRIPE_BRIDGE['TIMEOUT'] = 0 is not a number above 0."
