@@ -175,17 +175,22 @@ async def _send(layer: Any, message: dict[str, Any]) -> None:
             await layer.group_send(group, message)
 
 
-def send_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> None:
-    """Hand an event to the channel layer now; raises if the layer is missing or fails."""
+def send_events(rows: Sequence[StripeEvent]) -> None:
+    """Hand events to the channel layer now, in order, each with its transaction's current
+    status; raises if the layer is missing or did not take every one of them."""
     layer = get_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
-    if transaction is None and row.transaction_id:
-        from .models import StripeTransaction
+    from .models import StripeTransaction
 
-        transaction = StripeTransaction.objects.filter(pk=row.transaction_id).first()
-    message = build_message(row, status_after(row, transaction))
-    async_to_sync(_send)(layer, message)
+    ids = {row.transaction_id for row in rows if row.transaction_id}
+    transactions = StripeTransaction.objects.only("id", "status").in_bulk(list(ids))
+    messages = [
+        build_message(row, status_after(row, transactions.get(row.transaction_id))) for row in rows
+    ]
+    sent = async_to_sync(_send_in_order)(layer, messages)
+    if not all(sent):
+        raise RuntimeError(f"the channel layer took {sum(sent)} of {len(sent)} events")
 
 
 def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> bool:

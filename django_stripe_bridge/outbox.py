@@ -5,9 +5,10 @@ publish fails (layer down), the process dies in between, or marking ``published_
 the row stays unpublished. Every server process runs a relay thread (started by its first
 websocket connection or publish) that, each ``OUTBOX_INTERVAL`` seconds, publishes the
 events unpublished for more than ``OUTBOX_DELAY`` seconds, oldest first, once the layer
-answers. Several relays may run at once: each event is claimed under a row lock (``SELECT …
-FOR UPDATE SKIP LOCKED`` where the database has it, else the conditional ``UPDATE`` that
-sets ``published_at``), so two relays never send the same event.
+answers, up to ``RELAY_CHUNK`` events per claim and send. Several relays may run at once:
+each event is claimed under a row lock (``SELECT … FOR UPDATE SKIP LOCKED`` where the
+database has it, else the conditional ``UPDATE`` that sets ``published_at``), so two relays
+never send the same event.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from django.utils import timezone
 
 from . import metrics
 from .conf import bridge_settings
-from .messaging import get_layer, send_event
+from .messaging import get_layer, send_events
 from .models import StripeEvent
 
 logger = logging.getLogger(__name__)
 
 _thread: threading.Thread | None = None
 _start_lock = threading.Lock()
+
+
+#: Events claimed and sent together (one transaction, one send of the batch).
+RELAY_CHUNK = 50
 
 
 def relay_unpublished(*, older_than: float | None = None, limit: int | None = None) -> int:
@@ -43,44 +48,56 @@ def relay_unpublished(*, older_than: float | None = None, limit: int | None = No
     if limit is None:
         limit = bridge_settings.OUTBOX_BATCH
     cutoff = timezone.now() - dt.timedelta(seconds=older_than)
-    pending = StripeEvent.objects.filter(published_at__isnull=True, received_at__lte=cutoff)
     sent = 0
-    for pk in pending.order_by("id").values_list("pk", flat=True)[:limit]:
-        outcome = _relay_one(pk)
-        if outcome is False:
-            break
-        sent += outcome is True
+    while sent < limit:
+        relayed = _relay_chunk(cutoff, min(RELAY_CHUNK, limit - sent))
+        if not relayed:
+            break  # nothing left to claim, or the layer failed
+        sent += relayed
     return sent
 
 
-def _relay_one(pk: int) -> bool | None:
-    """Claim, send and mark one event: True if sent, None if another relay has it."""
+def _relay_chunk(cutoff: dt.datetime, size: int) -> int:
+    """Claim, send and mark up to ``size`` of the oldest unpublished events; how many."""
+    pending = StripeEvent.objects.filter(published_at__isnull=True, received_at__lte=cutoff)
+    rows: list[StripeEvent] = []
     try:
         with transaction.atomic():
-            rows = StripeEvent.objects.filter(pk=pk, published_at__isnull=True)
             if connection.features.has_select_for_update_skip_locked:
-                row = rows.select_for_update(skip_locked=True).first()
+                # Rows another relay holds are skipped, not waited for.
+                rows = list(pending.select_for_update(skip_locked=True).order_by("id")[:size])
             else:
-                row = rows.first()
-            if row is None:
-                return None
-            # The claim: only one relay's UPDATE changes the row; on SQLite it also takes
-            # the write lock, so a second relay waits and then finds the row published.
-            if not rows.update(published_at=timezone.now()):
-                return None
-            send_event(row)  # raises: the claim is rolled back, the row stays unpublished
+                rows = list(pending.order_by("id")[:size])
+            if not rows:
+                return 0
+            # The claim: a conditional UPDATE, so that of two relays that read the same rows
+            # (no SKIP LOCKED) only one sets each; on SQLite it also takes the write lock.
+            claimed_at = timezone.now()
+            keys = [row.pk for row in rows]
+            claimed = StripeEvent.objects.filter(pk__in=keys, published_at__isnull=True)
+            if claimed.update(published_at=claimed_at) != len(rows):
+                ours = StripeEvent.objects.filter(pk__in=keys, published_at=claimed_at)
+                rows = list(ours.order_by("id"))
+                if not rows:
+                    return 0
+            send_events(rows)  # raises: the claim is rolled back, the rows stay unpublished
     except Exception as exc:
-        metrics.incr("publish_failures")
+        metrics.incr("publish_failures", max(len(rows), 1))
         logger.warning(
-            "Outbox relay could not publish event pk=%s (%s: %s); retrying later.",
-            pk,
+            "Outbox relay could not publish %s (%s: %s); retrying later.",
+            f"{len(rows)} event(s) from pk={rows[0].pk}" if rows else "events",
             type(exc).__name__,
             exc,
         )
-        return False
-    metrics.incr("events_republished")
-    logger.info("Outbox relay published Stripe event %s.", row.event_id)
-    return True
+        return 0
+    metrics.incr("events_republished", len(rows))
+    logger.info(
+        "Outbox relay published %d Stripe event(s): %s%s.",
+        len(rows),
+        ", ".join(row.event_id for row in rows[:5]),
+        " …" if len(rows) > 5 else "",
+    )
+    return len(rows)
 
 
 def _run() -> None:

@@ -83,7 +83,12 @@ def test_several_relays_at_once_send_each_event_exactly_once():
     for thread in threads:
         thread.join(60)
     assert sum(counts) == EVENTS, counts
-    received = [m["event_id"] for m in drain(layer, channel)]
+    # The broadcast group gets a relay's events as batches (``stripe.events``).
+    received = [
+        event["event_id"]
+        for m in drain(layer, channel)
+        for event in (m["events"] if m["type"] == messaging.EVENTS_MESSAGE_TYPE else [m])
+    ]
     assert sorted(received) == sorted(r.event_id for r in rows)  # each once, none twice
     assert not StripeEvent.objects.filter(published_at__isnull=True).exists()
     assert metrics.snapshot()["events_republished"] - before == EVENTS
@@ -166,3 +171,50 @@ def test_a_publish_starts_the_process_relay_which_then_runs_by_itself():
             assert time.monotonic() < deadline, "the relay did not publish the stuck event"
             time.sleep(0.05)
     assert outbox._thread is not None and outbox._thread.is_alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_is_claimed_and_sent_in_chunks():
+    layer = get_channel_layer()
+    async_to_sync(layer.flush)()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(messaging.broadcast_group(), channel)
+    rows = store_unpublished(outbox.RELAY_CHUNK * 2 + 7)
+    assert relay_unpublished(older_than=5, limit=1000) == len(rows)
+    batches = drain(layer, channel)
+    # One broadcast message per chunk, the events of each in id order.
+    assert [len(m["events"]) for m in batches] == [outbox.RELAY_CHUNK] * 2 + [7]
+    sent = [event["event_pk"] for m in batches for event in m["events"]]
+    assert sent == sorted(r.pk for r in rows)
+    assert relay_unpublished(older_than=5, limit=1000) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_another_relay_claimed_meanwhile_are_not_sent_twice(monkeypatch):
+    """Without SKIP LOCKED two relays may read the same rows; the conditional UPDATE decides."""
+    from django.db import connection
+
+    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    layer = get_channel_layer()
+    async_to_sync(layer.flush)()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(messaging.broadcast_group(), channel)
+    rows = store_unpublished(4)
+    taken = rows[1]
+
+    def other_relay_first(execute, sql, params, many, context):
+        if sql.startswith("UPDATE") and "published_at" in sql and "IS NULL" in sql:
+            # Another relay's claim of one of the rows lands just before ours.
+            execute(
+                'UPDATE "django_stripe_bridge_stripeevent" SET "published_at" = %s WHERE "id" = %s',
+                [timezone.now() - dt.timedelta(days=1), taken.pk],
+                False,
+                context,
+            )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(other_relay_first):
+        assert relay_unpublished(older_than=5) == 3
+    received = [e["event_pk"] for m in drain(layer, channel) for e in m.get("events", [m])]
+    assert received == [r.pk for r in rows if r.pk != taken.pk]
+    assert not StripeEvent.objects.filter(published_at__isnull=True).exists()
