@@ -278,14 +278,11 @@ def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: 
 
 
 def mark_published(published: list[StripeEvent]) -> int:
-    (
-        """Set ``published_at`` of the events sent, in one update; how many were sent.
+    """Set ``published_at`` of the events sent, in one update; how many were sent.
 
     Never raises: an event sent but not marked is sent again by the outbox relay, and
     subscribers drop the repeat (by event id).
     """
-        ""
-    )
     if not published:
         return 0
     now = timezone.now()
