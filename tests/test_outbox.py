@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -59,12 +60,27 @@ def drain(layer, channel: str) -> list[dict]:
     return async_to_sync(collect)()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_several_relays_at_once_send_each_event_exactly_once():
+def listen_to_broadcast() -> tuple[Any, str]:
+    """The (emptied) test layer and a channel in the broadcast group."""
     layer = get_channel_layer()
     async_to_sync(layer.flush)()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(messaging.broadcast_group(), channel)
+    return layer, channel
+
+
+def broadcast_events(layer, channel: str) -> list[dict]:
+    """The events the channel received, each batch (``stripe.events``) taken apart."""
+    return [
+        event
+        for m in drain(layer, channel)
+        for event in (m["events"] if m["type"] == messaging.EVENTS_MESSAGE_TYPE else [m])
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_relays_at_once_send_each_event_exactly_once():
+    layer, channel = listen_to_broadcast()
     rows = store_unpublished(EVENTS)
     before = metrics.snapshot()["events_republished"]
     counts: list[int] = []
@@ -83,12 +99,7 @@ def test_several_relays_at_once_send_each_event_exactly_once():
     for thread in threads:
         thread.join(60)
     assert sum(counts) == EVENTS, counts
-    # The broadcast group gets a relay's events as batches (``stripe.events``).
-    received = [
-        event["event_id"]
-        for m in drain(layer, channel)
-        for event in (m["events"] if m["type"] == messaging.EVENTS_MESSAGE_TYPE else [m])
-    ]
+    received = [event["event_id"] for event in broadcast_events(layer, channel)]
     assert sorted(received) == sorted(r.event_id for r in rows)  # each once, none twice
     assert not StripeEvent.objects.filter(published_at__isnull=True).exists()
     assert metrics.snapshot()["events_republished"] - before == EVENTS
@@ -175,10 +186,7 @@ def test_a_publish_starts_the_process_relay_which_then_runs_by_itself():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_backlog_is_claimed_and_sent_in_chunks():
-    layer = get_channel_layer()
-    async_to_sync(layer.flush)()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(messaging.broadcast_group(), channel)
+    layer, channel = listen_to_broadcast()
     rows = store_unpublished(outbox.RELAY_CHUNK * 2 + 7)
     assert relay_unpublished(older_than=5, limit=1000) == len(rows)
     batches = drain(layer, channel)
@@ -195,10 +203,7 @@ def test_rows_another_relay_claimed_meanwhile_are_not_sent_twice(monkeypatch):
     from django.db import connection
 
     monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
-    layer = get_channel_layer()
-    async_to_sync(layer.flush)()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(messaging.broadcast_group(), channel)
+    layer, channel = listen_to_broadcast()
     rows = store_unpublished(4)
     taken = rows[1]
 
@@ -215,6 +220,6 @@ def test_rows_another_relay_claimed_meanwhile_are_not_sent_twice(monkeypatch):
 
     with connection.execute_wrapper(other_relay_first):
         assert relay_unpublished(older_than=5) == 3
-    received = [e["event_pk"] for m in drain(layer, channel) for e in m.get("events", [m])]
+    received = [event["event_pk"] for event in broadcast_events(layer, channel)]
     assert received == [r.pk for r in rows if r.pk != taken.pk]
     assert not StripeEvent.objects.filter(published_at__isnull=True).exists()
