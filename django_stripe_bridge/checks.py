@@ -18,8 +18,8 @@ from .conf import (
     bridge_settings,
 )
 from .exceptions import ConfigurationError
-from .layers import receive_timeout_problem
-from .policy import get_policy
+from .realtime.layers import receive_timeout_problem
+from .realtime.policy import get_policy
 
 _IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 _KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
@@ -311,7 +311,7 @@ def _runserver_speaks_websockets() -> bool:
 def _reaches_consumer(app: Any, depth: int = 0) -> bool | None:
     """Whether ``app`` routes websockets to the bridge's consumer; ``None`` when it cannot
     be told (a wrapper this walk does not know), so that no site is warned wrongly."""
-    from .consumers import StripeEventConsumer
+    from .realtime.websocket import StripeEventConsumer
 
     if depth > 30:
         return None

@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from . import consumers
+from .realtime import websocket as consumers
 
 websocket_urlpatterns = [
     re_path(r"^ws/stripe/?$", consumers.StripeEventConsumer.as_asgi()),

@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import override_settings
 
-from django_stripe_bridge import consumers as consumer_module
+from django_stripe_bridge.realtime import websocket as consumer_module
 from django_stripe_bridge import metrics
 from django_stripe_bridge.consumers import StripeEventConsumer
 from django_stripe_bridge.selectors import Selector

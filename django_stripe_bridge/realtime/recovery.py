@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer
 from django.utils import timezone
 
-from . import metrics
-from .conf import bridge_settings
+from .. import metrics
+from ..conf import bridge_settings
 
 logger = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from asgiref.sync import sync_to_async
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from . import messaging
-from .conf import bridge_settings
-from .db import release_connections
-from .events import event_object
-from .models import StripeEvent, StripeTransaction
-from .payment_state import PaymentState
+from .. import messaging
+from ..conf import bridge_settings
+from ..db import release_connections
+from ..events import event_object
+from ..models import StripeEvent, StripeTransaction
+from ..payment_state import PaymentState
 
 T = TypeVar("T")
 
