@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -158,6 +158,11 @@ def build_message(row: StripeEvent, status: str | None) -> dict[str, Any]:
 
 # -- publishing ---------------------------------------------------------------------------
 
+#: Called before every publish. The app's ``ready()`` puts the outbox relay's starter here,
+#: so the first publish of a process starts the relay that retries what fails, without
+#: this module importing the outbox (which imports this module).
+before_publish: list[Callable[[], None]] = []
+
 
 def get_layer() -> Any:
     """The configured channel layer, or ``None`` when real-time is disabled."""
@@ -245,9 +250,8 @@ def _prepare(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The layer to publish to (``None``: nothing to do) and the messages, in order."""
-    from . import outbox
-
-    outbox.ensure_relay()
+    for hook in before_publish:
+        hook()
     if not items:
         return None, []
     try:

@@ -13,6 +13,7 @@ import logging
 import math
 import re
 import secrets
+from importlib import import_module
 from typing import Any
 
 from django.core.exceptions import (
@@ -591,11 +592,14 @@ class SchemaView(SpectacularAPIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        from . import urls
+    #: The URLconf module whose routes the schema describes (named, not imported: the
+    #: URLconf imports this module).
+    bridge_urlconf = "django_stripe_bridge.urls"
 
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
-        self.patterns = [re_path("^" + re.escape(prefix), include(urls.urlpatterns))]
+        routes = import_module(self.bridge_urlconf).urlpatterns
+        self.patterns = [re_path("^" + re.escape(prefix), include(routes))]
         self.custom_settings = {"OAS_VERSION": OAS_VERSION}
         if not spectacular_settings.TITLE:
             self.custom_settings.update(
