@@ -198,6 +198,7 @@ _NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
     "MAX_FRAMES_PER_SECOND": (False, 0, True, False),
     "FRAME_BURST": (True, 1, False, False),
     "REPLAY_THREADS": (True, 1, False, False),
+    "SSE_HEARTBEAT": (False, 0, True, False),
     "OUTBOX_DELAY": (False, 0, False, False),
     "OUTBOX_INTERVAL": (False, 0, True, False),
     "OUTBOX_BATCH": (True, 1, False, False),

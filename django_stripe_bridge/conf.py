@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FRAMES_PER_SECOND": 20,
     "FRAME_BURST": 60,
     "REPLAY_THREADS": 4,
+    "SSE_HEARTBEAT": 15.0,
     "METRICS_TOKEN": None,
 }
 

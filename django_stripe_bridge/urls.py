@@ -8,6 +8,7 @@ Every other path under the prefix is a JSON 404 (the last route matches anything
 from django.urls import re_path
 
 from . import views, webhooks
+from .realtime import sse
 
 app_name = "stripe_bridge"
 
@@ -20,6 +21,7 @@ urlpatterns = [
         views.TransactionView.as_view(),
         name="transaction",
     ),
+    re_path(r"^events/?$", sse.events_view, name="events"),
     re_path(r"^webhooks/handler/?$", webhooks.WebhookView.as_view(), name="webhook"),
     re_path(r"^schema/?$", views.SchemaView.as_view(), name="schema"),
     # Last: the JSON 404 for anything else under the prefix (an id holding "/", a typo).

@@ -28,6 +28,7 @@ from ..conf import bridge_settings
 from . import holdback, recovery, replay, selection
 from .frames import MAX_SUBSCRIPTION_NAME, ErrorCode, FrameError, valid_name
 from .groups import Groups
+from .resume import parse_cursor
 from .subscription import Subscription, event_key
 
 if TYPE_CHECKING:
@@ -118,10 +119,12 @@ class Engine:
         selector = selection.compile_for(channel, text, name)
         await selection.police(self.transport.user, selector, name)
 
+        since = selection.resume_cursor(frame, name)
         groups, ids = selection.routing(selector)
         sub = Subscription(name, channel, selector, groups)
         sub.ids = ids
-        replaying = bool(ids) and mode != replay.NONE
+        resuming = bool(ids) and since is not None
+        replaying = resuming or (bool(ids) and mode != replay.NONE)
         if replaying:
             sub.buffer = deque()
         sub.size = size
@@ -131,16 +134,27 @@ class Engine:
         # Join first, read later: an event committed in between arrives live and is kept
         # aside in sub.buffer, so nothing falls between the replay and the live stream.
         await self.groups.join(groups)
-        await self.transport.send_frame(
-            {
-                "type": "subscribed",
-                "subscription": name,
-                "channel": channel,
-                "selector": selector.text,
-            }
-        )
+        if resuming and ids is not None:
+            # Whether the resume is complete is known once it is read: the task answers.
+            resume = holdback.resume_then_live(self, sub, ids, parse_cursor(since))
+            sub.task = asyncio.ensure_future(resume)
+            return
+        await self.send_subscribed(sub, recovered=False if since is not None else None)
         if replaying and ids is not None:
             sub.task = asyncio.ensure_future(holdback.replay_then_live(self, sub, ids, mode))
+
+    async def send_subscribed(self, sub: Subscription, *, recovered: bool | None = None) -> None:
+        """Answer a ``subscribe``; ``recovered`` says, when it asked to resume, whether the
+        resume is complete."""
+        frame: dict[str, Any] = {
+            "type": "subscribed",
+            "subscription": sub.name,
+            "channel": sub.channel,
+            "selector": sub.selector.text,
+        }
+        if recovered is not None:
+            frame["recovered"] = recovered
+        await self.transport.send_frame(frame)
 
     async def unsubscribe(self, frame: dict[str, Any]) -> None:
         """Remove a subscription; answer ``unsubscribed``."""

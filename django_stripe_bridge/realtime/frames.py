@@ -23,6 +23,12 @@ class ErrorCode:
     UNKNOWN_CHANNEL = "unknown_channel"
     LIMIT_EXCEEDED = "limit_exceeded"
     RATE_LIMITED = "rate_limited"
+    #: The connection is closed: the server could not read stored events (websocket 1011).
+    SERVER_ERROR = "server_error"
+    #: The connection is closed: too much held back or queued; reconnect later (1013).
+    TRY_AGAIN_LATER = "try_again_later"
+    #: The connection is closed: the server is shutting down; reconnect (1012).
+    SERVICE_RESTART = "service_restart"
 
 
 class FrameError(Exception):

@@ -83,6 +83,51 @@ async def _send_older_held_back(
         await engine.transport.send_message(sub, message, replayed=False)
 
 
+async def resume_then_live(
+    engine: Engine, sub: Subscription, ids: frozenset[str], after: int | None
+) -> None:
+    """Answer the ``subscribe``, send what ``sub`` missed after the cursor ``after``, then
+    the live events held back meanwhile, and go live; a ``latest`` replay instead when the
+    resume cannot be complete."""
+    transport = engine.transport
+    messages = None
+    if after is not None:
+        try:
+            async with engine.replay_slot:
+                messages = await transport.load_resume(ids, sub.selector, after)
+        except Exception:
+            logger.exception("Resume failed; closing the connection so the client retries.")
+            await transport.close_with(1011)
+            return
+    await engine.send_subscribed(sub, recovered=messages is not None)
+    if messages is None:
+        await replay_then_live(engine, sub, ids, replay.LATEST)
+        return
+    assert after is not None and sub.buffer is not None
+    resumed = set()
+    for message in messages:
+        resumed.add(event_key(message))
+        await transport.send_message(sub, message, replayed=True)
+    while sub.buffer:
+        message = sub.buffer.popleft()
+        key = event_key(message)
+        if key in resumed:
+            resumed.discard(key)
+        elif not _delivered_before(message, after):
+            await transport.send_message(sub, message, replayed=False)
+    sub.buffer = None
+    sub.task = None
+    if resumed:
+        sub.guard = resumed
+        sub.guard_until = asyncio.get_running_loop().time() + REPLAY_GUARD_SECONDS
+
+
+def _delivered_before(message: dict[str, Any], after: int) -> bool:
+    """Whether a live event is one the client had before its cursor (a late copy)."""
+    pk = message.get("event_pk")
+    return isinstance(pk, int) and pk <= after
+
+
 def guarded(sub: Subscription, key: Hashable) -> bool:
     """Whether ``key`` is a live copy of an event already replayed to ``sub``."""
     assert sub.guard is not None

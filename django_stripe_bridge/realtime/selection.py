@@ -33,6 +33,20 @@ def request_fields(frame: dict[str, Any], name: str) -> tuple[str, str | None, s
     return channel, text, mode
 
 
+def resume_cursor(frame: dict[str, Any], name: str) -> str | None:
+    """The ``since`` cursor of a subscribe request, if it asks to resume."""
+    since = frame.get("since")
+    if isinstance(since, int) and not isinstance(since, bool):
+        return str(since)
+    if since is not None and not isinstance(since, str):
+        raise FrameError(
+            ErrorCode.BAD_FRAME,
+            "'since' must be the 'cursor' of the last message received (a string).",
+            name,
+        )
+    return since
+
+
 def compile_for(channel: str, text: str | None, name: str) -> Selector:
     """The selector of a subscription to ``channel`` (``stripe`` or ``stripe/<tx id>``)."""
     base = bridge_settings.CHANNEL

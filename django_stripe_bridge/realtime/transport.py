@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from .. import metrics
 from ..selectors import Selector
-from . import replay
+from . import replay, resume
 from .frames import FrameError
 from .subscription import Subscription
 
@@ -52,6 +52,13 @@ class Transport:
         return await replay.run_in_replay_thread(
             replay.replay_messages, ids, replay.ALL, selector, since=since
         )
+
+    async def load_resume(
+        self, ids: frozenset[str], selector: Selector, after: int | None
+    ) -> list[dict[str, Any]] | None:
+        """Stored events of ``ids`` after the cursor ``after``, in order; ``None`` if the
+        resume cannot be complete."""
+        return await replay.run_in_replay_thread(resume.resume_messages, ids, selector, after)
 
     async def send_message(
         self, subscription: Subscription, message: dict[str, Any], *, replayed: bool
@@ -100,6 +107,7 @@ def message_frame(
         "headers": message.get("headers") or {},
         "data": message.get("data"),
         "replayed": replayed,
+        "cursor": resume.cursor_of(message),
     }
 
 
