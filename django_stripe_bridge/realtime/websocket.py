@@ -80,7 +80,7 @@ class StripeEventConsumer(Transport, AsyncWebsocketConsumer):
         params = parse_qs(query, keep_blank_values=True, encoding="utf-8")
         if "selector" in params or "channel" in params:
             frame: dict[str, Any] = {"action": "subscribe", "subscription": "default"}
-            for key in ("selector", "channel", "replay"):
+            for key in ("selector", "channel", "replay", "since"):
                 if key in params:
                     frame[key] = params[key][-1]
             await self.engine.handle(frame)
