@@ -18,10 +18,13 @@ The engine knows subscriptions, never sockets: it talks to its
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections import deque
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
 
 from .. import metrics
 from ..conf import bridge_settings
@@ -45,6 +48,8 @@ MAX_HELD_BACK = 1000
 #: Matching an event against a connection's subscriptions yields to the event loop after
 #: this many seconds, so no connection holds the loop for long.
 MATCH_SLICE = 0.002
+#: Longest pause between attempts to join the groups while the layer does not answer.
+REJOIN_MAX_DELAY = 5.0
 
 
 class Engine:
@@ -60,6 +65,7 @@ class Engine:
         self._recent: dict[Hashable, None] | None = None
         self._generated = 0
         self._selector_chars = 0
+        self._rejoin: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Have the loop's layer watch recover this connection after layer state loss."""
@@ -133,7 +139,8 @@ class Engine:
         metrics.incr("subscriptions")
         # Join first, read later: an event committed in between arrives live and is kept
         # aside in sub.buffer, so nothing falls between the replay and the live stream.
-        await self.groups.join(groups)
+        if not await self.groups.join(groups):
+            self._join_later()
         if resuming and ids is not None:
             # Whether the resume is complete is known once it is read: the task answers.
             resume = holdback.resume_then_live(self, sub, ids, parse_cursor(since))
@@ -264,12 +271,30 @@ class Engine:
             sub.task = asyncio.ensure_future(holdback.catch_up(self, sub, since, delivered))
         return True
 
+    def _join_later(self) -> None:
+        """The layer did not answer a join: join again until it does, then catch up."""
+        if self._rejoin is None or self._rejoin.done():
+            since = timezone.now() - dt.timedelta(seconds=recovery.REPLAY_MARGIN)
+            self._rejoin = asyncio.ensure_future(self._rejoin_until_joined(since))
+
+    async def _rejoin_until_joined(self, since: dt.datetime) -> None:
+        delay = 0.5
+        while not self.closed:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, REJOIN_MAX_DELAY)
+            if any(s.buffer is not None for s in self.subscriptions.values()):
+                continue  # a replay is under way: catch up after it
+            if await self.recover(since):
+                return
+
     async def close(self) -> None:
         """Stop replays and timers and leave every group; safe to call more than once."""
         if self.closed:
             return
         self.closed = True
         recovery.unwatch(self)
+        if self._rejoin is not None:
+            self._rejoin.cancel()
         metrics.incr("subscriptions", -len(self.subscriptions))
         for sub in self.subscriptions.values():
             if sub.task is not None:

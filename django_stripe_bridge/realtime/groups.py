@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import weakref
 from typing import Any, Protocol
 
@@ -17,6 +18,8 @@ LEAVE_TIMEOUT = 5.0
 #: coming back after a restart) would otherwise take more Redis connections than
 #: channels-redis's pool holds (redis-py refuses the 101st by default).
 MAX_CONCURRENT_GROUP_OPS = 32
+
+_last_down_log = 0.0
 
 _limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
@@ -51,19 +54,26 @@ class Groups:
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._refresh_task: asyncio.Task[None] | None = None
 
-    async def join(self, groups: frozenset[str]) -> None:
-        """Count ``groups`` in; join the ones not joined yet."""
+    async def join(self, groups: frozenset[str]) -> bool:
+        """Count ``groups`` in and join the ones not joined yet; whether the layer took
+        them (if not, they are counted and :meth:`rejoin` joins them later)."""
         new = [g for g in groups if not self.refs.get(g)]
         for group in groups:
             self.refs[group] = self.refs.get(group, 0) + 1
         layer = self.member.channel_layer
         if layer is None:
-            return
-        for group in new:
-            async with group_op_limit():
-                await layer.group_add(group, self.member.channel_name)
-        if self._refresh_handle is None and self.refs:
-            self._schedule_refresh()
+            return True
+        try:
+            for group in new:
+                async with group_op_limit():
+                    await layer.group_add(group, self.member.channel_name)
+        except Exception as exc:
+            _log_layer_down("join", exc)
+            return False
+        finally:
+            if self._refresh_handle is None and self.refs:
+                self._schedule_refresh()
+        return True
 
     async def leave(self, groups: frozenset[str]) -> None:
         """Count ``groups`` out; leave the ones no subscription needs any more."""
@@ -78,9 +88,13 @@ class Groups:
         layer = self.member.channel_layer
         if layer is None:
             return
-        for group in gone:
-            async with group_op_limit():
-                await layer.group_discard(group, self.member.channel_name)
+        try:
+            for group in gone:
+                async with group_op_limit():
+                    await layer.group_discard(group, self.member.channel_name)
+        except Exception as exc:
+            # Memberships left behind expire with the layer's group_expiry.
+            _log_layer_down("leave", exc)
         if not self.refs:
             self._cancel_refresh()
 
@@ -141,3 +155,18 @@ class Groups:
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             self._refresh_task = None
+
+
+def _log_layer_down(what: str, exc: Exception) -> None:
+    # Every connection of the process sees the same failure: log it at most every 10 s.
+    global _last_down_log
+    now = time.monotonic()
+    if now - _last_down_log >= 10:
+        _last_down_log = now
+        logger.warning(
+            "Could not %s channel-layer groups (%s: %s); connections stay open, replay from "
+            "the database, and go live once the layer answers.",
+            what,
+            type(exc).__name__,
+            exc,
+        )

@@ -161,8 +161,8 @@ async def catch_up(
     sent = set()
     for message in messages:
         key = event_key(message)
-        if key in delivered or key in held or key in sent:
-            continue
+        if key in delivered or key in held or key in sent or (sub.guard and key in sub.guard):
+            continue  # delivered live, held back, or replayed (a layer down on subscribe)
         sent.add(key)
         engine.seen(key)  # a later live copy (a relay sending it again) is dropped
         await transport.send_message(sub, message, replayed=True)
