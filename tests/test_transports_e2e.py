@@ -228,3 +228,28 @@ async def test_unknown_cursor_is_not_recovered_and_replays_latest(servers, trans
     frame = await conn.recv()
     assert (frame["headers"]["event_id"], frame["replayed"]) == (sent["id"], True)
     await conn.close()
+
+
+async def test_open_streams_end_when_the_server_shuts_down(server_kind, redis_url):
+    """SIGTERM: each open stream ends — with ``service_restart`` where the server lets the
+    stream finish (Uvicorn waits for open responses), by the connection closing where it
+    cancels them (Daphne) — and the server exits promptly, without a traceback."""
+    import signal
+
+    env = {**ENV, "REDIS_URL": redis_url, "CHANNELS_REDIS_PREFIX": unique_prefix()}
+    with run_server(server_kind, env) as server:
+        streams = [await open_stream("sse", server, f"id = '{tx_id()}'", "none") for _ in range(3)]
+        for conn in streams:
+            assert (await conn.recv())["type"] == "subscribed"
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        for conn in streams:
+            fields = await conn.event()
+            if fields is not None:
+                assert fields["event"] == "error" and "service_restart" in fields["data"]
+                assert await conn.event() is None
+            elif server_kind == "uvicorn":
+                pytest.fail("Uvicorn lets a stream finish: it should say why it ends")
+        await asyncio.to_thread(server.process.wait, 10)
+        assert time.monotonic() - started < 5, server.log()[-2000:]
+        assert "Traceback" not in server.log(), server.log()[-3000:]

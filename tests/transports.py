@@ -66,6 +66,14 @@ class SSEConnection:
         return out
 
     async def _chunk(self) -> bytes:
+        """The next piece of the body; ``b""`` at its end or when the connection dropped."""
+        try:
+            return await self._next_chunk()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self._eof = True
+            return b""
+
+    async def _next_chunk(self) -> bytes:
         if self._eof:
             return b""
         if not self._chunked:
