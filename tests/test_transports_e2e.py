@@ -253,3 +253,39 @@ async def test_open_streams_end_when_the_server_shuts_down(server_kind, redis_ur
         await asyncio.to_thread(server.process.wait, 10)
         assert time.monotonic() - started < 5, server.log()[-2000:]
         assert "Traceback" not in server.log(), server.log()[-3000:]
+
+
+async def test_listen_command_resumes_from_since(servers, transport):
+    """``python -m django_stripe_bridge.listen [--sse] --since <cursor>``: the events after
+    the cursor, then live ones, one JSON line each."""
+    import subprocess
+    import sys
+
+    from tests.live import ROOT
+    from tests.transports import EVENTS_PATH
+
+    a, _ = servers
+    tx = tx_id()
+    conn = await open_stream(transport, a, f"id = '{tx}'", "none")
+    assert (await conn.recv())["type"] == "subscribed"
+    bodies = [event(tx, "charge.updated", amount=1000 + n) for n in range(3)]
+    for body in bodies:
+        await post(a, body)
+    first = await conn.recv()
+    await conn.close()
+    url = f"{a.url}{EVENTS_PATH}" if transport == "sse" else f"{a.ws_url}/ws/stripe/"
+    command = [sys.executable, "-m", "django_stripe_bridge.listen", url, "--quiet"]
+    command += ["--selector", f"id = '{tx}'", "--since", first["cursor"]]
+    command += ["--sse"] if transport == "sse" else []
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [await asyncio.to_thread(process.stdout.readline) for _ in bodies[1:]]
+        got = [json.loads(line)["headers"]["event_id"] for line in lines]
+        assert got == [b["id"] for b in bodies[1:]]
+        live = event(tx, "charge.refunded", amount_refunded=1000)
+        await post(a, live)
+        line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 15)
+        assert json.loads(line)["headers"]["event_id"] == live["id"]
+    finally:
+        process.terminate()
+        process.wait(10)
