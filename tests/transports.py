@@ -38,9 +38,14 @@ class SSEConnection:
         self._eof = False
 
     @classmethod
-    async def open(cls, url: str, headers: dict[str, str] | None = None) -> SSEConnection:
+    async def open(
+        cls, url: str, headers: dict[str, str] | None = None, local_host: str | None = None
+    ) -> SSEConnection:
+        """Send the request (from ``local_host``, another loopback address, if given) and
+        read the answer's head."""
         parts = urlsplit(url)
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        local = (local_host, 0) if local_host else None
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port, local_addr=local)
         self = cls(reader, writer)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
@@ -164,6 +169,7 @@ async def open_stream(
     *,
     since: str | None = None,
     headers: dict[str, str] | None = None,
+    local_host: str | None = None,
 ) -> SSEConnection | WSConnection:
     """Subscribe over ``kind`` through the query string; resume from ``since`` if given."""
     extra = {"since": since} if since and kind == "ws" else {}
@@ -175,11 +181,12 @@ async def open_stream(
             open_timeout=WAIT,
             ping_interval=None,
             additional_headers=headers,
+            local_addr=(local_host, 0) if local_host else None,
+            max_queue=None,
         )
         return WSConnection(ws)
     all_headers = dict(headers or {})
     if since:
         all_headers["Last-Event-ID"] = since
-    return await SSEConnection.open(
-        f"{server.url}{EVENTS_PATH}?{query(selector, replay)}", all_headers
-    )
+    url = f"{server.url}{EVENTS_PATH}?{query(selector, replay)}"
+    return await SSEConnection.open(url, all_headers, local_host)

@@ -22,11 +22,12 @@ import os
 import signal
 import threading
 import weakref
-from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from asgiref.sync import SyncToAsync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -67,17 +68,20 @@ class EventStream(Transport):
         self.channel_layer = layer
         self.channel_name = ""
         self.engine = Engine(self)
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        # Chunks waiting for the response, and the future its loop waits on (lighter than
+        # an asyncio.Queue: a stream is idle nearly all the time, and there are many).
+        self._chunks: deque[bytes] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
         self._ended = False
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         """Queue one frame as an SSE event; an ``error`` ends the stream."""
         if self._ended or self.engine.closed:
             return
-        if self._queue.qsize() >= MAX_QUEUED:
+        if len(self._chunks) >= MAX_QUEUED:
             await self.close_with(1013)
             return
-        self._queue.put_nowait(encode(frame))
+        self._push(encode(frame))
         if frame.get("type") == "error":
             self.end()
 
@@ -85,14 +89,32 @@ class EventStream(Transport):
         """End the stream with an ``error`` event that says why (websocket ``code``)."""
         kind, message = _CLOSE_REASONS.get(code, (ErrorCode.SERVER_ERROR, "Stream closed."))
         if not self._ended:
-            self._queue.put_nowait(encode(FrameError(kind, message).frame()))
+            self._push(encode(FrameError(kind, message).frame()))
         self.end()
 
     def end(self) -> None:
         """End the stream once what is queued is sent."""
         if not self._ended:
             self._ended = True
-            self._queue.put_nowait(_END)
+            self._push(_END)
+
+    def _push(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def _next(self, timeout: float) -> bytes | None:
+        """The next chunk to send; ``None`` when ``timeout`` passed without one."""
+        if not self._chunks:
+            loop = asyncio.get_running_loop()
+            self._wakeup = waiting = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiting)
+            try:
+                await waiting
+            finally:
+                timer.cancel()
+                self._wakeup = None
+        return self._chunks.popleft() if self._chunks else None
 
     async def events(self, request: dict[str, Any]) -> AsyncIterator[bytes]:
         """The response body: subscribe, then stream events until the end or a disconnect."""
@@ -106,11 +128,11 @@ class EventStream(Transport):
                 receiver = asyncio.ensure_future(self._receive())
             self.engine.start()
             await self.engine.handle(request)
+            _release_request_thread()
             heartbeat = float(bridge_settings.SSE_HEARTBEAT)
             while True:
-                try:
-                    chunk = await asyncio.wait_for(self._queue.get(), heartbeat)
-                except TimeoutError:
+                chunk = await self._next(heartbeat)
+                if chunk is None:
                     yield b": keep-alive\n\n"
                     continue
                 if chunk == _END:
@@ -140,6 +162,29 @@ class EventStream(Transport):
         except Exception:
             logger.exception("Live delivery to an SSE stream failed; ending the stream.")
             await self.close_with(1011)
+
+
+def _wake(waiting: asyncio.Future[None]) -> None:
+    if not waiting.done():
+        waiting.set_result(None)
+
+
+def _release_request_thread() -> None:
+    """Let the request's own sync thread go while its stream stays open.
+
+    Django's ASGI handler runs each request in an asgiref ``ThreadSensitiveContext``, which
+    gives the request a thread of its own for sync code (the ``request_started`` signal,
+    the session and user lookup) until the response ends: for a stream, for as long as it
+    is open — a thread per stream. Nothing sync runs in it once the stream is subscribed,
+    so it is shut down now; the end of the request makes another if it needs one.
+    """
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    executors = getattr(SyncToAsync, "context_to_thread_executor", None)
+    if context is None or not isinstance(executors, MutableMapping):
+        return
+    executor = executors.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -241,7 +286,7 @@ def end_all_streams() -> None:
     """End every open stream of this process (the server is shutting down)."""
     for stream in list(_streams):
         if not stream._ended:
-            stream._queue.put_nowait(encode(FrameError(*_CLOSE_REASONS[1012]).frame()))
+            stream._push(encode(FrameError(*_CLOSE_REASONS[1012]).frame()))
             stream.end()
 
 
