@@ -294,6 +294,12 @@ def test_the_page_that_hosts_the_payment_sets_the_scope_before_any_payment(bridg
     )
 
 
+@pytest.mark.urls("demo_project.urls")
+def test_the_demo_page_gives_the_scope(bridge_stripe):
+    cookie = Client().get("/").cookies[CLIENT_SCOPE_COOKIE]
+    assert cookie["path"] == "/api/services/Stripe/"
+
+
 def test_an_anonymous_client_gets_a_signed_scope_cookie(bridge_stripe):
     client = Client()
     response = post_json(client, "charge", VISA, idempotency_key="order-6")
