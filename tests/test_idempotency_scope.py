@@ -9,6 +9,7 @@ signed cookie, else (a first request, before any cookie) the request's content.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -134,6 +135,37 @@ def test_a_failed_first_attempt_keeps_its_claim_under_atomic_requests(
     assert first.json()["id"] == retry.json()["id"]
     assert len(made(bridge_stripe, "charge")) == 1
     assert StripeTransaction.objects.get().idempotency_key == claimed.stripe_key
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("endpoint", ["charge", "payment-intents"])
+def test_retries_sent_while_the_first_request_runs_pay_once(bridge_stripe, endpoint):
+    """A client that gives up waiting and sends again at once, four times, without cookies."""
+    barrier, answers = threading.Barrier(4), []
+
+    def send() -> None:
+        try:
+            barrier.wait()
+            answers.append(post_json(Client(), endpoint, BODIES[endpoint], idempotency_key="k"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len(answers) == 4
+    assert len(made(bridge_stripe, endpoint)) == 1
+    paid = {answer.json()["id"] for answer in answers if answer.status_code == 200}
+    assert len(paid) == 1
+    for answer in answers:
+        if answer.status_code != 200:
+            # Stripe still ran the first: "retry in a moment", never "use a new key".
+            assert answer.status_code == 409, answer.content
+            assert answer.json()["error"]["code"] == "request_in_progress"
+    assert IdempotencyKey.objects.count() == 1
 
 
 def test_a_request_refused_as_invalid_claims_nothing(bridge_stripe):
