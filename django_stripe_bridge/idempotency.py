@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import NoReverseMatch, reverse
 
@@ -174,17 +175,26 @@ def set_client_scope_cookie(
     )
 
 
-def ensure_client_scope(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+def ensure_client_scope(view: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate the view of the page that hosts a payment: its response gives the browser a
     scope cookie (if it has none) before any payment, so that the first create request is
     already scoped and a retry of it gets the full answer, ``client_secret`` included."""
 
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        response = view(request, *args, **kwargs)
+    def give_scope(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if client_token(request) is None:
             set_client_scope_cookie(response, request, new_client_token(), path=client_scope_path())
         return response
+
+    if iscoroutinefunction(view):
+
+        async def wrapped_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            return give_scope(request, await view(request, *args, **kwargs))
+
+        return functools.wraps(view)(wrapped_async)
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return give_scope(request, view(request, *args, **kwargs))
 
     return wrapped
 

@@ -38,9 +38,15 @@ def payment_page(request: HttpRequest) -> HttpResponse:
     return HttpResponse("<form>pay</form>")
 
 
+@idempotency.ensure_client_scope
+async def async_payment_page(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("<form>pay</form>")
+
+
 # The page that hosts the payment, as a site would mount it (see test_the_page_...).
 urlpatterns = [
     path("pay/", payment_page),
+    path("pay-async/", async_payment_page),
     path("api/services/Stripe/", include("django_stripe_bridge.urls")),
 ]
 
@@ -324,6 +330,11 @@ def test_the_page_that_hosts_the_payment_sets_the_scope_before_any_payment(bridg
         post_json(Client(), "payment-intents", UNCONFIRMED, idempotency_key="cart-3"),
         first.json()["client_secret"],
     )
+
+
+def test_an_async_page_gives_the_scope_too(bridge_stripe):
+    cookie = Client().get("/pay-async/").cookies[CLIENT_SCOPE_COOKIE]
+    assert cookie["path"] == "/api/services/Stripe/"
 
 
 @pytest.mark.urls("demo_project.urls")
