@@ -302,8 +302,9 @@ class _CreateView(BridgeAPIView):
     """Plumbing shared by the create endpoints: permissions, throttle, idempotency key."""
 
     request_serializer_class: type[Any]
-    #: Names the create call in the content an unscoped key is bound to.
-    operation: str
+    #: Names the create call in the content an unscoped key is bound to (default: the
+    #: view's class name).
+    operation: str = ""
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
@@ -383,7 +384,7 @@ class _CreateView(BridgeAPIView):
         self.claim = idempotency.claim(
             self.idempotency_key,
             scope=scope or f"client:{self.client_token}",
-            operation=self.operation,
+            operation=self.operation or type(self).__name__,
             body=serializer.validated_data,
             presented=scope is not None,
         )
