@@ -235,6 +235,7 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
                     if self._closed:
                         raise
                     _log_receive_failure(exc)
+                    recovery.receive_failed()  # what was in flight is caught up
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RECEIVE_RETRY_MAX_DELAY)
 
