@@ -114,7 +114,8 @@ async def run(server, args) -> None:
         f"{args.ids} ids x 'all' ({args.events_per_id} events/id, {replays} replays asked"
         f"{', once each' if args.once else ''}): "
         f"median {statistics.median(times):.2f} s, worst {max(times):.2f} s "
-        f"(quiet: median {statistics.median(quiet):.2f} s)"
+        f"(quiet: median {statistics.median(quiet):.2f} s)\n"
+        f"{'':>10}each newcomer in turn: {', '.join(f'{t:.2f}' for t in times)} s"
     )
 
 
