@@ -74,7 +74,10 @@ async def newcomer(server, tx_id: str) -> float:
     started = time.monotonic()
     selector = quote(f"id = '{tx_id}'")
     async with websockets.connect(
-        f"{server.ws_url}/ws/stripe/?selector={selector}", origin=server.url, open_timeout=60
+        f"{server.ws_url}/ws/stripe/?selector={selector}",
+        origin=server.url,
+        open_timeout=60,
+        ping_interval=None,
     ) as ws:
         while True:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
