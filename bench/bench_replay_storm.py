@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import time
 import urllib.request
@@ -36,13 +37,13 @@ def post(url: str, body: bytes) -> None:
         response.read()
 
 
-async def storm_connection(server, selector: str, stop: asyncio.Event, once: bool) -> int:
+async def storm_connection(ws_url: str, origin: str, selector: str, stop, once: bool) -> int:
     """Subscribe and unsubscribe with replay ``all`` until ``stop``; replays asked for."""
     import websockets
 
     replays = 0
     async with websockets.connect(
-        f"{server.ws_url}/ws/stripe/", origin=server.url, max_queue=None, ping_interval=None
+        f"{ws_url}/ws/stripe/", origin=origin, max_queue=None, ping_interval=None
     ) as ws:
 
         async def drain() -> None:
@@ -56,15 +57,26 @@ async def storm_connection(server, selector: str, stop: asyncio.Event, once: boo
             name = f"s{n}"
             frame = {"action": "subscribe", "subscription": name, "replay": "all"}
             await ws.send(json.dumps({**frame, "selector": selector}))
-            if not once:
-                await ws.send(json.dumps({"action": "unsubscribe", "subscription": name}))
             replays += 1
             if once:
-                await stop.wait()
+                while not stop.is_set():
+                    await asyncio.sleep(0.1)
                 break
+            await ws.send(json.dumps({"action": "unsubscribe", "subscription": name}))
             await asyncio.sleep(2 / STORM_RATE)
         reader.cancel()
     return replays
+
+
+def storm_process(ws_url: str, origin: str, selector: str, count: int, once: bool, stop, out):
+    """The storm's connections, in a process of their own: the frames they are sent must
+    not slow the newcomers' client down."""
+
+    async def main() -> None:
+        storm = [storm_connection(ws_url, origin, selector, stop, once) for _ in range(count)]
+        out.put(sum(await asyncio.gather(*storm)))
+
+    asyncio.run(main())
 
 
 async def newcomer(server, tx_id: str) -> float:
@@ -100,18 +112,21 @@ async def run(server, args) -> None:
     quiet = [await newcomer(server, f"ch_newcomer_{r}") for r in range(min(3, args.rounds))]
 
     selector = "id IN ({})".format(", ".join(f"'{tx}'" for tx in storm_ids))
-    stop = asyncio.Event()
-    storm = [
-        asyncio.ensure_future(storm_connection(server, selector, stop, args.once))
-        for _ in range(args.connections)
-    ]
+    context = multiprocessing.get_context("spawn")
+    stop, out = context.Event(), context.Queue()
+    storm = context.Process(
+        target=storm_process,
+        args=(server.ws_url, server.url, selector, args.connections, args.once, stop, out),
+    )
+    storm.start()
     await asyncio.sleep(1.0 if args.once else 3.0)  # the storm is under way
     times = []
     for tx in victims:
         times.append(await newcomer(server, tx))
         await asyncio.sleep(1.0)
     stop.set()
-    replays = sum(await asyncio.gather(*storm))
+    replays = await asyncio.to_thread(out.get, True, 120)
+    storm.join(30)
     print(
         f"{server.kind:>8}: newcomer's first replay under a storm of {args.connections} x "
         f"{args.ids} ids x 'all' ({args.events_per_id} events/id, {replays} replays asked"

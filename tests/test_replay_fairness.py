@@ -70,12 +70,18 @@ async def test_send_in_turns_lets_a_small_replay_through_a_big_one():
             pass
         log.append(message["name"])
 
-    big = asyncio.ensure_future(replay.send_in_turns([{"name": "big"}] * 500, send))
+    big = [asyncio.ensure_future(replay.send_in_turns([{"name": "big"}] * 500, send))]
     await asyncio.sleep(0)  # the big replay has started sending
+    big += [asyncio.ensure_future(replay.send_in_turns([{"name": "big"}] * 500, send))]
+    await asyncio.sleep(0)  # and another one waits for a turn
+    # A replay bigger than a turn waits for one turn of each; a small one for none.
+    await replay.send_in_turns([{"name": "medium"}] * (replay.SMALL_REPLAY + 1), send)
+    assert log.count("big") < 200, "the medium replay waited for a turn each, not the whole"
+    medium_done = len(log)
     await replay.send_in_turns([{"name": "small"}], send)
-    assert log.count("big") < 100, "the small replay waited for one turn, not the whole"
-    await big
-    assert log.count("big") == 500
+    assert len(log) == medium_done + 1, "the small replay went at once"
+    await asyncio.gather(*big)
+    assert log.count("big") == 1000
 
 
 @pytest.fixture
