@@ -47,7 +47,8 @@ LATEST_SCAN = 100
 #: between its parts.
 IDS_PER_READ = 10
 #: Seconds of replayed frames one replay sends before the other replays of the event loop
-#: get their turn (and every other task in between).
+#: get their turn (and every other task in between); a turn that leaves frames to send
+#: ends with a pause of half as long, in which the replay threads get the interpreter.
 SEND_SLICE = 0.002
 #: A replay of at most this many events is sent at once, without waiting for a turn: it
 #: costs less than a turn, and a new client's replay is usually this small.
@@ -134,6 +135,10 @@ async def send_in_turns(
                 index += 1
                 if loop.time() >= end:
                     break
+            if index < len(messages):
+                # Still holding the turn: the loop idles a moment, and the threads (a
+                # newcomer's read) get the interpreter.
+                await asyncio.sleep(SEND_SLICE / 2)
         await asyncio.sleep(0)  # the next turn goes to another replay, or any other task
 
 
