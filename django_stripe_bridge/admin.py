@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .admin_operations import PaymentOperationsMixin
 from .ingest import timestamp_to_datetime
-from .models import StripeEvent, StripeTransaction
+from .models import QuarantinedEvent, StripeEvent, StripeTransaction
 from .money import format_amount
 from .payment_state import status_of_event
 
@@ -181,6 +181,45 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
                 for event in obj.events()[:200]
             ),
         )
+
+
+@admin.register(QuarantinedEvent)
+class QuarantinedEventAdmin(admin.ModelAdmin):
+    """Events the database refused to store (docs/webhooks.md, "Poison events"): read, fix
+    the cause, then delete the row (and resend the event from Stripe's Dashboard)."""
+
+    list_display = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "deliveries",
+        "first_received_at",
+        "last_received_at",
+        "error_summary",
+    )
+    list_filter = ("type",)
+    search_fields = ("=event_id", "=transaction_id")
+    fields = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "deliveries",
+        "first_received_at",
+        "last_received_at",
+        "error",
+        "payload",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("error"))
+    def error_summary(self, obj: QuarantinedEvent) -> str:
+        return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
 
 
 def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:

@@ -25,7 +25,7 @@ from django.urls import NoReverseMatch, reverse
 
 from .body_limit import BodyLimitMiddleware
 from .conf import bridge_settings
-from .exceptions import InvalidEvent, SignatureVerificationError
+from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
 __all__ = ["BodyLimitMiddleware", "StripeWebhookApp", "with_stripe_webhook"]
 
@@ -116,6 +116,9 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             result = await get_committer().submit(event)
         except (DatabaseError, InterfaceError) as exc:
             raise webhooks.database_unavailable(exc) from exc
+    except EventQuarantined as exc:
+        await _answer(send, 200, webhooks.quarantined_body(exc))
+        return
     except webhooks.WebhookRefused as exc:
         webhooks.log_refusal(client, exc)
         extra = {"Retry-After": str(webhooks.RETRY_AFTER)} if exc.status == 503 else {}

@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import ingest
 from .conf import SETTING_NAME, bridge_settings
 from .events import validate_event
-from .exceptions import InvalidEvent, SignatureVerificationError
+from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,12 @@ def database_unavailable(exc: Exception) -> ServiceUnavailable:
     )
 
 
+def quarantined_body(exc: EventQuarantined) -> dict[str, Any]:
+    """The 200 answer to an event kept apart: received, not stored, and why (Stripe shows
+    the body in the Dashboard; docs/webhooks.md says why it is not an error status)."""
+    return {"received": True, "duplicate": False, "quarantined": True, "message": str(exc)}
+
+
 def log_refusal(client: str, exc: WebhookRefused) -> None:
     """Log a refused webhook: the reason and the client, never the body or a secret."""
     level = logging.ERROR if exc.status >= 500 else logging.WARNING
@@ -274,8 +280,17 @@ class WebhookView(View):
         return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
-        """Store one verified event (publishing and signals follow its commit)."""
-        return ingest.ingest_event(event)
+        """Store one verified event (publishing and signals follow its commit).
+
+        Raises :class:`EventQuarantined` when the database refused the event for its data
+        and it was kept apart instead.
+        """
+        from .quarantine import DATA_ERRORS, quarantine
+
+        try:
+            return ingest.ingest_event(event)
+        except DATA_ERRORS as exc:
+            raise quarantine(event, exc) from exc
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -304,6 +319,8 @@ class WebhookView(View):
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
             results = [self.handle_event(event) for event in events]
+        except EventQuarantined as exc:
+            return JsonResponse(quarantined_body(exc))
         except WebhookRefused as exc:
             self.log_refusal(request, exc)
             return error_response(exc)
