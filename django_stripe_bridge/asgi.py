@@ -108,6 +108,7 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
                 bridge_settings.WEBHOOK_TOLERANCE,
             )
             event = webhooks.parse_event(payload)
+            webhooks.check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
         except SignatureVerificationError as exc:
             raise webhooks.WebhookRefused(str(exc), code="signature_verification_failed") from exc
         except InvalidEvent as exc:

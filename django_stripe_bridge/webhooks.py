@@ -38,6 +38,8 @@ SIGNATURE_SCHEME = "v1"
 MAX_SIGNATURE_HEADER_LENGTH = 4096
 #: A ``t=`` with more digits is refused (Unix time has 10 until the year 2286).
 MAX_TIMESTAMP_DIGITS = 12
+#: The bound on an event's ``created`` ahead of the clock when ``WEBHOOK_TOLERANCE`` is off.
+DEFAULT_TOLERANCE = 300
 #: Seconds Stripe is asked to wait before retrying after a 503.
 RETRY_AFTER = 60
 
@@ -147,6 +149,25 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
         # 1732500000.0 is the same JSON number as 1732500000 (JSON Schema agrees).
         event["created"] = int(created)
     return validate_event(event)
+
+
+def check_created(
+    event: Mapping[str, Any], tolerance: int | None, now: float | None = None
+) -> None:
+    """Raise :class:`InvalidEvent` if ``event`` was ``created`` more than ``tolerance``
+    seconds (``None``: the default, 300) ahead of the server's clock.
+
+    Stripe creates an event before it signs a delivery of it, and the signature's timestamp
+    is within the tolerance of the clock: a later ``created`` is no Stripe event's, and
+    would outrank every true event of its payment (docs/webhooks.md).
+    """
+    limit = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    ahead = event["created"] - (time.time() if now is None else now)
+    if ahead > limit:
+        raise InvalidEvent(
+            f"'created' is {int(ahead)} s ahead of the server's clock, beyond the {limit} s "
+            "tolerance: Stripe creates an event before it sends it. Check the server clock."
+        )
 
 
 # -- errors the endpoint answers with ------------------------------------------------------------
@@ -314,6 +335,8 @@ class WebhookView(View):
             try:
                 self.validate_request(request)
                 events = self.parse_events(request)
+                for event in events:
+                    check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
             except SignatureVerificationError as exc:
                 raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
             except InvalidEvent as exc:
