@@ -275,6 +275,9 @@ def test_a_half_million_values_are_checked_in_a_blink():
     assert time.perf_counter() - started < 0.3  # 0.7 s before the quick pass
     event["data"]["object"]["items"][-1] = "\x00"
     assert "'data.object.items[499999]'" in refusal(event)
+    event["data"]["object"]["items"][-1] = None
+    event["data"]["object"]["items"][0] = float("inf")  # checked last: past every other
+    assert "'data.object.items[0]' is inf" in refusal(event)
 
 
 def test_finite_numbers_and_printable_unicode_are_stored_as_they_are():
