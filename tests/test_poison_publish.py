@@ -142,3 +142,20 @@ def test_a_layer_that_is_down_counts_against_no_event(redis_layer: None) -> None
         assert relay_unpublished(older_than=5) == 0
     assert not StripeEvent.objects.filter(publish_attempts__gt=0).exists()
     assert StripeEvent.objects.filter(published_at__isnull=True).count() == 4
+
+
+def test_republish_unpublished_skips_what_the_relay_gave_up_on(broadcast: ChannelReceiver) -> None:
+    """A script that retries ``--unpublished`` until it succeeds would never stop on it."""
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    good, poison = store(2, poison_at=1)
+    StripeEvent.objects.filter(pk=poison.pk).update(publish_attempts=MAX_PUBLISH_ATTEMPTS)
+    out = StringIO()
+    call_command("stripe_bridge_republish", "--unpublished", stdout=out)
+    assert "Published 2 event(s); skipped 1 the channel layer refused" in out.getvalue()
+    assert received(broadcast) == [row.event_id for row in good]
+    # Named, it is tried again (and still refused).
+    with pytest.raises(CommandError, match="1 failed: evt_pub_01"):
+        call_command("stripe_bridge_republish", poison.event_id, stderr=StringIO())
