@@ -83,17 +83,21 @@ def quarantine(event: Mapping[str, Any], exc: BaseException) -> EventQuarantined
         reason,
     )
     using = router.db_for_write(QuarantinedEvent)
-    with transaction.atomic(using=using):
-        kept = QuarantinedEvent.objects.using(using).filter(event_id=event_id)
-        if not kept.update(deliveries=F("deliveries") + 1, error=reason):
-            QuarantinedEvent.objects.using(using).create(
-                event_id=event_id,
-                type=_clean(str(event.get("type", "")), 100),
-                transaction_id=_clean(_transaction_id(event), 255),
-                error=reason,
-                # ASCII JSON: NUL and every other character escaped, storable anywhere.
-                payload=json.dumps(event, ensure_ascii=True),
-            )
+    kept = QuarantinedEvent.objects.using(using).filter(event_id=event_id)
+    if not kept.update(deliveries=F("deliveries") + 1, error=reason):
+        try:
+            with transaction.atomic(using=using):
+                QuarantinedEvent.objects.using(using).create(
+                    event_id=event_id,
+                    type=_clean(str(event.get("type", "")), 100),
+                    transaction_id=_clean(_transaction_id(event), 255),
+                    error=reason,
+                    # ASCII JSON: NUL and every other character escaped, storable anywhere.
+                    payload=json.dumps(event, ensure_ascii=True),
+                )
+        except IntegrityError:
+            # Another delivery of it (another process) kept it a moment ago.
+            kept.update(deliveries=F("deliveries") + 1, error=reason)
     metrics.incr("events_quarantined")
     return EventQuarantined(event_id, reason)
 

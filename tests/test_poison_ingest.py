@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import DataError, OperationalError, connections
+from django.db.models import QuerySet
 from django.test import Client
 
 from django_stripe_bridge import group_commit, metrics
 from django_stripe_bridge.asgi import with_stripe_webhook
 from django_stripe_bridge.exceptions import EventQuarantined
 from django_stripe_bridge.models import QuarantinedEvent, StripeEvent, StripeTransaction
-from django_stripe_bridge.quarantine import ingest_isolating, is_data_error
+from django_stripe_bridge.quarantine import ingest_isolating, is_data_error, quarantine
 from tests.factories import charge_object, make_event
 from tests.test_webhook_asgi import SECRET, call, deliver_together, signed, site
 from tests.webhook_cases import Answer
@@ -198,3 +200,38 @@ def test_bisection_stores_every_good_event_whatever_the_poison_s_place() -> None
             e["id"] == "evt_huge_1" for e in events
         ]
         assert StripeEvent.objects.count() == 16
+
+
+@pytest.mark.django_db(transaction=True)
+def test_any_data_error_of_one_event_is_isolated() -> None:
+    """A value the database finds too long (injected: the event's shape allows it)."""
+
+    def too_long(execute: Any, sql: str, params: Any, many: bool, ctx: Any) -> Any:
+        if "evt_good_07" in str(params) and "stripeevent" in sql:
+            raise DataError("value too long for type character varying(255)")
+        return execute(sql, params, many, ctx)
+
+    with connections["default"].execute_wrapper(too_long):
+        results = ingest_isolating([good_event(n) for n in range(12)], publish=False)
+    assert [isinstance(r, EventQuarantined) for r in results] == [n == 7 for n in range(12)]
+    assert "value too long" in QuarantinedEvent.objects.get(event_id="evt_good_07").error
+    assert StripeEvent.objects.count() == 11
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_kept_meanwhile_by_another_process_is_counted() -> None:
+    """Two processes quarantine one event at once: the one whose insert loses counts."""
+    event = huge_capture(2)
+    QuarantinedEvent.objects.create(event_id=event["id"], error="x", payload="{}")
+    real_update = QuerySet.update
+    calls: list[dict[str, Any]] = []
+
+    def racing_update(self: QuerySet[Any], **fields: Any) -> int:
+        calls.append(fields)
+        # The first update runs before the other process's insert: it finds nothing.
+        return 0 if len(calls) == 1 else real_update(self, **fields)
+
+    with mock.patch.object(QuerySet, "update", racing_update):
+        answer = quarantine(event, DataError("bigint out of range"))
+    assert answer.event_id == event["id"] and "bigint out of range" in answer.reason
+    assert QuarantinedEvent.objects.get(event_id=event["id"]).deliveries == 2
