@@ -113,7 +113,7 @@ class GroupCommitter:
         self.batch_sizes.append(len(batch))
         stored: list[IngestResult] = []
         for (_, future), result in zip(batch, results, strict=True):
-            if isinstance(result, EventQuarantined):
+            if isinstance(result, Exception):  # kept apart, or not stored after a split
                 if not future.done():
                     future.set_exception(result)
                 continue
@@ -139,13 +139,15 @@ class GroupCommitter:
 
     def _store(
         self, events: list[Mapping[str, Any]], marks: list[StripeEvent]
-    ) -> list[IngestResult | EventQuarantined]:
+    ) -> list[IngestResult | Exception]:
         failed = True
         try:
             if marks:
                 messaging.mark_published(marks)  # never raises
             results = ingest_isolating(events, ingest=self._ingest, publish=False)
-            failed = False
+            failed = any(
+                isinstance(r, Exception) and not isinstance(r, EventQuarantined) for r in results
+            )
             return results
         finally:
             # The connection stays while more work waits (the loop thread only adds to

@@ -45,13 +45,15 @@ def is_data_error(exc: BaseException) -> bool:
 
 def ingest_isolating(
     events: Sequence[Mapping[str, Any]], *, ingest: Ingest = ingest_events, **options: Any
-) -> list[IngestResult | EventQuarantined]:
+) -> list[IngestResult | Exception]:
     """Store ``events`` as ``ingest`` does; an event the database refuses is quarantined.
 
-    A result per event, in order: its :class:`IngestResult`, or the
-    :class:`EventQuarantined` error of an event stored apart. A batch that fails on a data
-    error is halved until each part stores or is one event, so ``k`` bad events among ``n``
-    cost about ``2·k·log2(n)`` extra attempts. Raises what any other failure raises.
+    A result per event, in order: its :class:`IngestResult`, the
+    :class:`EventQuarantined` error of an event stored apart, or, when the database failed
+    otherwise once part of the batch was stored, the error of each event not stored. A
+    batch that fails on a data error is halved until each part stores or is one event, so
+    ``k`` bad events among ``n`` cost about ``2·k·log2(n)`` extra attempts. Raises what any
+    other failure of the whole batch raises (then nothing of it was stored).
     """
     if not events:
         return []
@@ -64,9 +66,20 @@ def ingest_isolating(
             return [quarantine(events[0], exc)]
     middle = len(events) // 2
     return [
-        *ingest_isolating(events[:middle], ingest=ingest, **options),
-        *ingest_isolating(events[middle:], ingest=ingest, **options),
+        *_isolating_part(events[:middle], ingest, options),
+        *_isolating_part(events[middle:], ingest, options),
     ]
+
+
+def _isolating_part(
+    events: Sequence[Mapping[str, Any]], ingest: Ingest, options: dict[str, Any]
+) -> list[IngestResult | Exception]:
+    """One half of a refused batch; a failure of the database fails this half only (the
+    other may be committed already, and its events are answered as stored)."""
+    try:
+        return ingest_isolating(events, ingest=ingest, **options)
+    except Exception as exc:
+        return [exc] * len(events)
 
 
 def quarantine(event: Mapping[str, Any], exc: BaseException) -> EventQuarantined:

@@ -235,3 +235,30 @@ def test_a_delivery_kept_meanwhile_by_another_process_is_counted() -> None:
         answer = quarantine(event, DataError("bigint out of range"))
     assert answer.event_id == event["id"] and "bigint out of range" in answer.reason
     assert QuarantinedEvent.objects.get(event_id=event["id"]).deliveries == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transient_error_during_the_split_fails_only_the_part_not_stored() -> None:
+    """Once a half is committed, its events are stored: they are answered 200 even if the
+    database then fails the other half (answered 503, for Stripe to retry)."""
+
+    def flaky_ingest(batch: Any, **options: Any) -> Any:
+        ids = {event["id"] for event in batch}
+        if "evt_good_02" in ids:
+            raise DataError("bigint out of range")
+        if "evt_good_07" in ids and len(batch) < 10:
+            raise OperationalError("server closed the connection unexpectedly")
+        return group_commit.ingest_events(batch, **options)
+
+    committer = group_commit.GroupCommitter(ingest=flaky_ingest)
+
+    async def run() -> list[Answer]:
+        group_commit._committers[asyncio.get_running_loop()] = committer
+        return await deliver_together(with_stripe_webhook(site), [good_event(n) for n in range(10)])
+
+    answers = async_to_sync(run)()
+    assert [a.status for a in answers] == [200] * 5 + [503] * 5
+    assert answers[2].json["quarantined"] is True
+    assert all(a.json["error"]["code"] == "database_unavailable" for a in answers[5:])
+    stored = StripeEvent.objects.values_list("event_id", flat=True)
+    assert sorted(stored) == ["evt_good_00", "evt_good_01", "evt_good_03", "evt_good_04"]
