@@ -6,9 +6,9 @@ per event loop takes every event waiting, stores them with
 in the committer's own database thread, and answers each request with its own result — or,
 when the batch failed, with the same error for all of them, having stored none. A batch
 the database refuses for its data is split until only the events that cannot be stored
-fail (:mod:`~django_stripe_bridge.quarantine`); those are kept apart, and the rest stored. While one
-batch is being committed the next one gathers, so a lone request waits for nobody and a
-burst pays for one commit per batch instead of one per event.
+fail (:mod:`~django_stripe_bridge.quarantine`): those are kept apart, the rest stored.
+While one batch is being committed the next one gathers, so a lone request waits for
+nobody and a burst pays for one commit per batch instead of one per event.
 
 Publishing follows on the event loop, batch after batch in commit order, while the next
 batch is being stored: a request is answered once its event is committed, not once it is
