@@ -58,8 +58,10 @@ def validate_event(event: Any) -> Mapping[str, Any]:
     kind = data["object"].get("object")
     if kind is not None and not isinstance(kind, str):
         raise InvalidEvent("'data.object.object' must be a string such as \"charge\".")
-    if _holds_unstorable(event):
-        raise InvalidEvent(_unstorable(event) or "The event holds a value that cannot be stored.")
+    # The quick pass finds whether; the careful one, only then, says where.
+    problem = _unstorable(event) if _holds_unstorable(event) else None
+    if problem is not None:
+        raise InvalidEvent(problem)
     return event
 
 
@@ -85,7 +87,7 @@ def _holds_unstorable(event: Mapping[str, Any]) -> bool:
             extend(value)
         elif kind is dict:
             for key in value:
-                if search(key if type(key) is str else str(key)):
+                if search(str(key)):
                     return True
             extend(value.values())
         elif kind is float:
