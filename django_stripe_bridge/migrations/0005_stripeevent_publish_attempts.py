@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_stripe_bridge', '0003_quarantinedevent'),
+        ('django_stripe_bridge', '0004_quarantinedevent'),
     ]
 
     operations = [
