@@ -7,6 +7,7 @@ from .realtime.layers import (
     PUBSUB_BACKEND,
     SOCKET_TIMEOUT,
     receive_timeout_problem,
+    receiving_connections,
     redis_channel_layer,
     redis_default_socket_timeout,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "PUBSUB_BACKEND",
     "SOCKET_TIMEOUT",
     "receive_timeout_problem",
+    "receiving_connections",
     "redis_channel_layer",
     "redis_default_socket_timeout",
 ]

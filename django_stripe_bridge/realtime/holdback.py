@@ -43,10 +43,8 @@ async def replay_then_live(
         # status the client sees is the current one (a pair of webhooks that lands while
         # the client subscribes would otherwise end on the older status).
         await _send_older_held_back(engine, sub, messages)
-    replayed = set()
-    for message in messages:
-        replayed.add(event_key(message))
-        await transport.send_message(sub, message, replayed=True)
+    replayed = {event_key(message) for message in messages}
+    await replay.send_in_turns(messages, lambda m: transport.send_message(sub, m, replayed=True))
     # Live events that arrived meanwhile, except copies of what was just replayed. Events
     # arriving while these are sent join the buffer; the loop ends with it empty, and the
     # switch to live happens without an await in between.
@@ -104,10 +102,8 @@ async def resume_then_live(
         await replay_then_live(engine, sub, ids, replay.LATEST)
         return
     assert after is not None and sub.buffer is not None
-    resumed = set()
-    for message in messages:
-        resumed.add(event_key(message))
-        await transport.send_message(sub, message, replayed=True)
+    resumed = {event_key(message) for message in messages}
+    await replay.send_in_turns(messages, lambda m: transport.send_message(sub, m, replayed=True))
     while sub.buffer:
         message = sub.buffer.popleft()
         key = event_key(message)

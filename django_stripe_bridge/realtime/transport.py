@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from .. import metrics
 from ..selectors import Selector
-from . import replay, resume
+from . import recovery, replay, resume
 from .frames import FrameError
 from .subscription import Subscription
 
@@ -41,24 +41,22 @@ class Transport:
         self, ids: frozenset[str], mode: str, selector: Selector
     ) -> list[dict[str, Any]]:
         """Stored events to replay, as channel-layer messages, in the order to send them."""
-        if mode == replay.LATEST:
-            return await replay.read_latest(ids, selector)
-        return await replay.run_in_replay_thread(replay.replay_messages, ids, mode, selector)
+        return await replay.read_replay(ids, mode, selector, owner=self)
 
     async def load_catch_up(
         self, ids: frozenset[str], selector: Selector, since: Any
     ) -> list[dict[str, Any]]:
         """Stored events of ``ids`` stored or published since ``since``, oldest first."""
-        return await replay.run_in_replay_thread(
-            replay.replay_messages, ids, replay.ALL, selector, since=since
-        )
+        return await replay.read_replay(ids, replay.ALL, selector, owner=self, since=since)
 
     async def load_resume(
         self, ids: frozenset[str], selector: Selector, after: int | None
     ) -> list[dict[str, Any]] | None:
         """Stored events of ``ids`` after the cursor ``after``, in order; ``None`` if the
         resume cannot be complete."""
-        return await replay.run_in_replay_thread(resume.resume_messages, ids, selector, after)
+        return await replay.run_in_replay_thread(
+            resume.resume_messages, ids, selector, after, owner=self
+        )
 
     async def send_message(
         self, subscription: Subscription, message: dict[str, Any], *, replayed: bool
@@ -129,6 +127,7 @@ def receive_retrying(
                 if closed():
                     raise
                 _log_receive_failure(exc)
+                recovery.receive_failed()  # what was in flight is caught up
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECEIVE_RETRY_MAX_DELAY)
 
