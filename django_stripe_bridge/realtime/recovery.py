@@ -13,7 +13,7 @@ opened again, between two probes. The pub/sub layer keeps its memberships in the
 and subscribes again on its own, so the next probe comes back, but Redis pub/sub dropped
 whatever was published while the subscribing connection was away. So the watch also
 listens for the connection itself: redis-py calls it back whenever the pub/sub layer's
-subscribing connection connects again (:func:`~django_stripe_bridge.layers.receiving_connections`),
+subscribing connection connects again (:func:`.layers.receiving_connections`),
 and :func:`receive_failed` is told when the core layer's ``receive()`` fails. Either runs
 the same catch-up, from the last probe that came back before the drop, once a probe shows
 the layer carries messages again (so the catch-up reads the store only after the

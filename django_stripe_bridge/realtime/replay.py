@@ -10,7 +10,7 @@ consumer treats replayed and live events alike.
 
 These functions are synchronous and touch the database: a consumer calls them through
 :func:`read_replay`, which runs them in the replay threads (``REPLAY_THREADS``), fairly
-between connections (:mod:`~django_stripe_bridge.replay_queue`), and
+between connections (:mod:`~django_stripe_bridge.realtime.replay_queue`), and
 :func:`send_in_turns` sends what they read without holding the event loop.
 """
 
