@@ -36,6 +36,30 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class AccountFilter(admin.SimpleListFilter):
+    """The platform's own payments, or one connected account's (the accounts seen so far)."""
+
+    title = _("connected account")
+    parameter_name = "account"
+    #: Accounts listed in the filter at most (search by ``acct_…`` finds the others).
+    MAX_CHOICES = 100
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        accounts = (
+            model_admin.model.objects.exclude(account="")
+            .order_by("account")
+            .values_list("account", flat=True)
+            .distinct()[: self.MAX_CHOICES]
+        )
+        return [("-", str(_("platform (none)"))), *((a, a) for a in accounts)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(account="" if value == "-" else value)
+
+
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -47,9 +71,10 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created",
         "received_at",
         "published",
+        "account",
     )
-    list_filter = ("type", "livemode", ("created", admin.DateFieldListFilter))
-    search_fields = ("=event_id", "=transaction_id", "=object_id")
+    list_filter = ("type", "livemode", ("created", admin.DateFieldListFilter), AccountFilter)
+    search_fields = ("=event_id", "=transaction_id", "=object_id", "=account")
     date_hierarchy = "created"
     list_per_page = 50
     show_full_result_count = False
@@ -60,6 +85,7 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "transaction_id",
         "object_type",
         "object_id",
+        "account",
         "livemode",
         "api_version",
         "created",
@@ -113,13 +139,20 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "amount_display",
         "captured_display",
         "refunded_display",
+        "account",
         "livemode",
         "user",
         "created_at",
         "updated_at",
     )
-    list_filter = ("status", "kind", "livemode", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("=id",)
+    list_filter = (
+        "status",
+        "kind",
+        "livemode",
+        ("created_at", admin.DateFieldListFilter),
+        AccountFilter,
+    )
+    search_fields = ("=id", "=account")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     fields = (
@@ -129,6 +162,7 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "amount_display",
         "captured_display",
         "refunded_display",
+        "account",
         "livemode",
         "user",
         "idempotency_key",

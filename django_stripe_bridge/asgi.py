@@ -24,7 +24,7 @@ from django.db import DatabaseError, InterfaceError
 from django.urls import NoReverseMatch, reverse
 
 from .body_limit import BodyLimitMiddleware
-from .conf import bridge_settings
+from .conf import DEFAULT_ENDPOINT, bridge_settings
 from .exceptions import InvalidEvent, SignatureVerificationError
 
 __all__ = ["BodyLimitMiddleware", "StripeWebhookApp", "with_stripe_webhook"]
@@ -68,20 +68,33 @@ class StripeWebhookApp:
         return self._path or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._is_webhook(scope):
-            await handle_webhook(scope, receive, send)
+        endpoint = self._endpoint(scope) if scope["type"] == "http" else None
+        if endpoint is not None:
+            await handle_webhook(scope, receive, send, endpoint=endpoint)
         else:
             await self.app(scope, receive, send)
 
-    def _is_webhook(self, scope: Scope) -> bool:
+    def _endpoint(self, scope: Scope) -> str | None:
+        """The webhook endpoint a request is for (``handler`` or a ``WEBHOOK_ENDPOINTS``
+        name), or ``None`` for the site's other routes."""
         path: str = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        return self.path is not None and path.rstrip("/") == self.path
+        if self.path is None:
+            return None
+        path = path.rstrip("/")
+        if path == self.path:
+            return DEFAULT_ENDPOINT
+        parent, _, name = path.rpartition("/")
+        if parent == self.path.rpartition("/")[0] and bridge_settings.endpoint_secrets(name):
+            return name
+        return None
 
 
-async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+async def handle_webhook(
+    scope: Scope, receive: Receive, send: Send, *, endpoint: str = DEFAULT_ENDPOINT
+) -> None:
     """Answer one webhook request (the ASGI counterpart of ``WebhookView.post``)."""
     # Imported here: this module is imported by asgi.py files before Django is set up.
     from . import webhooks
@@ -95,9 +108,9 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
                 status=405,
                 code="method_not_allowed",
             )
-        secrets = bridge_settings.webhook_secrets
+        secrets = bridge_settings.endpoint_secrets(endpoint) or []
         if not secrets:
-            raise webhooks.not_configured()
+            raise webhooks.not_configured(endpoint)
         headers = _headers(scope)
         payload = await _read_body(receive, headers.get("content-length"))
         try:

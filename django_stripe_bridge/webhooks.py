@@ -24,7 +24,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from . import ingest
-from .conf import SETTING_NAME, bridge_settings
+from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
 from .events import validate_event
 from .exceptions import InvalidEvent, SignatureVerificationError
 
@@ -196,8 +196,24 @@ def too_large(limit: int) -> WebhookRefused:
     )
 
 
-def not_configured() -> ServiceUnavailable:
+def unknown_endpoint(name: str) -> WebhookRefused:
+    """The refusal of a ``webhooks/<name>`` that ``WEBHOOK_ENDPOINTS`` does not name."""
+    return WebhookRefused(
+        f"No webhook endpoint {name[:40]!r}: {SETTING_NAME}['WEBHOOK_ENDPOINTS'] names the "
+        "endpoints besides 'handler'.",
+        status=404,
+        code="unknown_endpoint",
+    )
+
+
+def not_configured(endpoint: str = DEFAULT_ENDPOINT) -> ServiceUnavailable:
     """The refusal while no signing secret is set."""
+    if endpoint != DEFAULT_ENDPOINT:
+        return ServiceUnavailable(
+            f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'][{endpoint!r}] has no secret: the bridge "
+            "cannot verify this endpoint's webhooks. Set it to its signing secret (whsec_…).",
+            code="webhook_not_configured",
+        )
     return ServiceUnavailable(
         f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
         "webhooks. Set it to the endpoint's signing secret (whsec_…).",
@@ -256,9 +272,17 @@ class WebhookView(View):
 
     # -- hooks to override ---------------------------------------------------------------
 
+    def get_endpoint(self) -> str:
+        """The endpoint's name: ``handler``, or the ``<name>`` of ``webhooks/<name>``."""
+        return str(self.kwargs.get("endpoint") or DEFAULT_ENDPOINT)
+
     def get_secrets(self) -> list[str]:
-        """The signing secrets a request may be signed with (``WEBHOOK_SECRETS``)."""
-        return bridge_settings.webhook_secrets
+        """The signing secrets a request may be signed with: ``WEBHOOK_SECRETS`` for
+        ``webhooks/handler``, the endpoint's own in ``WEBHOOK_ENDPOINTS`` for another."""
+        secrets = bridge_settings.endpoint_secrets(self.get_endpoint())
+        if secrets is None:
+            raise unknown_endpoint(self.get_endpoint())
+        return secrets
 
     def validate_request(self, request: HttpRequest) -> None:
         """Raise :class:`SignatureVerificationError` unless ``self.payload`` is signed by Stripe."""
@@ -294,7 +318,7 @@ class WebhookView(View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             if not self.get_secrets():
-                raise not_configured()
+                raise not_configured(self.get_endpoint())
             self.payload = self.read_payload(request)
             try:
                 self.validate_request(request)
