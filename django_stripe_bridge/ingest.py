@@ -26,6 +26,7 @@ from .events import (
     TRANSACTION_OBJECTS,
     account_of,
     event_object,
+    is_account_id,
     transaction_id_of,
     validate_event,
 )
@@ -190,7 +191,7 @@ def _update_transactions(
         state = states[row.transaction_id]
         fields = tx.take_state(state) if state.apply(event) else []
         if tx.pk in given_account:
-            fields.append("account")
+            fields += ["account", "direct"]
         changed_fields.setdefault(tx.pk, set()).update(fields)
         after[row.pk] = IngestResult(
             event=row,
@@ -216,15 +217,19 @@ def _share_accounts(
 ) -> set[str]:
     """Give a transaction the account its first event with one names, and an event without
     one (a destination charge's refund) its transaction's: a seller follows the whole payment.
-    Returns the ids of the transactions given an account.
+    Returns the ids of the transactions given an account (or found to be direct charges).
 
     A transaction's account is set once; an event naming another is stored as it came, and
     logged (Stripe's ids are unique across accounts: it would be a bug, not a payment).
     """
     inherited: dict[str, list[int]] = {}
     given: set[str] = set()
-    for row, _ in new:
+    for row, event in new:
         tx = transactions[row.transaction_id]
+        if is_account_id(event.get("account")) and not tx.direct:
+            # A Connect event: the payment lives on the connected account.
+            tx.direct = True
+            given.add(tx.pk)
         if row.account and not tx.account:
             tx.account = row.account
             given.add(tx.pk)
@@ -272,6 +277,7 @@ def _fold_histories(
 #: What a fold may change on a transaction (``StripeTransaction.take_state``, and the account).
 _FOLDED_FIELDS = (
     "account",
+    "direct",
     "status",
     "amount",
     "amount_captured",

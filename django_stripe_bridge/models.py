@@ -130,6 +130,9 @@ class StripeTransaction(models.Model):
     #: The connected account (``acct_…``) the payment is for, blank for the platform's own:
     #: set once, by the server (a create call's policy-approved account) or a verified event.
     account = models.CharField(_("connected account"), max_length=255, blank=True)
+    #: Made on the connected account itself (a direct charge: calls about it carry
+    #: ``Stripe-Account``), not on the platform for it (a destination charge).
+    direct = models.BooleanField(_("direct charge"), default=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("user"),

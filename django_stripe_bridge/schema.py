@@ -311,7 +311,10 @@ COMMON_ERRORS = {
         ),
     ),
     401: error_response("CHARGE_PERMISSION_CLASSES asks for credentials that were not sent."),
-    403: error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
+    403: error_response(
+        "CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure), or "
+        "CONNECT_POLICY refused the connected `account` it names (code `account_forbidden`)."
+    ),
     409: error_response(
         "This client used the Idempotency-Key before with another body.",
         _error(

@@ -251,6 +251,26 @@ class RequestBodySerializer(serializers.Serializer):
         return super().run_validation(data)
 
 
+def _account() -> StripeIdField:
+    return StripeIdField(
+        required=False,
+        allow_null=True,
+        validators=[_account_id],
+        error_messages=_messages(
+            "account",
+            invalid="'account' must be a connected account's id such as 'acct_1A2b3C'.",
+            max_length="'account' must be at most 255 characters.",
+        ),
+        help_text="A connected account (acct_…) to charge for. The server decides whether "
+        "this request may, and how (a direct or destination charge): 403 otherwise.",
+    )
+
+
+def _account_id(value: str | None) -> None:
+    if value is not None and not value.startswith("acct_"):
+        raise ValidationError("'account' must be a connected account's id such as 'acct_1A2b3C'.")
+
+
 def _amount() -> AmountField:
     return AmountField(
         error_messages=_messages("amount"),
@@ -304,6 +324,7 @@ class ChargeRequestSerializer(RequestBodySerializer):
         help_text="A one-time card token (tok_…) or PaymentMethod id (pm_…).",
     )
     amount = _amount()
+    account = _account()
     currency = _currency()
     description = _description()
     metadata = _metadata()
@@ -324,6 +345,7 @@ class PaymentIntentRequestSerializer(RequestBodySerializer):
     """Body of ``POST payment-intents``."""
 
     amount = _amount()
+    account = _account()
     currency = _currency()
     payment_method = StripeIdField(
         required=False,

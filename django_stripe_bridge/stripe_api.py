@@ -145,30 +145,62 @@ def api_version() -> str:
 # --- calls -----------------------------------------------------------------------------------
 
 
-def create_charge(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+def _options(idempotency_key: str | None, stripe_account: str | None) -> Any:
+    """A call's request options: its idempotency key, and the connected account it acts on
+    (``Stripe-Account``; ``None`` for the platform's own objects)."""
+    options: dict[str, Any] = {}
+    if idempotency_key is not None:
+        options["idempotency_key"] = idempotency_key
+    if stripe_account:
+        options["stripe_account"] = stripe_account
+    return options
+
+
+def list_accounts(page_size: int = 100) -> Iterator[dict[str, Any]]:
+    """The platform's connected accounts (``GET /v1/accounts``), page by page."""
+    client = get_stripe_client()
+    with translate_errors(READ_RETRY):
+        pages = iter(client.v1.accounts.list(params={"limit": page_size}).auto_paging_iter())
+    while True:
+        with translate_errors(READ_RETRY):
+            account = next(pages, None)
+        if account is None:
+            return
+        yield account.to_dict()
+
+
+def create_charge(
+    params: Mapping[str, Any], *, idempotency_key: str, stripe_account: str | None = None
+) -> dict[str, Any]:
     """Create a charge (``POST /v1/charges``) and return the charge object."""
     client = get_stripe_client()
     with translate_errors():
         charge = client.v1.charges.create(
             params=dict(params),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(charge, object="charge")
 
 
-def create_payment_intent(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+def create_payment_intent(
+    params: Mapping[str, Any], *, idempotency_key: str, stripe_account: str | None = None
+) -> dict[str, Any]:
     """Create a PaymentIntent (``POST /v1/payment_intents``) and return it."""
     client = get_stripe_client()
     with translate_errors():
         intent = client.v1.payment_intents.create(
             params=dict(params),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
 
 def confirm_payment_intent(
-    intent_id: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str
+    intent_id: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Confirm a PaymentIntent (``POST /v1/payment_intents/<id>/confirm``) and return it."""
     client = get_stripe_client()
@@ -176,13 +208,17 @@ def confirm_payment_intent(
         intent = client.v1.payment_intents.confirm(
             intent_id,
             params=dict(params or {}),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
 
 def capture_payment_intent(
-    intent_id: str, *, amount: int | None = None, idempotency_key: str
+    intent_id: str,
+    *,
+    amount: int | None = None,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Capture an authorized PaymentIntent, all of it or ``amount``; returns the PaymentIntent.
 
@@ -195,13 +231,17 @@ def capture_payment_intent(
         intent = client.v1.payment_intents.capture(
             intent_id,
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
 
 def capture_charge(
-    charge_id: str, *, amount: int | None = None, idempotency_key: str
+    charge_id: str,
+    *,
+    amount: int | None = None,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Capture an uncaptured charge (``capture: false``), all of it or ``amount``."""
     params: dict[str, Any] = {} if amount is None else {"amount": amount}
@@ -210,21 +250,25 @@ def capture_charge(
         charge = client.v1.charges.capture(
             charge_id,
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(charge, object="charge")
 
 
-def retrieve_charge(charge_id: str) -> dict[str, Any]:
+def retrieve_charge(charge_id: str, *, stripe_account: str | None = None) -> dict[str, Any]:
     """The charge ``charge_id`` as Stripe has it now."""
     client = get_stripe_client()
     with translate_errors():
-        charge = client.v1.charges.retrieve(charge_id)
+        charge = client.v1.charges.retrieve(charge_id, options=_options(None, stripe_account))
     return validated(charge, object="charge")
 
 
 def cancel_payment_intent(
-    intent_id: str, *, reason: str | None = None, idempotency_key: str
+    intent_id: str,
+    *,
+    reason: str | None = None,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Cancel a PaymentIntent (releasing an authorization); returns it."""
     params: dict[str, Any] = {} if reason is None else {"cancellation_reason": reason}
@@ -233,7 +277,7 @@ def cancel_payment_intent(
         intent = client.v1.payment_intents.cancel(
             intent_id,
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
@@ -245,6 +289,7 @@ def create_refund(
     amount: int | None = None,
     reason: str | None = None,
     idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Refund a PaymentIntent's charge or a charge, in full or ``amount``; returns the
     refund. Refunding an uncaptured charge releases it."""
@@ -261,7 +306,7 @@ def create_refund(
     with translate_errors():
         refund = client.v1.refunds.create(
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(refund, object="refund")
 
@@ -271,12 +316,14 @@ def list_events(
     since: dt.datetime | int | None = None,
     types: Sequence[str] | None = None,
     page_size: int = 100,
+    stripe_account: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stripe's events (newest first), fetched page by page as the iterator advances.
 
     ``since`` keeps events created at or after that time (``created[gte]``); ``types``
-    keeps those types. Stripe keeps events for 30 days. Errors are raised as the bridge's
-    own, also when they happen on a later page.
+    keeps those types; ``stripe_account`` lists a connected account's events instead of the
+    platform's. Stripe keeps events for 30 days. Errors are raised as the bridge's own, also
+    when they happen on a later page.
     """
     params: dict[str, Any] = {"limit": page_size}
     if since is not None:
@@ -286,7 +333,8 @@ def list_events(
         params["types"] = list(types)
     client = get_stripe_client()
     with translate_errors(READ_RETRY):
-        pages = iter(client.v1.events.list(params=params).auto_paging_iter())  # type: ignore[arg-type]
+        listing = client.v1.events.list(params=params, options=_options(None, stripe_account))  # type: ignore[arg-type]
+        pages = iter(listing.auto_paging_iter())
     while True:
         with translate_errors(READ_RETRY):
             event = next(pages, None)

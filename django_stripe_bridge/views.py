@@ -37,8 +37,9 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges
+from . import __version__, charges, connect
 from .conf import bridge_settings
+from .connect import ConnectCharge
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
 from .schema import (
@@ -325,6 +326,11 @@ class _CreateView(BridgeAPIView):
             )
         return key
 
+    def get_connect(self, data: dict[str, Any]) -> ConnectCharge | None:
+        """How the payment is made for the connected account the body names (popped from
+        ``data``), as ``CONNECT_POLICY`` decides; raises ``AccountRefused`` (403)."""
+        return connect.decide(self.request, data.pop("account", None))
+
     def get_user(self) -> Any:
         """The user to record on the transaction, or ``None`` for an anonymous client."""
         user = getattr(self.request, "user", None)
@@ -431,7 +437,12 @@ class ChargeView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
-        return charges.create_charge(**data, idempotency_key=idempotency_key, user=self.get_user())
+        return charges.create_charge(
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_user(),
+            connect=self.get_connect(data),
+        )
 
 
 class PaymentIntentView(_CreateView):
@@ -483,7 +494,10 @@ class PaymentIntentView(_CreateView):
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
         return charges.create_payment_intent(
-            **data, idempotency_key=idempotency_key, user=self.get_user()
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_user(),
+            connect=self.get_connect(data),
         )
 
 
