@@ -467,6 +467,11 @@ def translate_error(
             "This Idempotency-Key was already used with another request. Send a new key "
             "for a new payment, or the same body to get the first result again."
         )
+    elif raw.get("code") == "account_invalid":
+        # Stripe-Account names no account of this platform (a connected account's).
+        translated = StripeInvalidRequest(
+            message, error={"param": "account", "code": "account_invalid"}
+        )
     elif isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         translated = NotConfigured(
             f"Stripe refused {SETTING_NAME}['API_KEY'] (HTTP {status}): {message} Check that "

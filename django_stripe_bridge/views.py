@@ -37,7 +37,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, connect
+from . import __version__, charges
+from . import connect as connect_policy
 from .conf import bridge_settings
 from .connect import ConnectCharge
 from .exceptions import ConfigurationError, StripeRequestError
@@ -329,7 +330,7 @@ class _CreateView(BridgeAPIView):
     def get_connect(self, data: dict[str, Any]) -> ConnectCharge | None:
         """How the payment is made for the connected account the body names (popped from
         ``data``), as ``CONNECT_POLICY`` decides; raises ``AccountRefused`` (403)."""
-        return connect.decide(self.request, data.pop("account", None))
+        return connect_policy.decide(self.request, data.pop("account", None))
 
     def get_user(self) -> Any:
         """The user to record on the transaction, or ``None`` for an anonymous client."""
@@ -437,11 +438,9 @@ class ChargeView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_charge(
-            **data,
-            idempotency_key=idempotency_key,
-            user=self.get_user(),
-            connect=self.get_connect(data),
+            **data, idempotency_key=idempotency_key, user=self.get_user(), connect=connect
         )
 
 
@@ -493,11 +492,9 @@ class PaymentIntentView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_payment_intent(
-            **data,
-            idempotency_key=idempotency_key,
-            user=self.get_user(),
-            connect=self.get_connect(data),
+            **data, idempotency_key=idempotency_key, user=self.get_user(), connect=connect
         )
 
 

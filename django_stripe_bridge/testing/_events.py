@@ -41,9 +41,13 @@ class _State:
 state = _State()
 
 
-def _wants(webhook: Any, event_type: str) -> bool:
+def _wants(webhook: Any, event: Any) -> bool:
+    from . import _connect
+
     wanted = webhook.events
-    return wanted is None or "*" in wanted or event_type in wanted
+    return (wanted is None or "*" in wanted or event.type in wanted) and _connect.wants(
+        webhook, event
+    )
 
 
 def emit(event_type: str, obj: Any) -> Any:
@@ -85,7 +89,7 @@ async def _deliver_forever(queue: asyncio.Queue[tuple[int, float, Any]]) -> None
             targets = [
                 (name, hook)
                 for name, hook in list(webhooks._webhooks.items())
-                if _wants(hook, event.type)
+                if _wants(hook, event)
             ]
             if not targets:
                 continue
@@ -120,13 +124,16 @@ _original_init = Event.__init__
 
 
 def _event_init(self: Any, type: str, data: Any) -> None:
+    from . import _connect
+
     _original_init(self, type, data)
+    _connect.event_account(self, data)
     ctx = _context.current()
     self._standin_sequence = next(state.sequence)
     self.api_version = _context.api_version()
     self.request = {"id": ctx.request_id, "idempotency_key": ctx.idempotency_key}
     self.pending_webhooks = sum(
-        1 for hook in list(webhooks._webhooks.values()) if _wants(hook, type)
+        1 for hook in list(webhooks._webhooks.values()) if _wants(hook, self)
     )
 
 
