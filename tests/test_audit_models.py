@@ -33,6 +33,7 @@ TRANSACTION_FIELDS = {
     "status",
     "livemode",
     "account",
+    "direct",
     "user",
     "idempotency_key",
     "state",
