@@ -120,13 +120,20 @@ async def handle_webhook(
                 secrets,
                 bridge_settings.WEBHOOK_TOLERANCE,
             )
-            event = webhooks.parse_event(payload)
+            notification = webhooks.parse_notification(
+                payload, headers.get(webhooks.SIGNATURE_HEADER.lower()), secrets
+            )
+            event = webhooks.parse_event(payload) if notification is None else None
         except SignatureVerificationError as exc:
             raise webhooks.WebhookRefused(str(exc), code="signature_verification_failed") from exc
         except InvalidEvent as exc:
             raise webhooks.WebhookRefused(str(exc), code="invalid_event") from exc
         try:
-            result = await get_committer().submit(event)
+            if notification is not None:
+                created = await _record_notification(notification, endpoint)
+            else:
+                assert event is not None
+                created = (await get_committer().submit(event)).created
         except (DatabaseError, InterfaceError) as exc:
             raise webhooks.database_unavailable(exc) from exc
     except webhooks.WebhookRefused as exc:
@@ -144,7 +151,16 @@ async def handle_webhook(
             send, 503, webhooks.error_body(refused), {"Retry-After": str(webhooks.RETRY_AFTER)}
         )
         return
-    await _answer(send, 200, {"received": True, "duplicate": not result.created})
+    await _answer(send, 200, {"received": True, "duplicate": not created})
+
+
+async def _record_notification(notification: Any, endpoint: str) -> bool:
+    """Store a thin event notification once, in a worker thread (its fetch follows)."""
+    from channels.db import database_sync_to_async
+
+    from . import thin
+
+    return bool(await database_sync_to_async(thin.record)(notification, endpoint=endpoint))
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -214,3 +214,47 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.stripe_key
+
+
+class ThinEvent(models.Model):
+    """A thin event notification (Event Destinations, API v2), stored once when it arrives,
+    and the durable queue of the fetches that turn it into a :class:`StripeEvent`."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Done")
+        REFUSED = "refused", _("Refused")
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=100)
+    #: The notification's ``context``: the connected account it is about (blank: the platform).
+    context = models.CharField(_("context"), max_length=255, blank=True)
+    endpoint = models.CharField(_("endpoint"), max_length=40, blank=True)
+    notification = models.JSONField(_("notification"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    #: When the next fetch may start (a claimed fetch pushes it on: a crash retries later).
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    #: The snapshot event the fetch stored (or found stored), once done.
+    stripe_event_id = models.CharField(_("Stripe event"), max_length=255, blank=True)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    done_at = models.DateTimeField(_("done"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("thin event")
+        verbose_name_plural = _("thin events")
+        ordering = ("-received_at", "-id")
+        indexes = [
+            # The queue: pending notifications whose next attempt is due.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=models.Q(status="pending"),
+                name="stripe_thin_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type}, {self.status})"

@@ -343,6 +343,115 @@ def list_events(
         yield event.to_dict()
 
 
+# --- thin events (Event Destinations, API v2) --------------------------------------------------
+
+
+def parse_event_notification(
+    payload: bytes, header: str | None, secrets: Sequence[str], tolerance: int | None
+) -> dict[str, Any]:
+    """A thin event notification (``object: "v2.core.event"``) as a dict, parsed by the
+    ``stripe`` library (``parse_event_notification`` since 13.0, ``parse_thin_event``
+    before) with whichever of ``secrets`` signed it. Raises :class:`InvalidEvent` if none
+    did or the body is not a notification (the caller has verified the signature already:
+    this is the library's own reading of it)."""
+    from .exceptions import InvalidEvent
+
+    client = stripe.StripeClient(bridge_settings.API_KEY or "sk_unused_for_parsing")
+    # Renamed in stripe 13.0; the old name is what 12.x has.
+    parse = getattr(client, "parse_event_notification", None) or client.parse_thin_event  # type: ignore[attr-defined]
+    notification = None
+    for secret in secrets:
+        try:
+            notification = parse(
+                payload, header, secret, tolerance=tolerance if tolerance is not None else 10**10
+            )
+            break
+        except stripe.SignatureVerificationError:
+            continue
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidEvent(f"The body is not a thin event notification: {exc}") from None
+    if notification is None:
+        raise InvalidEvent("No configured secret signed this thin event notification.")
+    context = getattr(notification, "context", None)
+    related = getattr(notification, "related_object", None)
+    return {
+        "id": notification.id,
+        "object": "v2.core.event",
+        "type": notification.type,
+        "created": str(notification.created),
+        "livemode": bool(getattr(notification, "livemode", False)),
+        "context": str(context) if context else None,
+        "related_object": (
+            {"id": related.id, "type": related.type, "url": related.url} if related else None
+        ),
+    }
+
+
+def retrieve_v2_event(event_id: str, *, context: str | None) -> dict[str, Any]:
+    """The full v2 event ``event_id`` (``GET /v2/core/events/{id}``), fetched with the
+    notification's context as ``Stripe-Context``."""
+    return _raw_get(f"/v2/core/events/{urllib.parse.quote(event_id, safe='')}", context)
+
+
+def retrieve_related_object(url: str, *, context: str | None) -> dict[str, Any]:
+    """The object a thin event is about, from its ``related_object.url`` (an API path)."""
+    if not url.startswith(("/v1/", "/v2/")) or ".." in url or "?" in url:
+        from .exceptions import InvalidEvent
+
+        raise InvalidEvent(f"related_object.url {url[:80]!r} is not a Stripe API path.")
+    return _raw_get(url, context)
+
+
+def retrieve_event(event_id: str, *, stripe_account: str | None = None) -> dict[str, Any]:
+    """The v1 (snapshot) event ``event_id``, the platform's or ``stripe_account``'s."""
+    client = get_stripe_client()
+    with translate_errors(READ_RETRY):
+        event = client.v1.events.retrieve(event_id, options=_options(None, stripe_account))
+    return event.to_dict()
+
+
+def _raw_get(path: str, context: str | None) -> dict[str, Any]:
+    client = get_stripe_client()
+    options: dict[str, Any] = {"stripe_context": context} if context else {}
+    with translate_errors(READ_RETRY):
+        response = client.raw_request("get", path, **options)
+        obj = client.deserialize(response, api_mode="V2" if path.startswith("/v2/") else "V1")
+    result: dict[str, Any] = obj.to_dict()
+    return result
+
+
+def create_event_destination(
+    url: str,
+    *,
+    events: Sequence[str],
+    thin: bool = True,
+    connect: bool = False,
+    name: str = "django-stripe-bridge",
+    description: str | None = None,
+) -> str:
+    """Create an Event Destination (API v2) sending ``events`` to ``url`` with thin (or
+    snapshot) payloads, for the platform's events or (``connect``) its connected accounts';
+    return the signing secret, which Stripe shows only now."""
+    client = get_stripe_client()
+    params: dict[str, Any] = {
+        "name": name,
+        "type": "webhook_endpoint",
+        "event_payload": "thin" if thin else "snapshot",
+        "enabled_events": list(events),
+        "events_from": ["@accounts"] if connect else ["@self"],
+        "webhook_endpoint": {"url": url},
+        "include": ["webhook_endpoint.signing_secret"],
+    }
+    if description:
+        params["description"] = description
+    with translate_errors(WEBHOOK_RETRY):
+        destination = client.v2.core.event_destinations.create(params=params)  # type: ignore[arg-type]
+    secret = (destination.to_dict().get("webhook_endpoint") or {}).get("signing_secret")
+    if not isinstance(secret, str) or not secret:
+        raise StripeUnavailable("Stripe made the Event Destination but sent no signing secret.")
+    return secret
+
+
 #: Name under which :func:`register_webhook` configures an endpoint in localstripe.
 DEFAULT_WEBHOOK_NAME = "django-stripe-bridge"
 
@@ -353,12 +462,15 @@ def register_webhook(
     events: Sequence[str] | None = None,
     description: str | None = None,
     name: str = DEFAULT_WEBHOOK_NAME,
+    connect: bool = False,
 ) -> str:
     """Register ``url`` to receive Stripe's webhooks and return its signing secret.
 
     With Stripe (or any server that has ``POST /v1/webhook_endpoints``) this creates a
     webhook endpoint listening to ``events`` (default: every event, ``["*"]``) and returns
     the ``whsec_…`` secret Stripe made for it: put it in ``STRIPE_BRIDGE['WEBHOOK_SECRETS']``.
+    ``connect=True`` makes a Connect endpoint: the connected accounts' events, not the
+    platform's (its secret goes in ``WEBHOOK_ENDPOINTS``).
 
     localstripe has no such API. When ``API_BASE`` is set and the server answers that route
     with 404, the endpoint is configured through localstripe's ``POST /_config/webhooks/<name>``
@@ -366,6 +478,8 @@ def register_webhook(
     """
     client = get_stripe_client()
     params: dict[str, Any] = {"url": url, "enabled_events": list(events or ["*"])}
+    if connect:
+        params["connect"] = True
     if description:
         params["description"] = description
     try:
@@ -374,13 +488,17 @@ def register_webhook(
     except StripeInvalidRequest as exc:
         if not bridge_settings.API_BASE or exc.http_status != 404:
             raise
-        return _register_localstripe_webhook(url, events=events, name=name)
+        return _register_localstripe_webhook(url, events=events, name=name, connect=connect)
     return str(endpoint["secret"])
 
 
-def _register_localstripe_webhook(url: str, *, events: Sequence[str] | None, name: str) -> str:
+def _register_localstripe_webhook(
+    url: str, *, events: Sequence[str] | None, name: str, connect: bool = False
+) -> str:
     secret = "whsec_" + secrets.token_urlsafe(24)
     body: dict[str, Any] = {"url": url, "secret": secret}
+    if connect:
+        body["connect"] = True
     if events and list(events) != ["*"]:
         body["events"] = list(events)
     base = str(bridge_settings.API_BASE).rstrip("/")

@@ -23,7 +23,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ingest
+from . import ingest, thin
 from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
 from .events import validate_event
 from .exceptions import InvalidEvent, SignatureVerificationError
@@ -132,6 +132,27 @@ def verify_signature(
                 f"{tolerance} s tolerance (check the server clock)."
             )
     return timestamp
+
+
+def parse_notification(
+    payload: bytes, header: str | None, secrets: Sequence[str]
+) -> Mapping[str, Any] | None:
+    """The thin event notification a verified body holds (Event Destinations, API v2), read
+    by the ``stripe`` library; ``None`` when the body is something else (a snapshot event)."""
+    if b'"v2.core.event"' not in payload:
+        return None  # cheap: a snapshot event is not parsed twice
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+    if not thin.is_thin(body):
+        return None
+    from . import stripe_api
+
+    notification = stripe_api.parse_event_notification(
+        payload, header, secrets, bridge_settings.WEBHOOK_TOLERANCE
+    )
+    return thin.validate_notification(notification)
 
 
 def parse_event(payload: bytes) -> Mapping[str, Any]:
@@ -301,6 +322,11 @@ class WebhookView(View):
         """Store one verified event (publishing and signals follow its commit)."""
         return ingest.ingest_event(event)
 
+    def handle_notification(self, notification: Mapping[str, Any]) -> bool:
+        """Store a verified thin event notification once (its fetch follows the commit);
+        whether it was new."""
+        return thin.record(notification, endpoint=self.get_endpoint())
+
     # -- plumbing ------------------------------------------------------------------------
 
     def http_method_not_allowed(
@@ -322,11 +348,17 @@ class WebhookView(View):
             self.payload = self.read_payload(request)
             try:
                 self.validate_request(request)
-                events = self.parse_events(request)
+                notification = parse_notification(
+                    self.payload, request.headers.get(SIGNATURE_HEADER), self.get_secrets()
+                )
+                events = [] if notification is not None else self.parse_events(request)
             except SignatureVerificationError as exc:
                 raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
+            if notification is not None:
+                created = self.handle_notification(notification)
+                return JsonResponse({"received": True, "duplicate": not created})
             results = [self.handle_event(event) for event in events]
         except WebhookRefused as exc:
             self.log_refusal(request, exc)

@@ -28,7 +28,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     import localstripe
     from localstripe import resources
 
-    from . import _connect, _disputes, _events, _idempotency, _later, _payments
+    from . import _connect, _disputes, _events, _idempotency, _later, _payments, _thin
 
     # No persistence: localstripe pickles the whole store to /tmp on every write.
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
@@ -39,6 +39,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         _idempotency.clear()
         _events.reset()
         _later.reset()
+        _thin.reset()
 
     resources.Store.clear = clear_everything  # type: ignore[method-assign]
 
@@ -120,6 +121,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         context_middleware,
         _idempotency.idempotency_middleware,
         error_middleware,
+        _thin.fault_middleware,
         auth_middleware,
     ]
 
@@ -143,6 +145,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     app.router.add_get("/_config/webhooks", list_webhooks)
     app.router.add_delete("/_config/webhooks", delete_webhook)
     app.router.add_delete("/_config/webhooks/{id}", delete_webhook)
+    _thin.add_routes(app)
     app.router.add_post("/_standin/settle", settle)
     app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)

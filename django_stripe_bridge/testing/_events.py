@@ -19,7 +19,7 @@ import aiohttp
 from localstripe import resources, webhooks
 from localstripe.resources import Event
 
-from . import _context
+from . import _context, _thin
 from ._lists import paginate, stored, unknown_params
 from ._signing import sign_payload
 
@@ -91,11 +91,10 @@ async def _deliver_forever(queue: asyncio.Queue[tuple[int, float, Any]]) -> None
                 for name, hook in list(webhooks._webhooks.items())
                 if _wants(hook, event)
             ]
-            if not targets:
-                continue
             payload = json.dumps(event._export(), indent=2, sort_keys=True).encode()
             for name, hook in targets:
                 await _post(session, name, hook, event, payload)
+            await _thin.deliver(session, event, payload)
 
 
 async def _post(
@@ -183,6 +182,7 @@ def install(delay: float) -> None:
 def clear_webhooks(name: str | None = None) -> None:
     if name is None:
         webhooks._webhooks.clear()
+        _thin.clear_destinations()
     else:
         with contextlib.suppress(KeyError):
             del webhooks._webhooks[name]
