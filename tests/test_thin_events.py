@@ -23,7 +23,8 @@ from django_stripe_bridge.payment_state import fold
 from django_stripe_bridge.testing import TEST_API_KEY, sign_payload
 from tests.charge_fixtures import *  # noqa: F403
 from tests.charge_fixtures import bridge_settings_for
-from tests.test_connect_e2e import Relay, relay  # noqa: F401 - the fixture
+from tests.relay import *  # noqa: F403
+from tests.relay import Relay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.standin]
 
