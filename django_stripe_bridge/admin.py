@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .admin_operations import PaymentOperationsMixin
 from .ingest import timestamp_to_datetime
-from .models import StripeEvent, StripeTransaction
+from .models import StripeEvent, StripeTransaction, ThinEvent
 from .money import format_amount
 from .payment_state import status_of_event
 
@@ -231,3 +231,38 @@ def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
     head = format_html_join("", "<th>{}</th>", ((cell,) for cell in header))
     lines = format_html_join("", "<tr>{}</tr>", ((line,) for line in body))
     return format_html("<table><tr>{}</tr>{}</table>", head, lines)
+
+
+@admin.register(ThinEvent)
+class ThinEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Thin event notifications and their fetch: waiting, done, or refused (and why)."""
+
+    list_display = (
+        "event_id",
+        "type",
+        "context",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "stripe_event_id",
+        "received_at",
+    )
+    list_filter = ("status", "endpoint", ("received_at", admin.DateFieldListFilter))
+    search_fields = ("=event_id", "=context", "=stripe_event_id")
+    list_per_page = 50
+    show_full_result_count = False
+    fields = (
+        "event_id",
+        "type",
+        "context",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "stripe_event_id",
+        "received_at",
+        "done_at",
+        "notification",
+    )
+    readonly_fields = fields

@@ -352,3 +352,58 @@ def test_the_admin_shows_and_filters_by_account(admin_client: Any) -> None:
         key = "transaction_id" if model == "stripeevent" else "id"
         assert [getattr(r, key) for r in mine] == ["ch_adm1"] == [getattr(r, key) for r in found]
         assert [getattr(r, key) for r in own] == ["ch_adm2"]
+
+
+# -- thin notifications on both webhook paths (the fetch is tested on the offline Stripe) ----
+
+
+def _notification(event_id: str = "evt_test_thin1", context: str | None = None) -> bytes:
+    body = {
+        "id": event_id,
+        "object": "v2.core.event",
+        "type": "v1.charge.succeeded",
+        "created": "2026-01-01T00:00:00.000Z",
+        "livemode": False,
+        "context": context,
+        "related_object": {"id": "ch_1", "type": "charge", "url": "/v1/charges/ch_1"},
+    }
+    return json.dumps(body).encode()
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(
+    STRIPE_BRIDGE={
+        "WEBHOOK_SECRETS": [PLATFORM_SECRET],
+        "WEBHOOK_ENDPOINTS": {"thin": ["whsec_tests_thin"]},
+        "THIN_RELAY": False,
+    }
+)
+def test_a_thin_notification_is_stored_once_on_the_view_and_the_lean_path(client: Any) -> None:
+    from django_stripe_bridge.models import ThinEvent
+    from tests.test_webhook_asgi import PATH, call, site
+
+    url = reverse("stripe_bridge:webhook-endpoint", args=["thin"])
+    body = _notification(context="acct_1Seller")
+    signature = sign_payload(body, "whsec_tests_thin")
+    answer = client.post(
+        url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature
+    )
+    assert answer.json() == {"received": True, "duplicate": False}
+    row = ThinEvent.objects.get()
+    assert (row.status, row.context, row.endpoint, row.attempts) == (
+        "pending",
+        "acct_1Seller",
+        "thin",
+        0,
+    )
+    app = with_stripe_webhook(site)
+    thin_path = PATH.rpartition("/")[0] + "/thin"
+    again = async_to_sync(call)(app, body, {"stripe-signature": signature}, path=thin_path)
+    assert (again.status, again.json["duplicate"]) == (200, True)
+    other = _notification("evt_test_thin2")
+    fresh = async_to_sync(call)(
+        app, other, {"stripe-signature": sign_payload(other, "whsec_tests_thin")}, path=thin_path
+    )
+    assert (fresh.status, fresh.json["duplicate"]) == (200, False)
+    assert ThinEvent.objects.count() == 2
+    assert not StripeEvent.objects.exists()
