@@ -407,3 +407,57 @@ def test_a_thin_notification_is_stored_once_on_the_view_and_the_lean_path(client
     assert (fresh.status, fresh.json["duplicate"]) == (200, False)
     assert ThinEvent.objects.count() == 2
     assert not StripeEvent.objects.exists()
+
+
+# -- the server's Connect decision ---------------------------------------------------------
+
+
+class _Request:
+    user = None
+
+
+def test_the_connect_decision_is_the_servers() -> None:
+    from django_stripe_bridge.connect import ChargeMode, ConnectCharge, decide
+    from django_stripe_bridge.exceptions import AccountRefused
+
+    assert decide(_Request(), None) is None  # no account named: the platform's own
+    with override_settings(STRIPE_BRIDGE={}), pytest.raises(AccountRefused, match="not enabled"):
+        decide(_Request(), "acct_1")
+    answers = {
+        "acct_1": ConnectCharge("acct_1", ChargeMode.DESTINATION, application_fee_amount=5),
+        "acct_2": ConnectCharge("acct_other"),  # a policy answering for another account
+        "acct_3": True,  # not a ConnectCharge
+        "acct_4": None,
+    }
+    with override_settings(STRIPE_BRIDGE={"CONNECT_POLICY": lambda request, acct: answers[acct]}):
+        decision = decide(_Request(), "acct_1")
+        assert decision is not None and decision.stripe_account is None
+        assert decision.params() == {
+            "transfer_data": {"destination": "acct_1"},
+            "application_fee_amount": 5,
+        }
+        for account in ("acct_2", "acct_3", "acct_4"):
+            with pytest.raises(AccountRefused) as refused:
+                decide(_Request(), account)
+            assert refused.value.status_code == 403
+            assert refused.value.error["code"] == "account_forbidden"
+
+
+def test_a_connect_charge_is_checked_when_made() -> None:
+    from django_stripe_bridge.connect import ChargeMode, ConnectCharge
+
+    direct = ConnectCharge("acct_1", application_fee_amount=0)
+    assert (direct.stripe_account, direct.params()) == ("acct_1", {"application_fee_amount": 0})
+    on_behalf = ConnectCharge("acct_1", ChargeMode.DESTINATION, on_behalf_of=True)
+    assert on_behalf.params() == {
+        "transfer_data": {"destination": "acct_1"},
+        "on_behalf_of": "acct_1",
+    }
+    for bad in (
+        {"account": "cus_1"},
+        {"account": "acct_1", "application_fee_amount": -1},
+        {"account": "acct_1", "application_fee_amount": True},
+        {"account": "acct_1", "on_behalf_of": True},  # direct: on_behalf_of does not apply
+    ):
+        with pytest.raises(ValueError):
+            ConnectCharge(**bad)
