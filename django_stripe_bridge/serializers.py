@@ -251,11 +251,20 @@ class RequestBodySerializer(serializers.Serializer):
         return super().run_validation(data)
 
 
-def _account() -> StripeIdField:
-    return StripeIdField(
+class AccountIdField(StripeIdField):
+    """A connected account's id (``acct_…``)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not value.startswith("acct_") or len(value) < 6:
+            self.fail("invalid")
+        return value
+
+
+def _account() -> AccountIdField:
+    return AccountIdField(
         required=False,
         allow_null=True,
-        validators=[_account_id],
         error_messages=_messages(
             "account",
             invalid="'account' must be a connected account's id such as 'acct_1A2b3C'.",
@@ -264,11 +273,6 @@ def _account() -> StripeIdField:
         help_text="A connected account (acct_…) to charge for. The server decides whether "
         "this request may, and how (a direct or destination charge): 403 otherwise.",
     )
-
-
-def _account_id(value: str | None) -> None:
-    if value is not None and not value.startswith("acct_"):
-        raise ValidationError("'account' must be a connected account's id such as 'acct_1A2b3C'.")
 
 
 def _amount() -> AmountField:
