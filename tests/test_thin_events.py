@@ -223,23 +223,40 @@ def test_a_failing_fetch_is_retried_until_it_succeeds_also_by_a_new_worker(
     assert "did not answer in time" in row.last_error  # the stand-in held it past TIMEOUT
     assert not StripeEvent.objects.exists()
 
-    # A worker that claimed it and died: the row waits out its lease, then is retried.
-    later = timezone.now() + dt.timedelta(seconds=5)
-    assert thin._claim(row.pk, later) is not None
-    assert thin.drain(now=later).done == 0
+    # After a restart a new worker (the management command) finishes it.
+    import time
 
-    # A new worker (the management command, as after a restart) finishes it.
+    time.sleep(0.1)  # the backoff after two failures (THIN_RETRY_DELAY 0.01 s doubled)
     out = StringIO()
-    result = thin.drain(now=later + dt.timedelta(seconds=thin.LEASE + 1))
+    call_command("stripe_bridge_thin", stdout=out)
     row.refresh_from_db()
-    assert (result.done, row.status, row.attempts) == (1, "done", 3)
+    assert "1 folded" in out.getvalue()
+    assert (row.status, row.attempts, row.last_error) == ("done", 3, "")
     assert StripeTransaction.objects.get(pk=charge.id).status == "succeeded"
     assert StripeEvent.objects.filter(transaction_id=charge.id).count() == 1
     # Nothing is folded twice.
-    assert thin.drain(now=later + dt.timedelta(hours=1)).done == 0
+    assert thin.drain(now=timezone.now() + dt.timedelta(hours=1)).done == 0
     call_command("stripe_bridge_thin", stdout=out)
     assert "0 thin event(s) waiting" in out.getvalue()
     assert StripeEvent.objects.count() == 1
+
+
+def test_a_worker_that_dies_mid_fetch_leaves_the_row_to_be_retried(
+    destinations: dict[str, Any], relay: Relay
+) -> None:
+    charge = destinations["client"].v1.charges.create(
+        {"amount": 1300, "currency": "usd", "source": "tok_visa"}
+    )
+    assert len(forward(relay, only="thin")) == 1
+    row = ThinEvent.objects.get()
+    now = timezone.now()
+    assert thin._claim(row.pk, now) is not None  # claimed, then the worker died
+    assert thin._claim(row.pk, now) is None  # nobody else takes it meanwhile
+    assert thin.drain(now=now + dt.timedelta(seconds=thin.LEASE - 1)).done == 0
+    result = thin.drain(now=now + dt.timedelta(seconds=thin.LEASE + 1))
+    row.refresh_from_db()
+    assert (result.done, row.status) == (1, "done")
+    assert StripeTransaction.objects.get(pk=charge.id).status == "succeeded"
 
 
 def test_the_background_fetch_runs_after_the_commit(
