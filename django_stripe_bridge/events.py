@@ -74,7 +74,7 @@ def is_account_id(value: Any) -> bool:
     return (
         isinstance(value, str)
         and value.startswith("acct_")
-        and 5 < len(value) <= 255
+        and len(value) <= 255
         and value.isascii()
         and value[5:].replace("_", "").isalnum()
     )

@@ -352,6 +352,7 @@ def _with(obj: dict[str, Any], **event: Any) -> dict[str, Any]:
         ("acct_" + "x" * 250, True),
         ("acct_" + "x" * 251, False),
         ("acct_", False),
+        ("acct__", False),
         ("acct_x y", False),
         ("acct_é", False),
         ("acct_-1", False),
@@ -371,6 +372,11 @@ def test_an_event_with_a_malformed_account_is_refused(bad: Any) -> None:
     with pytest.raises(InvalidEvent) as refused:
         validate_event(_with({"object": "charge"}, account=bad))
     assert str(refused.value) == ACCOUNT_MESSAGE
+
+
+def test_an_event_with_an_account_is_valid() -> None:
+    event = _with({"object": "charge"}, account="acct_1")
+    assert validate_event(event) is event
 
 
 def test_an_event_with_no_or_a_null_account_is_the_platforms() -> None:
