@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_stripe_bridge', '0004_connect_account'),
+        ('django_stripe_bridge', '0006_connect_account'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_stripe_bridge', '0003_idempotency_key'),
+        ('django_stripe_bridge', '0005_stripeevent_publish_attempts'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
