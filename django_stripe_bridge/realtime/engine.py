@@ -32,7 +32,7 @@ from . import holdback, recovery, replay, selection
 from .frames import MAX_SUBSCRIPTION_NAME, ErrorCode, FrameError, valid_name
 from .groups import Groups
 from .resume import parse_cursor
-from .subscription import Subscription, event_key
+from .subscription import RecentKeys, Subscription, event_key
 
 if TYPE_CHECKING:
     from .transport import Transport
@@ -62,7 +62,7 @@ class Engine:
         self.closed = False
         #: One replay read at a time per connection.
         self.replay_slot = asyncio.Semaphore(1)
-        self._recent: dict[Hashable, None] | None = None
+        self._recent: RecentKeys | None = None  # made with the first event
         self._generated = 0
         self._selector_chars = 0
         self._rejoin: asyncio.Task[None] | None = None
@@ -235,17 +235,9 @@ class Engine:
 
     def seen(self, key: Hashable) -> bool:
         """Remember ``key``; whether it was already seen among the recent events."""
-        if key is None:
-            return False
-        recent = self._recent
-        if recent is None:
-            recent = self._recent = {}
-        elif key in recent:
-            return True
-        recent[key] = None
-        if len(recent) > RECENT_EVENTS:
-            del recent[next(iter(recent))]
-        return False
+        if self._recent is None:
+            self._recent = RecentKeys(RECENT_EVENTS)
+        return self._recent.seen(key)
 
     # -- recovery and close ---------------------------------------------------------------
 
@@ -257,7 +249,7 @@ class Engine:
         """
         if self.closed or self.transport.channel_layer is None:
             return True
-        delivered = frozenset(self._recent or ())
+        delivered = self._recent.keys() if self._recent is not None else frozenset()
         subs = [s for s in self.subscriptions.values() if s.ids and s.buffer is None]
         for sub in subs:
             sub.buffer = deque()  # join first, read later, as on subscribe

@@ -43,6 +43,31 @@ class Subscription:
         self.task: asyncio.Task[None] | None = None
 
 
+class RecentKeys:
+    """The keys of the last ``size`` events a connection was given, oldest first."""
+
+    __slots__ = ("_keys", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: dict[Hashable, None] = {}
+
+    def seen(self, key: Hashable) -> bool:
+        """Remember ``key``; whether it was already among them (``None`` never is)."""
+        if key is None:
+            return False
+        if key in self._keys:
+            return True
+        self._keys[key] = None
+        if len(self._keys) > self.size:
+            del self._keys[next(iter(self._keys))]
+        return False
+
+    def keys(self) -> frozenset[Hashable]:
+        """The keys remembered now."""
+        return frozenset(self._keys)
+
+
 def event_key(message: dict[str, Any]) -> Hashable:
     """What identifies an event across its copies: the row's pk, else the event id."""
     return message.get("event_pk") or message.get("event_id")
