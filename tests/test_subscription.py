@@ -7,10 +7,10 @@ def test_recent_keys_remember_the_last_ones_only():
     recent = RecentKeys(2)
     assert [recent.seen(k) for k in (1, 2, 1)] == [False, False, True]
     assert recent.seen(3) is False  # 1 is forgotten, the oldest
-    assert recent.keys() == frozenset({2, 3})
+    assert recent.remembered() == frozenset({2, 3})
     assert recent.seen(1) is False
     assert recent.seen(None) is False and recent.seen(None) is False
-    assert None not in recent.keys()
+    assert None not in recent.remembered()
 
 
 def test_event_key_and_stored_order():

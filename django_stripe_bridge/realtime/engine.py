@@ -249,7 +249,7 @@ class Engine:
         """
         if self.closed or self.transport.channel_layer is None:
             return True
-        delivered = self._recent.keys() if self._recent is not None else frozenset()
+        delivered = self._recent.remembered() if self._recent is not None else frozenset()
         subs = [s for s in self.subscriptions.values() if s.ids and s.buffer is None]
         for sub in subs:
             sub.buffer = deque()  # join first, read later, as on subscribe

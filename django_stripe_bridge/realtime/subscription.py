@@ -63,7 +63,7 @@ class RecentKeys:
             del self._keys[next(iter(self._keys))]
         return False
 
-    def keys(self) -> frozenset[Hashable]:
+    def remembered(self) -> frozenset[Hashable]:
         """The keys remembered now."""
         return frozenset(self._keys)
 
