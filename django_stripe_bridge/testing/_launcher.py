@@ -45,7 +45,8 @@ class StripeStandIn:
     ``port=None`` lets the subprocess pick a free port. ``webhook_delay`` is the time between
     an event and its webhook deliveries (localstripe's ~1 s by default); ``async_delay`` the
     time until what Stripe does "later" happens (refunds that settle or fail, disputes that
-    open or close; :meth:`settle` does it at once). ``cwd`` and ``env``
+    open or close; :meth:`settle` does it at once). ``state_file`` keeps the objects in that
+    file across restarts (the demo's; default: in memory only). ``cwd`` and ``env``
     (added to this process's environment) are for the subprocess.
     """
 
@@ -63,8 +64,10 @@ class StripeStandIn:
         python: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
+        self.state_file = state_file
         self.api_key = api_key
         self.webhook_delay = webhook_delay
         self.async_delay = async_delay
@@ -100,6 +103,8 @@ class StripeStandIn:
         ]
         if self.verbose:
             command.append("--verbose")
+        if self.state_file is not None:
+            command += ["--state", os.fspath(self.state_file)]
         return command
 
     def start(self) -> StripeStandIn:
