@@ -1,7 +1,7 @@
 """Admin actions for staff operations on a transaction: capture, cancel, refund.
 
 Each action shows a confirmation page for one transaction (with an amount for a partial
-capture or refund), then calls :mod:`~django_stripe_bridge.operations`. The page never
+capture or refund), then calls ``operations``. The page never
 changes the transaction: Stripe's webhooks do. Staff need the "Can change Stripe
 transaction" permission (superusers have it).
 """
@@ -81,7 +81,7 @@ class OperationForm(forms.Form):
 
 
 class PaymentOperationsMixin:
-    """Actions on a ``ModelAdmin`` of :class:`StripeTransaction`."""
+    """Actions on a ``ModelAdmin`` of ``StripeTransaction``."""
 
     operation_template = "admin/django_stripe_bridge/stripetransaction/payment_operation.html"
 

@@ -2,12 +2,12 @@
 
 ``with_stripe_webhook(django_asgi_app)`` in a site's ``asgi.py`` answers POSTs to the
 bridge's webhook URL itself and hands every other request to the site, through
-:class:`~django_stripe_bridge.body_limit.BodyLimitMiddleware` (an oversized body for one of
+``BodyLimitMiddleware`` (an oversized body for one of
 the bridge's other routes is refused before it is read). It keeps the
 webhook's contract (docs/webhooks.md): the signature is checked on the raw body, a body
 over ``WEBHOOK_MAX_BYTES`` is refused from its ``Content-Length`` or cut off while it
 streams in, and 200 is answered only once the event is committed — in one transaction with
-the other deliveries that arrived meanwhile (:mod:`~django_stripe_bridge.group_commit`).
+the other deliveries that arrived meanwhile (``group_commit``).
 
 The view (``webhooks.WebhookView``) stays for WSGI sites and for subclassing; this path
 does not call the view's hooks.

@@ -378,7 +378,7 @@ def check_layer_answers(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     """Report a default channel layer that does not answer (``check --deploy`` only).
 
     Sends one message to a group nobody joins, through a new instance of the layer, and
-    waits :data:`LAYER_CHECK_TIMEOUT` seconds. Without an answering layer every event stays
+    waits ``LAYER_CHECK_TIMEOUT`` seconds. Without an answering layer every event stays
     unpublished and websockets cannot join their groups.
     """
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}

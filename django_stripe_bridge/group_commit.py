@@ -1,8 +1,8 @@
 """Group commit: the webhook deliveries that arrive together share one database transaction.
 
-Each request hands its verified event to :meth:`GroupCommitter.submit` and waits. One task
+Each request hands its verified event to ``GroupCommitter.submit()`` and waits. One task
 per event loop takes every event waiting, stores them with
-:func:`~django_stripe_bridge.ingest.ingest_events` (one transaction, one insert statement)
+``ingest_events()`` (one transaction, one insert statement)
 in the committer's own database thread, and answers each request with its own result — or,
 when the batch failed, with the same error for all of them, having stored none. While one
 batch is being committed the next one gathers, so a lone request waits for nobody and a

@@ -7,7 +7,7 @@ with exponential backoff and jitter when the connection drops, and exits with st
 Ctrl-C. After a reconnect it subscribes again with replay (``latest``, or ``all`` when that
 was asked for) and drops events it already printed, so no status is missed.
 
-From code::
+From code:
 
     async for frame in listen(url, selector="id = 'ch_1'"):
         print(frame["headers"]["status"])
@@ -120,8 +120,8 @@ async def listen(
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield each ``message`` frame of one subscription, reconnecting until closed.
 
-    Raises :class:`SubscriptionRefused` when the server refuses the subscription (a bad
-    selector, a policy that forbids it), and :class:`ListenError` after ``max_attempts``
+    Raises ``SubscriptionRefused`` when the server refuses the subscription (a bad
+    selector, a policy that forbids it), and ``ListenError`` after ``max_attempts``
     failed connection attempts in a row (``None``: never give up).
     """
     client = _websockets()

@@ -226,7 +226,7 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
 async def asend_events(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> list[StripeEvent]:
-    """Send events in order from the event loop; the rows sent, for :func:`mark_published`.
+    """Send events in order from the event loop; the rows sent, for ``mark_published()``.
 
     Never raises: what is not sent stays unpublished for the outbox relay.
     """
@@ -320,7 +320,7 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> list[boo
     """Send messages in the server's order; which went.
 
     Each goes to its transaction's group, and the broadcast group gets them in batches of
-    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). Stops at the first
+    ``MAX_BROADCAST_BATCH`` (one send each instead of one per event). Stops at the first
     failure: the layer is down, and the rest would each wait for the timeout. A batch whose
     broadcast failed counts as not sent, and the outbox relay sends it again (subscribers
     drop what they already had, by event id).

@@ -121,7 +121,7 @@ class StripeTransaction(models.Model):
     )
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
     #: The latest known snapshot of each of the payment's Stripe objects
-    #: (:class:`~django_stripe_bridge.payment_state.PaymentState`): what the status derives from.
+    #: (``PaymentState``): what the status derives from.
     state = models.JSONField(_("state"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

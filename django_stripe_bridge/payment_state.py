@@ -2,7 +2,7 @@
 
 A transaction (a PaymentIntent, or a charge made without one) is followed through several
 Stripe objects: the PaymentIntent, its charges (one per attempt), their refunds and disputes.
-:class:`PaymentState` keeps the latest known snapshot of each object and derives the
+``PaymentState`` keeps the latest known snapshot of each object and derives the
 transaction's status and amounts from all of them (docs/models.md has the table).
 
 Stripe delivers webhooks late, twice and in any order. A snapshot replaces an object's
@@ -135,8 +135,8 @@ class Summary:
 class PaymentState:
     """The latest known snapshot of each Stripe object of one transaction.
 
-    Stored as JSON on the transaction (:meth:`to_json`, :meth:`from_json`); the derived
-    status and amounts are :meth:`summary`.
+    Stored as JSON on the transaction (``to_json()``, ``from_json()``); the derived
+    status and amounts are ``summary()``.
     """
 
     def __init__(self, objects: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -144,7 +144,7 @@ class PaymentState:
 
     @classmethod
     def from_json(cls, data: Any) -> PaymentState:
-        """The state stored by :meth:`to_json` (an empty one for anything else)."""
+        """The state stored by ``to_json()`` (an empty one for anything else)."""
         objects = data.get("objects") if isinstance(data, Mapping) else None
         if not isinstance(objects, Mapping):
             return cls()

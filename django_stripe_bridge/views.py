@@ -1,9 +1,9 @@
 """HTTP endpoints of the bridge: ``charge``, ``payment-intents``, ``transactions/<id>``
 and ``schema``.
 
-The views parse and answer; the work is done by :mod:`~django_stripe_bridge.charges`. Every
+The views parse and answer; the work is done by ``charges``. Every
 failure is answered in Stripe's error shape, ``{"error": {"type", "message", "param", …}}``,
-by :func:`bridge_exception_handler`, whatever the project's ``REST_FRAMEWORK`` settings say.
+by ``bridge_exception_handler()``, whatever the project's ``REST_FRAMEWORK`` settings say.
 """
 
 from __future__ import annotations
@@ -334,7 +334,7 @@ class _CreateView(BridgeAPIView):
         """Whose idempotency keys these are: the user, else this one client.
 
         An anonymous client is known by a random token in a signed cookie the bridge sets
-        (:data:`CLIENT_SCOPE_COOKIE`); a client without it gets a new one, and so a new scope.
+        (``CLIENT_SCOPE_COOKIE``); a client without it gets a new one, and so a new scope.
         """
         user = self.get_user()
         if user is not None:

@@ -1,8 +1,8 @@
 """Stripe's webhook endpoint: verify the signature, ingest the event, answer after commit.
 
-:func:`verify_signature` is Stripe's signing scheme as a pure function. :class:`WebhookView`
+``verify_signature()`` is Stripe's signing scheme as a pure function. ``WebhookView``
 reads the raw body (never more than ``WEBHOOK_MAX_BYTES`` + 1 bytes), verifies it, parses
-the event and hands it to :func:`django_stripe_bridge.ingest.ingest_event`, the one path by
+the event and hands it to ``django_stripe_bridge.ingest.ingest_event()``, the one path by
 which events become rows. Subclass the view and override its hooks to change one step.
 """
 
@@ -99,7 +99,7 @@ def verify_signature(
     Any configured secret may match any ``v1`` signature (so a secret can be rotated while
     Stripe signs with both). Signatures are compared in constant time. A timestamp more
     than ``tolerance`` seconds from ``now``, in the past or the future, is refused;
-    ``tolerance=None`` turns that check off. Raises :class:`SignatureVerificationError`
+    ``tolerance=None`` turns that check off. Raises ``SignatureVerificationError``
     with a message that says what is wrong and never contains a secret.
     """
     if not header:
@@ -135,7 +135,7 @@ def verify_signature(
 
 
 def parse_event(payload: bytes) -> Mapping[str, Any]:
-    """The Stripe event a verified body holds; raise :class:`InvalidEvent` if it holds none."""
+    """The Stripe event a verified body holds; raise ``InvalidEvent`` if it holds none."""
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -261,7 +261,7 @@ class WebhookView(View):
         return bridge_settings.webhook_secrets
 
     def validate_request(self, request: HttpRequest) -> None:
-        """Raise :class:`SignatureVerificationError` unless ``self.payload`` is signed by Stripe."""
+        """Raise ``SignatureVerificationError`` unless ``self.payload`` is signed by Stripe."""
         verify_signature(
             self.payload,
             request.headers.get(SIGNATURE_HEADER),
@@ -270,7 +270,7 @@ class WebhookView(View):
         )
 
     def parse_events(self, request: HttpRequest) -> list[Mapping[str, Any]]:
-        """The Stripe events in the verified body; raise :class:`InvalidEvent` if there are none."""
+        """The Stripe events in the verified body; raise ``InvalidEvent`` if there are none."""
         return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:

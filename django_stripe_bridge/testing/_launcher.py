@@ -36,7 +36,7 @@ class StandInError(RuntimeError):
 class StripeStandIn:
     """A running offline Stripe (localstripe, extended) in a subprocess.
 
-    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+    Use it as a context manager, or call ``start()`` and ``stop()``:
 
         with StripeStandIn() as standin:
             client = standin.client()          # a stripe.StripeClient pointed at it
@@ -45,7 +45,7 @@ class StripeStandIn:
     ``port=None`` lets the subprocess pick a free port. ``webhook_delay`` is the time between
     an event and its webhook deliveries (localstripe's ~1 s by default); ``async_delay`` the
     time until what Stripe does "later" happens (refunds that settle or fail, disputes that
-    open or close; :meth:`settle` does it at once). ``state_file`` keeps the objects in that
+    open or close; ``settle()`` does it at once). ``state_file`` keeps the objects in that
     file across restarts (the demo's; default: in memory only). ``cwd`` and ``env``
     (added to this process's environment) are for the subprocess.
     """
@@ -333,9 +333,9 @@ class StripeStandIn:
 def run_stripe_standin(
     port: int | None = None, host: str = "127.0.0.1", **options: Any
 ) -> Iterator[StripeStandIn]:
-    """Start the stand-in subprocess, yield its :class:`StripeStandIn`, stop it on exit.
+    """Start the stand-in subprocess, yield its ``StripeStandIn``, stop it on exit.
 
-    ``options`` are :class:`StripeStandIn`'s keyword arguments (``webhook_delay``,
+    ``options`` are ``StripeStandIn``'s keyword arguments (``webhook_delay``,
     ``startup_timeout``, ``verbose``, ``cwd``, ``env`` …).
     """
     standin = StripeStandIn(port, host, **options)

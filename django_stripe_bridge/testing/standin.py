@@ -2,7 +2,7 @@
 
     python -m django_stripe_bridge.testing.standin --host 127.0.0.1 --port 8420
 
-``--port 0`` picks a free port. Once it listens, it prints one line::
+``--port 0`` picks a free port. Once it listens, it prints one line:
 
     stripe-standin listening on http://127.0.0.1:54321
 
