@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError
 from django.urls import NoReverseMatch, reverse
 
+from . import metrics
 from .body_limit import BodyLimitMiddleware
 from .conf import bridge_settings
 from .exceptions import InvalidEvent, SignatureVerificationError
@@ -88,6 +90,7 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     from .group_commit import get_committer
 
     client = (scope.get("client") or ("?",))[0]
+    arrived = time.monotonic()
     try:
         if scope.get("method") != "POST":
             raise webhooks.WebhookRefused(
@@ -116,6 +119,7 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             result = await get_committer().submit(event)
         except (DatabaseError, InterfaceError) as exc:
             raise webhooks.database_unavailable(exc) from exc
+        metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
     except webhooks.WebhookRefused as exc:
         webhooks.log_refusal(client, exc)
         extra = {"Retry-After": str(webhooks.RETRY_AFTER)} if exc.status == 503 else {}

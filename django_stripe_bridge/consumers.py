@@ -207,6 +207,8 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
                 "replayed": replayed,
             }
         )
+        if not replayed:
+            metrics.observe_delivery(message)
 
     def refresh_interval(self) -> float | None:
         """Seconds between re-joins of the groups: half the layer's ``group_expiry``."""

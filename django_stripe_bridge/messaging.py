@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from . import metrics
 from .conf import bridge_settings
 from .events import event_object
 
@@ -153,6 +154,7 @@ def build_message(row: StripeEvent, status: str | None) -> dict[str, Any]:
         "transaction_id": row.transaction_id,
         "headers": build_headers(row, status),
         "data": build_data(row),
+        "sent_at": metrics.handed_over(),  # for the delivery-delay histogram
     }
 
 
@@ -261,17 +263,22 @@ def _prepare(
 def _sent_rows(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]], sent: list[bool]
 ) -> list[StripeEvent]:
-    from . import metrics
-
     published = [row for (row, _), ok in zip(items, sent, strict=True) if ok]
     metrics.incr("events_published", len(published))
     metrics.incr("publish_failures", len(items) - len(published))
+    observe_publish_delay(published)
     return published
 
 
-def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
-    from . import metrics
+def observe_publish_delay(rows: Sequence[StripeEvent]) -> None:
+    """Record, for each event just handed to the layer, how long ago its row was stored."""
+    now = timezone.now()
+    for row in rows:
+        if row.received_at is not None:
+            metrics.observe("publish_delay_seconds", (now - row.received_at).total_seconds())
 
+
+def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
     _log_unpublished([row for row, _ in items], exc)
     metrics.incr("publish_failures", len(items))
     return 0

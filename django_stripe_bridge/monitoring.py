@@ -1,28 +1,36 @@
-"""Operator visibility: the bridge's figures in the Prometheus text format.
+"""Operator visibility: the bridge's metrics for Prometheus (``prometheus_client``).
 
 Mount the view where you like (``path("stripe-bridge/metrics", metrics_view)``). It answers
 staff users and requests carrying ``Authorization: Bearer <METRICS_TOKEN>``; everyone
-else gets 403. Database figures (events stored, unpublished backlog and its age) are the
-site's; counters and gauges (published, re-published, open sockets…) are those of the
-process that answers, as Prometheus expects of a scrape target.
+else gets 403. The counters, gauges and histograms are ``metrics.py``'s: those of the
+process that answers, or, with ``PROMETHEUS_MULTIPROC_DIR`` set, of every process of the
+site added up. The relay's backlog comes from the database, by two indexed reads whose cost
+does not grow with the table (never a ``COUNT(*)`` of every event).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
+from collections.abc import Iterator
+from typing import Any
 
-from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import metrics
 from .conf import SETTING_NAME, bridge_settings
 from .models import StripeEvent
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PREFIX = "stripe_bridge_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+PREFIX = metrics.PREFIX
+#: The backlog is counted up to this many events (the count stops there: "at least").
+BACKLOG_CAP = 10_000
 
 
 def _allowed(request: HttpRequest) -> bool:
@@ -36,44 +44,64 @@ def _allowed(request: HttpRequest) -> bool:
     return hmac.compare_digest(header[len("Bearer ") :].encode(), str(token).encode())
 
 
-def _family(lines: list[str], name: str, kind: str, help_text: str, value: float) -> None:
-    lines += [
-        f"# HELP {PREFIX}{name} {help_text}",
-        f"# TYPE {PREFIX}{name} {kind}",
-        f"{PREFIX}{name} {value:g}",
-    ]
+class BacklogCollector:
+    """The relay's backlog, read from the database at each scrape."""
+
+    def describe(self) -> Iterator[Any]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._families(*backlog())
+
+    def _families(self, count: float = 0, age: float = 0) -> Iterator[Any]:
+        yield GaugeMetricFamily(
+            PREFIX + "unpublished_events",
+            "Stored events not yet handed to the channel layer (the relay's backlog), "
+            f"counted up to {BACKLOG_CAP}.",
+            value=count,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "unpublished_oldest_age_seconds",
+            "Age of the oldest unpublished event (0 when there is none).",
+            value=age,
+        )
+
+
+def backlog() -> tuple[int, float]:
+    """Unpublished events (at most ``BACKLOG_CAP``) and the oldest one's age in seconds.
+
+    Both read the partial index of unpublished events (``stripe_evt_unpublished``): the
+    count stops at ``BACKLOG_CAP`` rows, and the oldest is the first by id.
+    """
+    unpublished = StripeEvent.objects.filter(published_at__isnull=True).order_by()
+    count = unpublished[:BACKLOG_CAP].count()
+    oldest = unpublished.order_by("id").values_list("received_at", flat=True).first()
+    age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
+    return count, max(age, 0.0)
+
+
+def multiprocess_dir() -> str | None:
+    """``prometheus_client``'s multiprocess directory, when the site runs in that mode."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def registry() -> CollectorRegistry:
+    """A registry of the bridge's metrics for one scrape: this process's, or every
+    process's in multiprocess mode, and the backlog."""
+    scrape = CollectorRegistry()
+    path = multiprocess_dir()
+    if path:
+        MultiProcessCollector(scrape, path=path)
+    else:
+        for collector in metrics.collectors():
+            scrape.register(collector)
+    scrape.register(BacklogCollector())
+    return scrape
 
 
 def render() -> str:
     """The current figures, as Prometheus text exposition."""
-    lines: list[str] = []
-    stored = StripeEvent.objects.count()
-    backlog = StripeEvent.objects.filter(published_at__isnull=True).aggregate(
-        count=Count("id"), oldest=Min("received_at")
-    )
-    oldest = backlog["oldest"]
-    age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
-    _family(lines, "events_stored", "gauge", "Stripe events stored in the database.", stored)
-    _family(
-        lines,
-        "unpublished_events",
-        "gauge",
-        "Stored events not yet handed to the channel layer (the relay's backlog).",
-        backlog["count"],
-    )
-    _family(
-        lines,
-        "unpublished_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest unpublished event (0 when there is none).",
-        max(age, 0.0),
-    )
-    figures = metrics.snapshot()
-    for name, help_text in metrics.COUNTERS.items():
-        _family(lines, f"{name}_total", "counter", f"{help_text} (this process)", figures[name])
-    for name, help_text in metrics.GAUGES.items():
-        _family(lines, name, "gauge", help_text, figures[name])
-    return "\n".join(lines) + "\n"
+    return generate_latest(registry()).decode()
 
 
 @never_cache

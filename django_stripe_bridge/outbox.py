@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from . import metrics
 from .conf import bridge_settings
-from .messaging import get_layer, send_events
+from .messaging import get_layer, observe_publish_delay, send_events
 from .models import StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def _relay_chunk(cutoff: dt.datetime, size: int) -> int:
         )
         return 0
     metrics.incr("events_republished", len(rows))
+    observe_publish_delay(rows)
     logger.info(
         "Outbox relay published %d Stripe event(s): %s%s.",
         len(rows),

@@ -23,7 +23,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ingest
+from . import ingest, metrics
 from .conf import SETTING_NAME, bridge_settings
 from .events import validate_event
 from .exceptions import InvalidEvent, SignatureVerificationError
@@ -292,6 +292,7 @@ class WebhookView(View):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        arrived = time.monotonic()
         try:
             if not self.get_secrets():
                 raise not_configured()
@@ -304,6 +305,7 @@ class WebhookView(View):
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
             results = [self.handle_event(event) for event in events]
+            metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
         except WebhookRefused as exc:
             self.log_refusal(request, exc)
             return error_response(exc)
