@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 from unittest import mock
 
@@ -232,7 +233,16 @@ def test_a_new_event_is_published_to_its_transaction_and_broadcast_groups(
     message = pinned.receive()
     assert message == broad.receive()
     other.receive_nothing()
-    assert set(message) == {"type", "event_pk", "event_id", "transaction_id", "headers", "data"}
+    assert set(message) == {
+        "type",
+        "event_pk",
+        "event_id",
+        "transaction_id",
+        "headers",
+        "data",
+        "sent_at",  # when it was handed to the layer, for the delivery-delay histogram
+    }
+    assert abs(message["sent_at"] - time.time()) < 5
     assert message["type"] == EVENT_MESSAGE_TYPE
     assert (message["event_pk"], message["event_id"]) == (row.pk, event["id"])
     assert message["transaction_id"] == tx_id
