@@ -133,7 +133,7 @@ def test_a_layer_whose_redis_does_not_answer_is_reported():
     dead = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
     for layer in (redis_channel_layer(dead), redis_channel_layer(dead, pubsub=True)):
-        assert layer_check_ids({"default": layer}) == ["stripe_bridge.W010"]
+        assert layer_check_ids({"default": layer}) == ["stripe_bridge.W011"]
     assert time.monotonic() - started < 2 * (LAYER_CHECK_TIMEOUT + 1)
 
 
