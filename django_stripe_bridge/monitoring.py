@@ -4,8 +4,9 @@ Mount the view where you like (``path("stripe-bridge/metrics", metrics_view)``).
 staff users and requests carrying ``Authorization: Bearer <METRICS_TOKEN>``; everyone
 else gets 403. The counters, gauges and histograms are ``metrics.py``'s: those of the
 process that answers, or, with ``PROMETHEUS_MULTIPROC_DIR`` set, of every process of the
-site added up. The relay's backlog comes from the database, by two indexed reads whose cost
-does not grow with the table (never a ``COUNT(*)`` of every event).
+site added up. The database's figures (the relay's backlog and its age, the events it gave
+up on, the events kept apart) are the site's, read by indexed queries whose cost does not
+grow with the table (never a ``COUNT(*)`` of every event).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -25,7 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import metrics
 from .conf import SETTING_NAME, bridge_settings
-from .models import StripeEvent
+from .models import MAX_PUBLISH_ATTEMPTS, QuarantinedEvent, StripeEvent
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PREFIX = metrics.PREFIX
@@ -45,39 +47,70 @@ def _allowed(request: HttpRequest) -> bool:
 
 
 class BacklogCollector:
-    """The relay's backlog, read from the database at each scrape."""
+    """The database's figures, read at each scrape."""
 
     def describe(self) -> Iterator[Any]:
-        yield from self._families()
+        yield from self._families(Backlog())
 
     def collect(self) -> Iterator[Any]:
-        yield from self._families(*backlog())
+        yield from self._families(backlog())
 
-    def _families(self, count: float = 0, age: float = 0) -> Iterator[Any]:
+    def _families(self, figures: Backlog) -> Iterator[Any]:
         yield GaugeMetricFamily(
             PREFIX + "unpublished_events",
             "Stored events not yet handed to the channel layer (the relay's backlog), "
             f"counted up to {BACKLOG_CAP}.",
-            value=count,
+            value=figures.count,
         )
         yield GaugeMetricFamily(
             PREFIX + "unpublished_oldest_age_seconds",
             "Age of the oldest unpublished event (0 when there is none).",
-            value=age,
+            value=figures.oldest_age,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "unpublishable_events",
+            "Stored events the relay gave up on: the channel layer refused to carry them "
+            f"(counted up to {BACKLOG_CAP}).",
+            value=figures.given_up,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "quarantined_events",
+            "Webhook events the database refused to store, kept apart for an operator "
+            f"(counted up to {BACKLOG_CAP}).",
+            value=figures.quarantined,
         )
 
 
-def backlog() -> tuple[int, float]:
-    """Unpublished events (at most ``BACKLOG_CAP``) and the oldest one's age in seconds.
+@dataclass(frozen=True)
+class Backlog:
+    """What waits in the database: unpublished events (the relay's backlog, without those
+    it gave up on), the oldest one's age in seconds, the given-up ones, the quarantined."""
 
-    Both read the partial index of unpublished events (``stripe_evt_unpublished``): the
-    count stops at ``BACKLOG_CAP`` rows, and the oldest is the first by id.
+    count: int = 0
+    oldest_age: float = 0.0
+    given_up: int = 0
+    quarantined: int = 0
+
+
+def backlog() -> Backlog:
+    """The database's figures, each count stopping at ``BACKLOG_CAP`` rows.
+
+    The unpublished events are read through their partial index (``stripe_evt_unpublished``,
+    rows whose ``published_at`` is empty), so no read grows with the events stored; the
+    oldest is the first by id.
     """
     unpublished = StripeEvent.objects.filter(published_at__isnull=True).order_by()
-    count = unpublished[:BACKLOG_CAP].count()
-    oldest = unpublished.order_by("id").values_list("received_at", flat=True).first()
+    pending = unpublished.filter(publish_attempts__lt=MAX_PUBLISH_ATTEMPTS)
+    oldest = pending.order_by("id").values_list("received_at", flat=True).first()
     age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
-    return count, max(age, 0.0)
+    return Backlog(
+        count=pending[:BACKLOG_CAP].count(),
+        oldest_age=max(age, 0.0),
+        given_up=unpublished.filter(publish_attempts__gte=MAX_PUBLISH_ATTEMPTS)[
+            :BACKLOG_CAP
+        ].count(),
+        quarantined=QuarantinedEvent.objects.order_by()[:BACKLOG_CAP].count(),
+    )
 
 
 def multiprocess_dir() -> str | None:

@@ -135,7 +135,7 @@ def fill(total: int, unpublished: int) -> None:
     table = StripeEvent._meta.db_table
     columns = (
         "event_id, transaction_id, type, object_type, object_id, livemode, api_version, "
-        "created, received_at, payload, published_at"
+        "created, received_at, payload, published_at, publish_attempts, publish_error"
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -144,7 +144,7 @@ def fill(total: int, unpublished: int) -> None:
                 "SELECT 'evt_big_' || g, 'ch_big_' || mod(g, 100000), 'charge.succeeded', "
                 "'charge', 'ch_big_' || g, false, '2024-06-20', now(), "
                 "now() - interval '1 hour', '{}'::jsonb, "
-                "CASE WHEN g > %s THEN NULL ELSE now() END "
+                "CASE WHEN g > %s THEN NULL ELSE now() END, 0, '' "
                 "FROM generate_series(1, %s) AS g",
                 [total - unpublished, total],
             )
@@ -156,7 +156,7 @@ def fill(total: int, unpublished: int) -> None:
                 "SELECT 'evt_big_' || n, 'ch_big_' || (n %% 100000), 'charge.succeeded', "
                 "'charge', 'ch_big_' || n, 0, '2024-06-20', datetime('now'), "
                 "datetime('now', '-1 hour'), '{}', "
-                "CASE WHEN n > %s THEN NULL ELSE datetime('now') END FROM g",
+                "CASE WHEN n > %s THEN NULL ELSE datetime('now') END, 0, '' FROM g",
                 [total, total - unpublished],
             )
             cursor.execute(f"ANALYZE {table}")
@@ -180,8 +180,9 @@ def test_a_scrape_of_a_million_events_answers_in_under_100_ms():
 
     with CaptureQueriesContext(connection) as queries:
         monitoring.backlog()
-    assert len(queries) == 2
-    for query in queries:
+    events = [q for q in queries if StripeEvent._meta.db_table in q["sql"]]
+    assert len(events) == 3 and len(queries) == 4  # and one of the (small) quarantine
+    for query in events:
         assert "published_at" in query["sql"] and "IS NULL" in query["sql"], query["sql"]
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
