@@ -70,7 +70,7 @@ def _holds_unstorable(event: Mapping[str, Any]) -> bool:
 
     The quick pass over every value (a 1 MiB event may hold half a million): no path is
     built, and JSON's own types are told apart by ``type()``, which costs a fraction of an
-    ``isinstance`` check against ``Mapping``. :func:`_unstorable` then says where.
+    ``isinstance`` check against ``Mapping``. ``_unstorable()`` then says where.
     """
     search = _UNSTORABLE_CHARACTER.search
     stack: list[Any] = [event]

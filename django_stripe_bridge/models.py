@@ -33,7 +33,7 @@ class StripeEvent(models.Model):
     payload = models.JSONField(_("payload"))
     published_at = models.DateTimeField(_("published"), null=True, blank=True)
     #: Times the channel layer refused to carry this event (it could not serialize it); at
-    #: :data:`MAX_PUBLISH_ATTEMPTS` the outbox relay stops trying.
+    #: ``MAX_PUBLISH_ATTEMPTS`` the outbox relay stops trying.
     publish_attempts = models.PositiveSmallIntegerField(_("refused publishes"), default=0)
     publish_error = models.CharField(_("publish error"), max_length=300, blank=True)
 

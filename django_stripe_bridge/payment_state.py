@@ -121,7 +121,7 @@ _PI_STATUS = {
 MAX_EMBEDDED = 100
 
 #: The most snapshots of one kind a state keeps (docs/models.md, "Bounds"); other kinds
-#: keep :data:`MAX_KEPT_OTHER`. Beyond, the oldest are let go (by their own ``created``,
+#: keep ``MAX_KEPT_OTHER``. Beyond, the oldest are let go (by their own ``created``,
 #: then id), so that what one transaction stores, and the time each of its events takes,
 #: stay bounded whatever its events embed. A charge's ``amount_refunded`` still counts the
 #: refunds let go, so the totals stay exact.
@@ -270,7 +270,7 @@ def _snapshots(
 
 
 def _keep_bounded(objects: dict[str, dict[str, Any]]) -> None:
-    """Let go of the oldest snapshots of each kind beyond its bound (:data:`MAX_KEPT`).
+    """Let go of the oldest snapshots of each kind beyond its bound (``MAX_KEPT``).
 
     The ones kept are the newest of all ever taken in, whatever the order they came in, so
     the fold still does not depend on delivery order.

@@ -154,7 +154,7 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
 def check_created(
     event: Mapping[str, Any], tolerance: int | None, now: float | None = None
 ) -> None:
-    """Raise :class:`InvalidEvent` if ``event`` was ``created`` more than ``tolerance``
+    """Raise ``InvalidEvent`` if ``event`` was ``created`` more than ``tolerance``
     seconds (``None``: the default, 300) ahead of the server's clock.
 
     Stripe creates an event before it signs a delivery of it, and the signature's timestamp
@@ -303,7 +303,7 @@ class WebhookView(View):
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
         """Store one verified event (publishing and signals follow its commit).
 
-        Raises :class:`EventQuarantined` when the database refused the event for its data
+        Raises ``EventQuarantined`` when the database refused the event for its data
         and it was kept apart instead.
         """
         from .quarantine import DATA_ERRORS, quarantine
