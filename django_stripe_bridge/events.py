@@ -58,11 +58,27 @@ def validate_event(event: Any) -> Mapping[str, Any]:
     kind = data["object"].get("object")
     if kind is not None and not isinstance(kind, str):
         raise InvalidEvent("'data.object.object' must be a string such as \"charge\".")
+    account = event.get("account")
+    if account is not None and not is_account_id(account):
+        raise InvalidEvent(
+            "'account' must be a connected account's id: 'acct_' and at most 255 characters."
+        )
     # The quick pass finds whether; the careful one, only then, says where.
     problem = _unstorable(event) if _holds_unstorable(event) else None
     if problem is not None:
         raise InvalidEvent(problem)
     return event
+
+
+def is_account_id(value: Any) -> bool:
+    """Whether ``value`` looks like a Stripe account id (``acct_…``, at most 255 characters)."""
+    return (
+        isinstance(value, str)
+        and value.startswith("acct_")
+        and len(value) <= 255
+        and value.isascii()
+        and value[5:].replace("_", "").isalnum()
+    )
 
 
 def _holds_unstorable(event: Mapping[str, Any]) -> bool:
@@ -151,6 +167,28 @@ def transaction_id_of(event: Mapping[str, Any]) -> str:
     if kind in ("refund", "dispute"):
         return _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or ""
     return _id_of(obj.get("id")) or ""
+
+
+def account_of(event: Mapping[str, Any]) -> str:
+    """The connected account a verified event's payment is for; ``""`` for the platform's own.
+
+    A Connect event names it in ``account`` (a direct charge, made on the connected account).
+    A destination charge is the platform's own object, made for the account its
+    ``transfer_data.destination`` (else its ``on_behalf_of``) names. Stripe wrote all of these:
+    nothing a client sends reaches here.
+    """
+    account = event.get("account")
+    if is_account_id(account):
+        return str(account)
+    obj = event_object(event)
+    if obj.get("object") not in ("charge", "payment_intent", "checkout.session"):
+        return ""
+    transfer = obj.get("transfer_data")
+    destination = _id_of(transfer.get("destination")) if isinstance(transfer, Mapping) else None
+    for candidate in (destination, _id_of(obj.get("on_behalf_of"))):
+        if is_account_id(candidate):
+            return str(candidate)
+    return ""
 
 
 def transaction_kind_of(transaction_id: str) -> str:

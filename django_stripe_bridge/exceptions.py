@@ -106,3 +106,11 @@ class NotConfigured(StripeRequestError, ConfigurationError):
     status_code = 503
     error_type = "api_error"
     default_code = "not_configured"
+
+
+class AccountRefused(StripeRequestError):
+    """A create call named a connected account this request may not charge for (HTTP 403)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "account_forbidden"

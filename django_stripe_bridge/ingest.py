@@ -22,7 +22,14 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from . import batch_sql, signals
-from .events import TRANSACTION_OBJECTS, event_object, transaction_id_of, validate_event
+from .events import (
+    TRANSACTION_OBJECTS,
+    account_of,
+    event_object,
+    is_account_id,
+    transaction_id_of,
+    validate_event,
+)
 from .models import StripeEvent, StripeTransaction
 
 logger = logging.getLogger(__name__)
@@ -97,6 +104,7 @@ def _new_row(event: Mapping[str, Any]) -> StripeEvent:
         object_type=object_type[:100] if isinstance(object_type, str) else "",
         object_id=object_id[:255] if isinstance(object_id, str) else "",
         livemode=event.get("livemode") is True,
+        account=account_of(event),
         api_version=str(event.get("api_version") or "")[:50],
         created=timestamp_to_datetime(event["created"]),
         payload=dict(event),
@@ -167,8 +175,10 @@ def _update_transactions(
         and event_object(event).get("object") in TRANSACTION_OBJECTS
     ]
     transactions = StripeTransaction.objects.lock_all(
-        {row.transaction_id: row.livemode for row, _ in new}
+        {row.transaction_id: row.livemode for row, _ in new},
+        {row.transaction_id: row.account for row, _ in new if row.account},
     )
+    given_account = _share_accounts(new, transactions)
     states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
     _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
 
@@ -180,6 +190,8 @@ def _update_transactions(
         old_status = tx.status or None
         state = states[row.transaction_id]
         fields = tx.take_state(state) if state.apply(event) else []
+        if tx.pk in given_account:
+            fields += ["account", "direct"]
         changed_fields.setdefault(tx.pk, set()).update(fields)
         after[row.pk] = IngestResult(
             event=row,
@@ -197,6 +209,44 @@ def _update_transactions(
         else:
             results.append(IngestResult(event=row, created=created))
     return results
+
+
+def _share_accounts(
+    new: list[tuple[StripeEvent, Mapping[str, Any]]],
+    transactions: Mapping[str, StripeTransaction],
+) -> set[str]:
+    """Give a transaction the account its first event with one names, and an event without
+    one (a destination charge's refund) its transaction's: a seller follows the whole payment.
+    Returns the ids of the transactions given an account (or found to be direct charges).
+
+    A transaction's account is set once; an event naming another is stored as it came, and
+    logged (Stripe's ids are unique across accounts: it would be a bug, not a payment).
+    """
+    inherited: dict[str, list[int]] = {}
+    given: set[str] = set()
+    for row, event in new:
+        tx = transactions[row.transaction_id]
+        if is_account_id(event.get("account")) and not tx.direct:
+            # A Connect event: the payment lives on the connected account.
+            tx.direct = True
+            given.add(tx.pk)
+        if row.account and not tx.account:
+            tx.account = row.account
+            given.add(tx.pk)
+        elif not row.account and tx.account:
+            row.account = tx.account
+            inherited.setdefault(tx.account, []).append(row.pk)
+        elif row.account != tx.account:
+            logger.warning(
+                "Event %s names account %s, but transaction %s belongs to %s; kept as is.",
+                row.event_id,
+                row.account,
+                tx.pk,
+                tx.account,
+            )
+    for account, pks in inherited.items():
+        StripeEvent.objects.filter(pk__in=pks).update(account=account)
+    return given
 
 
 def _fold_histories(
@@ -224,8 +274,10 @@ def _fold_histories(
         states[stored.transaction_id].apply(stored.payload)
 
 
-#: What a fold may change on a transaction (``StripeTransaction.take_state``).
+#: What a fold may change on a transaction (``StripeTransaction.take_state``, and the account).
 _FOLDED_FIELDS = (
+    "account",
+    "direct",
     "status",
     "amount",
     "amount_captured",

@@ -113,7 +113,8 @@ def summarize_object(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_headers(row: StripeEvent, status: str | None) -> dict[str, Any]:
-    """The headers selectors see: ``id``, ``type``, ``event_id``, ``object``, ``status``…"""
+    """The headers selectors see: ``id``, ``type``, ``event_id``, ``object``, ``status``,
+    ``account``…"""
     obj = event_object(row.payload)
     amount = obj.get("amount")
     currency = obj.get("currency")
@@ -127,6 +128,8 @@ def build_headers(row: StripeEvent, status: str | None) -> dict[str, Any]:
         "currency": currency if isinstance(currency, str) else None,
         "livemode": row.livemode,
         "created": row.created_timestamp,
+        # The connected account, from the verified event (or its transaction): never a client's.
+        "account": row.account or None,
     }
 
 

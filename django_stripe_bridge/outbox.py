@@ -151,6 +151,10 @@ def _run() -> None:
         try:
             close_old_connections()
             relay_unpublished()
+            if bridge_settings.THIN_RELAY:
+                from . import thin
+
+                thin.drain()  # thin events whose fetch failed, and any left by a restart
         except Exception:
             logger.exception("Outbox relay round failed; retrying later.")
         finally:

@@ -23,8 +23,8 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ingest, metrics
-from .conf import SETTING_NAME, bridge_settings
+from . import ingest, metrics, thin
+from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
 from .events import validate_event
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
@@ -136,6 +136,27 @@ def verify_signature(
     return timestamp
 
 
+def parse_notification(
+    payload: bytes, header: str | None, secrets: Sequence[str]
+) -> Mapping[str, Any] | None:
+    """The thin event notification a verified body holds (Event Destinations, API v2), read
+    by the ``stripe`` library; ``None`` when the body is something else (a snapshot event)."""
+    if b'"v2.core.event"' not in payload:
+        return None  # cheap: a snapshot event is not parsed twice
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+    if not thin.is_thin(body):
+        return None
+    from . import stripe_api
+
+    notification = stripe_api.parse_event_notification(
+        payload, header, secrets, bridge_settings.WEBHOOK_TOLERANCE
+    )
+    return thin.validate_notification(notification)
+
+
 def parse_event(payload: bytes) -> Mapping[str, Any]:
     """The Stripe event a verified body holds; raise ``InvalidEvent`` if it holds none."""
     try:
@@ -217,8 +238,24 @@ def too_large(limit: int) -> WebhookRefused:
     )
 
 
-def not_configured() -> ServiceUnavailable:
+def unknown_endpoint(name: str) -> WebhookRefused:
+    """The refusal of a ``webhooks/<name>`` that ``WEBHOOK_ENDPOINTS`` does not name."""
+    return WebhookRefused(
+        f"No webhook endpoint {name[:40]!r}: {SETTING_NAME}['WEBHOOK_ENDPOINTS'] names the "
+        "endpoints besides 'handler'.",
+        status=404,
+        code="unknown_endpoint",
+    )
+
+
+def not_configured(endpoint: str = DEFAULT_ENDPOINT) -> ServiceUnavailable:
     """The refusal while no signing secret is set."""
+    if endpoint != DEFAULT_ENDPOINT:
+        return ServiceUnavailable(
+            f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'][{endpoint!r}] has no secret: the bridge "
+            "cannot verify this endpoint's webhooks. Set it to its signing secret (whsec_…).",
+            code="webhook_not_configured",
+        )
     return ServiceUnavailable(
         f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
         "webhooks. Set it to the endpoint's signing secret (whsec_…).",
@@ -283,9 +320,17 @@ class WebhookView(View):
 
     # -- hooks to override ---------------------------------------------------------------
 
+    def get_endpoint(self) -> str:
+        """The endpoint's name: ``handler``, or the ``<name>`` of ``webhooks/<name>``."""
+        return str(self.kwargs.get("endpoint") or DEFAULT_ENDPOINT)
+
     def get_secrets(self) -> list[str]:
-        """The signing secrets a request may be signed with (``WEBHOOK_SECRETS``)."""
-        return bridge_settings.webhook_secrets
+        """The signing secrets a request may be signed with: ``WEBHOOK_SECRETS`` for
+        ``webhooks/handler``, the endpoint's own in ``WEBHOOK_ENDPOINTS`` for another."""
+        secrets = bridge_settings.endpoint_secrets(self.get_endpoint())
+        if secrets is None:
+            raise unknown_endpoint(self.get_endpoint())
+        return secrets
 
     def validate_request(self, request: HttpRequest) -> None:
         """Raise ``SignatureVerificationError`` unless ``self.payload`` is signed by Stripe."""
@@ -313,6 +358,11 @@ class WebhookView(View):
         except DATA_ERRORS as exc:
             raise quarantine(event, exc) from exc
 
+    def handle_notification(self, notification: Mapping[str, Any]) -> bool:
+        """Store a verified thin event notification once (its fetch follows the commit);
+        whether it was new."""
+        return thin.record(notification, endpoint=self.get_endpoint())
+
     # -- plumbing ------------------------------------------------------------------------
 
     def http_method_not_allowed(
@@ -331,17 +381,23 @@ class WebhookView(View):
         arrived = time.monotonic()
         try:
             if not self.get_secrets():
-                raise not_configured()
+                raise not_configured(self.get_endpoint())
             self.payload = self.read_payload(request)
             try:
                 self.validate_request(request)
-                events = self.parse_events(request)
+                notification = parse_notification(
+                    self.payload, request.headers.get(SIGNATURE_HEADER), self.get_secrets()
+                )
+                events = [] if notification is not None else self.parse_events(request)
                 for event in events:
                     check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
             except SignatureVerificationError as exc:
                 raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
+            if notification is not None:
+                created = self.handle_notification(notification)
+                return JsonResponse({"received": True, "duplicate": not created})
             results = [self.handle_event(event) for event in events]
             metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
         except EventQuarantined as exc:

@@ -131,35 +131,53 @@ def test_two_worker_processes_add_up_in_one_scrape(tmp_path, monkeypatch):
 
 
 def fill(total: int, unpublished: int) -> None:
-    """``total`` events in one statement, the last ``unpublished`` of them not published."""
-    table = StripeEvent._meta.db_table
-    columns = (
-        "event_id, transaction_id, type, object_type, object_id, livemode, api_version, "
-        "created, received_at, payload, published_at, publish_attempts, publish_error"
+    """``total`` events in one statement, the last ``unpublished`` of them not published.
+
+    ``g`` is the row's number; every column the statement does not name gets its field's
+    default, so that fields added to the model later need nothing here.
+    """
+    postgres = connection.vendor == "postgresql"
+    now = "now()" if postgres else "datetime('now')"
+    named = {
+        "event_id": "'evt_big_' || g",
+        "transaction_id": "'ch_big_' || " + ("mod(g, 100000)" if postgres else "(g %% 100000)"),
+        "type": "'charge.succeeded'",
+        "object_type": "'charge'",
+        "object_id": "'ch_big_' || g",
+        "created": now,
+        "received_at": "now() - interval '1 hour'" if postgres else "datetime('now', '-1 hour')",
+        "payload": "'{}'::jsonb" if postgres else "'{}'",
+        "published_at": f"CASE WHEN g > %s THEN NULL ELSE {now} END",
+    }
+    columns, values = [], []
+    for field in StripeEvent._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(field.column)
+        values.append(named.get(field.name) or sql_literal(field.get_default(), postgres))
+    rows = (
+        "generate_series(1, %s) AS g"
+        if postgres
+        else "(WITH RECURSIVE n(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM n WHERE g < %s) "
+        "SELECT g FROM n)"
     )
+    table = StripeEvent._meta.db_table
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) "  # noqa: S608 - our own table name
-                "SELECT 'evt_big_' || g, 'ch_big_' || mod(g, 100000), 'charge.succeeded', "
-                "'charge', 'ch_big_' || g, false, '2024-06-20', now(), "
-                "now() - interval '1 hour', '{}'::jsonb, "
-                "CASE WHEN g > %s THEN NULL ELSE now() END, 0, '' "
-                "FROM generate_series(1, %s) AS g",
-                [total - unpublished, total],
-            )
-            cursor.execute(f"ANALYZE {table}")
-        else:
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) "  # noqa: S608 - our own table name
-                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < %s) "
-                "SELECT 'evt_big_' || n, 'ch_big_' || (n %% 100000), 'charge.succeeded', "
-                "'charge', 'ch_big_' || n, 0, '2024-06-20', datetime('now'), "
-                "datetime('now', '-1 hour'), '{}', "
-                "CASE WHEN n > %s THEN NULL ELSE datetime('now') END, 0, '' FROM g",
-                [total, total - unpublished],
-            )
-            cursor.execute(f"ANALYZE {table}")
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 - the model's own names
+            f"SELECT {', '.join(values)} FROM {rows}",
+            [total - unpublished, total],
+        )
+        cursor.execute(f"ANALYZE {table}")
+
+
+def sql_literal(value: object, postgres: bool) -> str:
+    if isinstance(value, bool):
+        return ("true" if value else "false") if postgres else str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    assert isinstance(value, str), value
+    return "'" + value.replace("'", "''") + "'"
 
 
 @pytest.mark.django_db

@@ -35,7 +35,7 @@ def build_app(
     import localstripe
     from localstripe import resources
 
-    from . import _disputes, _events, _idempotency, _later, _payments, _state
+    from . import _connect, _disputes, _events, _idempotency, _later, _payments, _state, _thin
 
     # localstripe pickles the whole store to /tmp on every write: never that. With a
     # state file the store is saved after each changing request instead (below).
@@ -47,6 +47,7 @@ def build_app(
         _idempotency.clear()
         _events.reset()
         _later.reset()
+        _thin.reset()
         if state_file is not None:
             _state.save(self, state_file)
 
@@ -54,6 +55,7 @@ def build_app(
 
     _events.install(webhook_delay)
     _payments.install()
+    _connect.install()
     _later.install(async_delay)
     resources.extra_apis.extend(_disputes.routes())
 
@@ -67,10 +69,13 @@ def build_app(
 
     @web.middleware
     async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        account = request.headers.get("Stripe-Account") or request.headers.get("Stripe-Context")
         ctx = _context.begin(
             request_id=_context.new_request_id(),
             api_version=request.headers.get("Stripe-Version"),
             origin=f"{request.scheme}://{request.host}",
+            account=account or None,
+            scoped=request.path.startswith(("/v1/", "/v2/")),
         )
         response = await handler(request)
         response.headers["Request-Id"] = ctx.request_id or ""
@@ -116,6 +121,9 @@ def build_app(
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_standin/"):
             return await handler(request)
+        if request.method == "POST" and request.path.startswith("/_config/webhooks/"):
+            return await configure_webhook(request)
+        _connect.check_account_header(_context.current().account)
         return await server.auth_middleware(request, handler)
 
     @web.middleware
@@ -132,6 +140,7 @@ def build_app(
         context_middleware,
         _idempotency.idempotency_middleware,
         error_middleware,
+        _thin.fault_middleware,
         auth_middleware,
     ]
 
@@ -155,6 +164,7 @@ def build_app(
     app.router.add_get("/_config/webhooks", list_webhooks)
     app.router.add_delete("/_config/webhooks", delete_webhook)
     app.router.add_delete("/_config/webhooks/{id}", delete_webhook)
+    _thin.add_routes(app)
     app.router.add_post("/_standin/settle", settle)
     app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)
@@ -171,6 +181,30 @@ async def _save_on_stop(store: Any, state_file: Path) -> None:
     from . import _state
 
     _state.save(store, state_file)
+
+
+# --- controls ---------------------------------------------------------------------------
+
+
+async def configure_webhook(request: web.Request) -> web.Response:
+    """``POST /_config/webhooks/{name}``: localstripe's, plus ``connect`` (the connected
+    accounts' events instead of the platform's)."""
+    from localstripe.server import get_post_data
+    from localstripe.webhooks import _webhooks, register_webhook
+
+    from ._errors import invalid
+
+    name = request.path.rsplit("/", 1)[-1]
+    data = await get_post_data(request) or {}
+    url, secret, events = data.get("url"), data.get("secret"), data.get("events")
+    if not url or not secret or not str(url).startswith("http"):
+        raise invalid("A webhook needs an http(s) url and a secret.")
+    if events is not None and not isinstance(events, list):
+        raise invalid("events must be a list of event types.")
+    register_webhook(name, url, secret, events)
+    connect = data.get("connect") in (True, "true", "True", "1")
+    _webhooks[name]._standin_connect = connect
+    return web.Response()
 
 
 # --- controls: make "later" happen now ----------------------------------------------------
