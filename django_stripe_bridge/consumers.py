@@ -1,4 +1,4 @@
-"""Import path kept: the consumer lives in :mod:`django_stripe_bridge.realtime.websocket`."""
+"""Import path kept: the consumer lives in ``django_stripe_bridge.realtime.websocket``."""
 
 from .realtime.websocket import StripeEventConsumer
 

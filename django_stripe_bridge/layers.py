@@ -1,4 +1,4 @@
-"""Import path kept for settings files: see :mod:`django_stripe_bridge.realtime.layers`."""
+"""Import path kept for settings files: see ``django_stripe_bridge.realtime.layers``."""
 
 from .realtime.layers import (
     BLOCKING_RECEIVE,

@@ -10,7 +10,7 @@ drops events it already printed, so no status is missed. ``--since <cursor>`` st
 a cursor; ``--sse`` listens over Server-Sent Events (the URL is then the app's ``events``
 URL, e.g. ``http://127.0.0.1:8000/api/services/Stripe/events``).
 
-From code::
+From code:
 
     async for frame in listen(url, selector="id = 'ch_1'"):
         print(frame["headers"]["status"])
@@ -139,8 +139,8 @@ async def listen(
 
     Each (re)subscription resumes after the cursor of the last message yielded (``since``
     at first). ``sse=True`` listens over Server-Sent Events: ``url`` is the app's
-    ``events`` URL. Raises :class:`SubscriptionRefused` when the server refuses the
-    subscription (a bad selector, a policy that forbids it), and :class:`ListenError` after
+    ``events`` URL. Raises ``SubscriptionRefused`` when the server refuses the
+    subscription (a bad selector, a policy that forbids it), and ``ListenError`` after
     ``max_attempts`` failed connection attempts in a row (``None``: never give up).
     """
     say = log or (lambda text: None)

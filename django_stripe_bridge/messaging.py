@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from . import metrics
 from .conf import bridge_settings
 from .events import event_object
 
@@ -162,6 +163,7 @@ def build_message(row: StripeEvent, status: str | None) -> dict[str, Any]:
         "transaction_id": row.transaction_id,
         "headers": build_headers(row, status),
         "data": build_data(row),
+        "sent_at": metrics.handed_over(),  # for the delivery-delay histogram
     }
 
 
@@ -244,7 +246,7 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
 async def asend_events(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> list[StripeEvent]:
-    """Send events in order from the event loop; the rows sent, for :func:`mark_published`.
+    """Send events in order from the event loop; the rows sent, for ``mark_published()``.
 
     Never raises: what is not sent stays unpublished for the outbox relay.
     """
@@ -279,18 +281,23 @@ def _sent_rows(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]], outcome: Outcome
 ) -> list[StripeEvent]:
     """The rows sent; the refused ones stay unpublished, for the relay to count."""
-    from . import metrics
-
     published = [row for (row, _), ok in zip(items, outcome.sent, strict=True) if ok]
     metrics.incr("events_published", len(published))
     metrics.incr("publish_refusals", len(outcome.refused))
     metrics.incr("publish_failures", len(items) - len(published) - len(outcome.refused))
+    observe_publish_delay(published)
     return published
 
 
-def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
-    from . import metrics
+def observe_publish_delay(rows: Sequence[StripeEvent]) -> None:
+    """Record, for each event just handed to the layer, how long ago its row was stored."""
+    now = timezone.now()
+    for row in rows:
+        if row.received_at is not None:
+            metrics.observe("publish_delay_seconds", (now - row.received_at).total_seconds())
 
+
+def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
     _log_unpublished([row for row, _ in items], exc)
     metrics.incr("publish_failures", len(items))
     return 0
@@ -348,8 +355,8 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> Outcome:
     """Send messages in the server's order; which went, and which the layer refused.
 
     Each goes to its transaction's group, and the broadcast group gets them in batches of
-    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). A batch that the
-    layer refuses for its content (:data:`REFUSALS`) is sent again one message at a time,
+    ``MAX_BROADCAST_BATCH`` (one send each instead of one per event). A batch that the
+    layer refuses for its content (``REFUSALS``) is sent again one message at a time,
     so that only the messages it cannot carry stay behind. Stops at the first failure of
     the layer itself: it is down, and the rest would each wait for the timeout. A batch
     whose broadcast failed counts as not sent, and the outbox relay sends it again

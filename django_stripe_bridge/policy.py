@@ -1,5 +1,5 @@
 """Import path kept for ``SUBSCRIBE_POLICY`` dotted paths: see
-:mod:`django_stripe_bridge.realtime.policy`."""
+``django_stripe_bridge.realtime.policy``."""
 
 from .realtime.policy import (
     BUILTIN_POLICIES,

@@ -1,9 +1,9 @@
 """HTTP endpoints of the bridge: ``charge``, ``payment-intents``, ``transactions/<id>``
 and ``schema``.
 
-The views parse and answer; the work is done by :mod:`~django_stripe_bridge.charges`. Every
+The views parse and answer; the work is done by ``charges``. Every
 failure is answered in Stripe's error shape, ``{"error": {"type", "message", "param", …}}``,
-by :func:`bridge_exception_handler`, whatever the project's ``REST_FRAMEWORK`` settings say.
+by ``bridge_exception_handler()``, whatever the project's ``REST_FRAMEWORK`` settings say.
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ class _CreateView(BridgeAPIView):
         the request shows neither.
 
         An anonymous client is known by a random token in a signed cookie the bridge sets
-        (:data:`~django_stripe_bridge.idempotency.CLIENT_SCOPE_COOKIE`).
+        (``CLIENT_SCOPE_COOKIE``).
         """
         user = self.get_user()
         if user is not None:
@@ -375,7 +375,7 @@ class _CreateView(BridgeAPIView):
 
     def withheld(self, answer: Any) -> Any:
         """What a client that only repeated the content of another's request is answered:
-        the object without its secrets (:func:`~django_stripe_bridge.idempotency.summary`)."""
+        the object without its secrets (``summary()``)."""
         return idempotency.summary(answer)
 
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:

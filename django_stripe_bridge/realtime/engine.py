@@ -6,13 +6,13 @@ How an event reaches a subscription exactly once:
   connection in both kinds of group gets two copies of an event and keeps the first;
 * on subscribe the engine joins its groups *before* it reads stored events for replay,
   keeps the live events of that subscription aside while replay is read and sent, then
-  sends those it did not replay (:mod:`~django_stripe_bridge.realtime.holdback`);
+  sends those it did not replay (``django_stripe_bridge.realtime.holdback``);
 * groups are joined again before the channel layer's ``group_expiry`` lapses
-  (:mod:`~django_stripe_bridge.realtime.groups`), and after the layer lost its state
-  (:mod:`~django_stripe_bridge.realtime.recovery`).
+  (``django_stripe_bridge.realtime.groups``), and after the layer lost its state
+  (``django_stripe_bridge.realtime.recovery``).
 
 The engine knows subscriptions, never sockets: it talks to its
-:class:`~django_stripe_bridge.realtime.transport.Transport`.
+``Transport``.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ class Engine:
     async def recover(self, since: Any) -> bool:
         """Join every group again, then replay what pinned subscriptions missed since ``since``.
 
-        Called by the loop's :class:`~django_stripe_bridge.realtime.recovery.LayerWatch`;
+        Called by the loop's ``LayerWatch``;
         whether the groups could be joined (if not, it is called again).
         """
         if self.closed or self.transport.channel_layer is None:

@@ -61,7 +61,7 @@ def dumps(frame: dict[str, Any]) -> str:
 
 
 def decode(text: str | None) -> dict[str, Any]:
-    """A client's text frame as a JSON object; :class:`FrameError` if it is not one."""
+    """A client's text frame as a JSON object; ``FrameError`` if it is not one."""
     if text is None:
         raise FrameError(ErrorCode.BAD_FRAME, "Binary frames are not accepted; send JSON text.")
     if len(text) > MAX_FRAME_BYTES // 4 and len(text.encode("utf-8")) > MAX_FRAME_BYTES:

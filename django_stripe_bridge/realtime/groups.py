@@ -56,7 +56,7 @@ class Groups:
 
     async def join(self, groups: frozenset[str]) -> bool:
         """Count ``groups`` in and join the ones not joined yet; whether the layer took
-        them (if not, they are counted and :meth:`rejoin` joins them later)."""
+        them (if not, they are counted and ``rejoin()`` joins them later)."""
         new = [g for g in groups if not self.refs.get(g)]
         for group in groups:
             self.refs[group] = self.refs.get(group, 0) + 1

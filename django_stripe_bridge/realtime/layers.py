@@ -4,7 +4,7 @@ channels-redis's ``RedisChannelLayer`` waits for messages with ``BZPOPMIN`` bloc
 ``brpop_timeout`` (5 s) on the server. redis-py gives every reply ``socket_timeout`` to
 arrive; redis-py 8 sets it to 5 s by default (earlier versions: no timeout). With both at
 5 s the client gives up on an idle blocking read just as Redis answers it, the layer's
-``receive()`` raises, and the websocket is closed. :func:`redis_channel_layer` builds a layer
+``receive()`` raises, and the websocket is closed. ``redis_channel_layer()`` builds a layer
 setting whose hosts carry an explicit ``socket_timeout`` longer than the blocking read, so
 the outcome no longer depends on the redis-py version.
 """

@@ -2,7 +2,7 @@
 
 A policy is a callable ``(user, selector, pinned_ids) -> bool``: ``user`` is the
 connection's user (``AnonymousUser`` without a session), ``selector`` the compiled
-:class:`~django_stripe_bridge.selectors.Selector`, ``pinned_ids`` its ``pinned_ids``. The
+``Selector``, ``pinned_ids`` its ``pinned_ids``. The
 selector is always parsed before a policy sees it. Built-in policies are named by a word;
 anything else is the dotted path of your own callable (sync or ``async def``).
 

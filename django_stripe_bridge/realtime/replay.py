@@ -4,14 +4,14 @@ Replay covers only the transaction ids a selector pins. ``latest`` sends, per id
 stored event that matches the selector, with the transaction's current status. ``all``
 sends every matching stored event of each id, oldest first (the newest 100 when there are
 more), each with the status the transaction had right after it: the events are folded in
-order through the same rule ingest applies (:mod:`~django_stripe_bridge.payment_state`).
+order through the same rule ingest applies (``django_stripe_bridge.payment_state``).
 Messages have the shape the channel layer carries (``messaging.build_message``), so the
 consumer treats replayed and live events alike.
 
 These functions are synchronous and touch the database: a consumer calls them through
-:func:`read_replay`, which runs them in the replay threads (``REPLAY_THREADS``), fairly
-between connections (:mod:`~django_stripe_bridge.realtime.replay_queue`), and
-:func:`send_in_turns` sends what they read without holding the event loop.
+``read_replay()``, which runs them in the replay threads (``REPLAY_THREADS``), fairly
+between connections (``django_stripe_bridge.realtime.replay_queue``), and
+``send_in_turns()`` sends what they read without holding the event loop.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ async def run_in_replay_thread(
 async def read_replay(
     ids: Iterable[str], mode: str, selector: Any, *, owner: Any, since: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
-    """:func:`replay_messages` for ``owner`` (a connection), in the replay threads: ``latest``
-    read together with other subscriptions' (:func:`read_latest`), ``all`` in parts of
+    """``replay_messages()`` for ``owner`` (a connection), in the replay threads: ``latest``
+    read together with other subscriptions' (``read_latest()``), ``all`` in parts of
     ``IDS_PER_READ`` ids, each queued fairly."""
     if mode == LATEST and since is None:
         return await read_latest(ids, selector)
@@ -231,7 +231,7 @@ def _latest(ids: list[str], selector: Any) -> list[dict[str, Any]]:
 
 def latest_many(requests: Sequence[tuple[Iterable[str], Any]]) -> list[list[dict[str, Any]]]:
     """``latest`` replays of several subscriptions (ids, selector) in one read; the messages
-    of each, as :func:`replay_messages` would give them.
+    of each, as ``replay_messages()`` would give them.
 
     The newest event of every id asked for is read once, with the transactions' statuses,
     and each subscription's selector picks from them; only where a selector is narrower than

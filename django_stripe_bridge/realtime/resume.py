@@ -7,7 +7,7 @@ cursor of the last message it got (``since`` on a websocket ``subscribe``, the
 after it, each with the status it was published with, in order, oldest first. The resume
 is refused — the client is told ``recovered: false`` and gets a ``latest`` replay instead —
 when the cursor is not one this database gave (unreadable, or its event is gone: pruned,
-another database), or when more than :data:`MAX_RESUME_EVENTS` events follow it.
+another database), or when more than ``MAX_RESUME_EVENTS`` events follow it.
 
 These functions are synchronous and touch the database: run them in the replay threads.
 """

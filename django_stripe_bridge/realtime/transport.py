@@ -28,7 +28,7 @@ class Transport:
     """Base of the transports: the engine's view of one client connection.
 
     A transport sets ``channel_layer``, ``channel_name`` and ``scope``, and implements
-    :meth:`send_frame` and :meth:`close_with`.
+    ``send_frame()`` and ``close_with()``.
     """
 
     channel_layer: Any
@@ -63,6 +63,8 @@ class Transport:
     ) -> None:
         """Send one event to the client as a ``message`` frame of ``subscription``."""
         await self.send_frame(message_frame(subscription, message, replayed=replayed))
+        if not replayed:
+            metrics.observe_delivery(message)
 
     def refresh_interval(self) -> float | None:
         """Seconds between re-joins of the groups: half the layer's ``group_expiry``."""

@@ -4,7 +4,7 @@ Protocol (docs/websocket-protocol.md): the client sends ``subscribe``, ``unsubsc
 ``ping`` frames; the server answers ``subscribed``, ``unsubscribed``, ``pong``, ``error``,
 and sends a ``message`` frame for each event that matches a subscription. Everything but
 the socket itself — subscriptions, policy, replay, recovery, groups — is the
-:class:`~django_stripe_bridge.realtime.engine.Engine`'s.
+``Engine``'s.
 """
 
 from __future__ import annotations
