@@ -32,6 +32,7 @@ COUNTERS = {
 #: Gauges (values that go up and down) and their help text; summed over live processes.
 GAUGES = {
     "websockets_open": "Websocket connections open.",
+    "sse_streams_open": "Server-Sent Events streams open.",
     "subscriptions": "Subscriptions held by the open websockets.",
 }
 #: Latency histograms (seconds) and their help text: where users feel time.
