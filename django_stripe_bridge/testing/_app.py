@@ -28,7 +28,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     import localstripe
     from localstripe import resources
 
-    from . import _disputes, _events, _idempotency, _later, _payments
+    from . import _checkout, _disputes, _events, _idempotency, _later, _payments
 
     # No persistence: localstripe pickles the whole store to /tmp on every write.
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
@@ -46,6 +46,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     _payments.install()
     _later.install(async_delay)
     resources.extra_apis.extend(_disputes.routes())
+    resources.extra_apis.extend(_checkout.routes())
 
     # localstripe.server builds its routes from resources.extra_apis when imported, so it
     # must come after the patches above.
@@ -140,6 +141,8 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)
     app.router.add_post("/_standin/3ds/{id}", three_d_secure_answer)
+    for method, path, handler in _checkout.page_routes():
+        app.router.add_route(method, path, handler)
 
     _installed = app
     return app
