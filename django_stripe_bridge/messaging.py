@@ -144,9 +144,15 @@ def status_after(row: StripeEvent, transaction: StripeTransaction | None) -> str
     return status if isinstance(status, str) else None
 
 
-def build_message(row: StripeEvent, status: str | None) -> dict[str, Any]:
-    """The channel-layer message for one event."""
-    return {
+def build_message(
+    row: StripeEvent, status: str | None, transaction: StripeTransaction | None = None
+) -> dict[str, Any]:
+    """The channel-layer message for one event.
+
+    An event of a payment known by two ids (a Checkout Session and its PaymentIntent) names
+    the other in ``linked_ids``: its subscribers get a copy under that id (:func:`relabel`).
+    """
+    message = {
         "type": EVENT_MESSAGE_TYPE,
         "event_pk": row.pk,
         "event_id": row.event_id,
@@ -154,6 +160,72 @@ def build_message(row: StripeEvent, status: str | None) -> dict[str, Any]:
         "headers": build_headers(row, status),
         "data": build_data(row),
     }
+    others = linked_ids(row, transaction)
+    if others:
+        message["linked_ids"] = others
+    return message
+
+
+def linked_ids(row: StripeEvent, transaction: StripeTransaction | None) -> list[str]:
+    """The payment's ids other than the event's own transaction id."""
+    if transaction is None or not transaction.linked_id:
+        return []
+    return [tx_id for tx_id in transaction.payment_ids if tx_id != row.transaction_id]
+
+
+def relabel(message: dict[str, Any], transaction_id: str) -> dict[str, Any]:
+    """``message`` as the subscribers of ``transaction_id``, another id of the same payment,
+    see it: their id in ``transaction_id`` and in the ``id`` header."""
+    copy = {k: v for k, v in message.items() if k != "linked_ids"}
+    copy["transaction_id"] = transaction_id
+    copy["headers"] = {**message["headers"], "id": transaction_id}
+    return copy
+
+
+def publish_link(transaction: StripeTransaction, *, exclude: set[int]) -> int:
+    """Send the subscribers of each id of a payment just linked (a Checkout Session and its
+    PaymentIntent) the events stored under the other id before the link; how many were sent.
+
+    They went only to the other id's group when published. Never raises: a subscriber that
+    misses them gets them by replay.
+    """
+    from .models import StripeEvent
+
+    try:
+        layer = get_layer()
+        if layer is None:
+            return 0
+        rows = (
+            StripeEvent.objects.filter(transaction_id__in=transaction.payment_ids)
+            .exclude(pk__in=exclude)
+            .order_by("created", "id")
+        )
+        copies = []
+        for row in rows[:MAX_LINK_CATCH_UP]:
+            message = build_message(row, status_after(row, transaction), transaction)
+            copies += [relabel(message, other) for other in message.get("linked_ids", ())]
+        async_to_sync(_send_copies)(layer, copies)
+    except Exception as exc:
+        logger.warning(
+            "Could not send the earlier events of %s to the subscribers of %s (%s: %s); they "
+            "get them by replay.",
+            transaction.pk,
+            transaction.linked_id,
+            type(exc).__name__,
+            exc,
+        )
+        return 0
+    return len(copies)
+
+
+#: Events sent at most when a link is made (a payment has a handful; replay has the rest).
+MAX_LINK_CATCH_UP = 100
+
+
+async def _send_copies(layer: Any, copies: list[dict[str, Any]]) -> None:
+    async with asyncio.timeout(PUBLISH_TIMEOUT * 2):
+        for copy in copies:
+            await layer.group_send(transaction_group(copy["transaction_id"]), copy)
 
 
 # -- publishing ---------------------------------------------------------------------------
@@ -167,6 +239,8 @@ def get_layer() -> Any:
 
 
 async def _send(layer: Any, message: dict[str, Any]) -> None:
+    for other in message.pop("linked_ids", ()):
+        await layer.group_send(transaction_group(other), relabel(message, other))
     groups = [broadcast_group()]
     if message["transaction_id"]:
         groups.insert(0, transaction_group(message["transaction_id"]))
@@ -184,10 +258,13 @@ def send_events(rows: Sequence[StripeEvent]) -> None:
     from .models import StripeTransaction
 
     ids = {row.transaction_id for row in rows if row.transaction_id}
-    transactions = StripeTransaction.objects.only("id", "status").in_bulk(list(ids))
-    messages = [
-        build_message(row, status_after(row, transactions.get(row.transaction_id))) for row in rows
-    ]
+    transactions = StripeTransaction.objects.only("id", "status", "kind", "linked_id").in_bulk(
+        list(ids)
+    )
+    messages = []
+    for row in rows:
+        tx = transactions.get(row.transaction_id)
+        messages.append(build_message(row, status_after(row, tx), tx))
     sent = async_to_sync(_send_in_order)(layer, messages)
     if not all(sent):
         raise RuntimeError(f"the channel layer took {sum(sent)} of {len(sent)} events")
@@ -255,7 +332,7 @@ def _prepare(
     except Exception as exc:
         _failed(items, exc)
         return None, []
-    return layer, [build_message(row, status_after(row, tx)) for row, tx in items]
+    return layer, [build_message(row, status_after(row, tx), tx) for row, tx in items]
 
 
 def _sent_rows(
@@ -331,6 +408,9 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> list[boo
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT * 2):
                 for message in chunk:
+                    for other in message.pop("linked_ids", ()):
+                        copy = relabel(message, other)
+                        await layer.group_send(transaction_group(other), copy)
                     if message["transaction_id"]:
                         group = transaction_group(message["transaction_id"])
                         await layer.group_send(group, message)
