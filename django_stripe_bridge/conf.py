@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "FRAME_BURST": 60,
     "REPLAY_THREADS": 4,
     "METRICS_TOKEN": None,
+    "CHECKOUT_SUCCESS_URL": None,
+    "CHECKOUT_CANCEL_URL": None,
+    "CHECKOUT_REDIRECT_HOSTS": None,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.
