@@ -612,6 +612,10 @@ class BridgeSchemaGenerator(SchemaGenerator):
 def _accept_one_element_array(operation: Any) -> None:
     if not isinstance(operation, dict):
         return
+    if "requestBody" in operation:
+        # Every create call needs a body, also one whose fields are each optional alone
+        # (checkout-sessions: amount with name, or line_items).
+        operation["requestBody"]["required"] = True
     content = operation.get("requestBody", {}).get("content", {})
     for media in content.values():
         body = media.get("schema")

@@ -399,17 +399,16 @@ class LineItemsField(serializers.Field):
                 raise ValidationError(
                     {f"{where}[price]": f"'{where}[price]' must be a Stripe Price id (price_…)."}
                 )
-            if (
-                isinstance(quantity, bool)
-                or not isinstance(quantity, int)
-                or not 1 <= quantity <= 999_999
-            ):
+            # A JSON number with no fraction (2.0 too), as the schema's "integer" allows.
+            whole = isinstance(quantity, int | float) and not isinstance(quantity, bool)
+            if not whole or quantity != int(quantity) or not 1 <= quantity <= 999_999:
                 raise ValidationError(
                     {
                         f"{where}[quantity]": f"'{where}[quantity]' must be an integer from 1 "
                         "to 999999."
                     }
                 )
+            quantity = int(quantity)
             items.append(CheckoutItem(price=price, quantity=quantity))
         return items
 
@@ -460,6 +459,8 @@ class RedirectURLField(StrictCharField):
     def to_internal_value(self, data: Any) -> str:
         from .checkout import redirect_host_problem
 
+        if not isinstance(data, str):
+            self.fail("invalid", name=self.field_name)
         value = super().to_internal_value(data)
         problem = redirect_host_problem(value)
         if problem == "invalid":
