@@ -17,6 +17,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django_stripe_bridge.testing import StripeStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -28,11 +32,16 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def embedded_stripe(env: dict[str, str], port: int) -> Iterator[None]:
-    """Start the offline Stripe stand-in and point the demo at it, with its webhook registered."""
+def embedded_stripe(
+    env: dict[str, str], port: int, *, async_delay: float = 1.0
+) -> Iterator[StripeStandIn]:
+    """Start the offline Stripe stand-in and point the demo at it, with its webhook registered.
+
+    ``async_delay``: seconds until what Stripe does "later" (a bank debit settling) happens.
+    """
     from django_stripe_bridge.testing import TEST_API_KEY, TEST_PUBLISHABLE_KEY, run_stripe_standin
 
-    with run_stripe_standin() as standin:
+    with run_stripe_standin(async_delay=async_delay) as standin:
         secret = "whsec_demo_" + secrets.token_hex(16)
         standin.register_webhook(f"http://{HOST}:{port}{WEBHOOK_PATH}", secret, name="demo")
         env.update(
@@ -44,7 +53,7 @@ def embedded_stripe(env: dict[str, str], port: int) -> Iterator[None]:
         print(
             f"Offline Stripe stand-in (localstripe) at {standin.base_url}; webhooks go to the demo."
         )
-        yield
+        yield standin
 
 
 ADMIN_CODE = """

@@ -144,12 +144,25 @@ def test_without_a_success_url_anywhere_it_is_400_naming_the_setting(bridge_stri
         ({**BODY, "payment_method_types": "card"}, "payment_method_types"),
         ({**BODY, "customer_email": "nope"}, "customer_email"),
         ({**BODY, "mode": "subscription"}, "mode"),
+        ({**BODY, "cancel_url": {}}, "cancel_url"),  # was a 500
+        ({**BODY, "success_url": 7}, "success_url"),
+        ({"line_items": [{"price": "price_1", "quantity": 1.5}]}, "line_items[0][quantity]"),
     ],
 )
 def test_bad_input_is_400_naming_the_parameter(shop, csrf_client, body, param):
     response = post_json(csrf_client, "checkout-sessions", body)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"] == param
+
+
+def test_a_whole_float_quantity_is_an_integer(shop, csrf_client):
+    shop.client().v1.plans.create(
+        {"id": "price_two", "amount": 500, "currency": "usd", "interval": "month",
+         "product": {"name": "Two"}}
+    )  # fmt: skip
+    body = {"line_items": [{"price": "price_two", "quantity": 2.0}]}
+    response = post_json(csrf_client, "checkout-sessions", body)
+    assert response.status_code == 200, response.content
 
 
 def test_an_unknown_price_is_stripes_400_naming_it(shop, csrf_client):

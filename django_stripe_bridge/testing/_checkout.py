@@ -51,8 +51,8 @@ CHOICES: dict[str, tuple[str, str]] = {
     "card_success": ("Pay with card 4242 4242 4242 4242", "4242424242424242"),
     "card_decline": ("Pay with declined card 4000 0000 0000 0002", "4000000000000002"),
     "card_3ds": ("Pay with 3-D Secure card 4000 0027 6000 3184", "4000002760003184"),
-    "delayed": ("Pay by SEPA debit (settles later)", IBAN_SUCCEEDS),
-    "delayed_fail": ("Pay by SEPA debit (fails later)", IBAN_FAILS),
+    "delayed": ("Pay by bank debit (settles later)", IBAN_SUCCEEDS),
+    "delayed_fail": ("Pay by bank debit (fails later)", IBAN_FAILS),
 }
 _DELAYED_TYPES = ("sepa_debit",)
 _ALLOWED_TYPES = ("card", *_DELAYED_TYPES)
@@ -306,7 +306,9 @@ def _expires_at(value: Any, now: int) -> int:
 
 def _payment_method_types(value: Any) -> list[str]:
     if value is None:
-        return ["card"]
+        # Stripe offers what the Dashboard enables; the stand-in enables both it has (a
+        # debit in any currency: an offline simplification).
+        return list(_ALLOWED_TYPES)
     types = value if isinstance(value, list) else [value]
     for kind in types:
         if kind not in _ALLOWED_TYPES:
