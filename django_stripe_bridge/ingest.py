@@ -50,6 +50,9 @@ class IngestResult:
     status_changed: bool = False
     #: This event joined a Checkout Session to its PaymentIntent.
     linked: bool = False
+    #: ``(session id, its old status)`` when this event changed the status a linked Checkout
+    #: Session's row shows (its own ``transaction_status_changed`` is sent too).
+    session_change: tuple[str, str | None] | None = None
 
 
 def timestamp_to_datetime(value: int) -> dt.datetime:
@@ -192,6 +195,12 @@ def _update_transactions(
     new_links: list[str] = []
     holder_of = {row.pk: _holder(transactions, row.transaction_id) for row, _ in new}
     last_of = {holder_of[row.pk]: row.pk for row, _ in new}
+    # What each linked session's row shows, as the batch goes (it mirrors its payment's).
+    shown = {
+        tx.linked_id: _status_of(transactions, tx.linked_id, tx)
+        for tx in transactions.values()
+        if tx.linked_id and tx.holds_state
+    }
     for row, event in new:
         tx_id = holder_of[row.pk]
         tx = transactions[tx_id]
@@ -206,6 +215,12 @@ def _update_transactions(
             new_links.append(tx_id)
         fields = tx.take_state(state) if moved else []
         changed_fields.setdefault(tx.pk, set()).update(fields)
+        session_change = None
+        if session_id is not None:
+            shown[session_id] = transactions[session_id].status or None
+        if tx.linked_id and tx.holds_state and shown.get(tx.linked_id) != (tx.status or None):
+            session_change = (tx.linked_id, shown.get(tx.linked_id))
+            shown[tx.linked_id] = tx.status or None
         after[row.pk] = IngestResult(
             event=row,
             created=True,
@@ -214,6 +229,7 @@ def _update_transactions(
             old_status=old_status,
             status_changed="status" in fields,
             linked=session_id is not None,
+            session_change=session_change,
         )
     _mirror_linked(transactions, changed_fields)
     _save(transactions, changed_fields)
@@ -234,6 +250,15 @@ def _holder(transactions: Mapping[str, StripeTransaction], tx_id: str) -> str:
     session is linked)."""
     tx = transactions[tx_id]
     return tx_id if tx.holds_state else tx.linked_id
+
+
+def _status_of(
+    transactions: Mapping[str, StripeTransaction], session_id: str, intent: StripeTransaction
+) -> str | None:
+    """The status a linked session's row shows now: its own when locked, else its payment's
+    (the two are written together)."""
+    session = transactions.get(session_id)
+    return (session.status if session is not None else intent.status) or None
 
 
 def _lock_linked(transactions: dict[str, StripeTransaction]) -> None:
@@ -379,6 +404,8 @@ def _after_commit(results: list[IngestResult], *, publish: bool) -> None:
         )
         if result.status_changed and result.transaction is not None:
             send_status_changed(result.transaction, result.old_status, result.event)
+        if result.session_change is not None:
+            _send_session_changed(result, *result.session_change)
     if publish:
         from .messaging import publish_events, publish_link
 
@@ -401,6 +428,15 @@ def _send_robust(signal: Signal, sender: type, **kwargs: Any) -> None:
                 subject,
                 exc_info=response,
             )
+
+
+def _send_session_changed(result: IngestResult, session_id: str, old_status: str | None) -> None:
+    """``transaction_status_changed`` for a Checkout Session's row, whose status follows its
+    PaymentIntent's (docs/checkout.md: fulfil from this signal)."""
+    session = StripeTransaction.objects.filter(pk=session_id).first()
+    if session is not None and result.transaction is not None:
+        session.status = result.transaction.status  # as right after this event
+        send_status_changed(session, old_status, result.event)
 
 
 def send_status_changed(

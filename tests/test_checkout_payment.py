@@ -174,3 +174,37 @@ async def test_live_events_of_the_linked_payment_reach_the_sessions_subscriber()
     assert frames[-1]["headers"]["status"] == "succeeded"
     assert frames[-1]["headers"]["type"] == "checkout.session.async_payment_succeeded"
     await client.close()
+
+
+def test_the_sessions_row_gets_its_own_status_signal_for_fulfilment():
+    """Fulfil from ``transaction_status_changed`` of the session: it fires when the session's
+    status changes, whether the PaymentIntent's events came first or after."""
+    from django_stripe_bridge.charges import record_transaction
+    from django_stripe_bridge.signals import transaction_status_changed
+
+    seen: list[tuple[str, str | None, str]] = []
+
+    def receiver(sender, transaction, old_status, new_status, event, **kwargs):
+        seen.append((transaction.pk, old_status, new_status))
+
+    transaction_status_changed.connect(receiver)
+    try:
+        payment = paid_by_card("signal")
+        opened = {"status": "open", "payment_status": "unpaid", "payment_intent": None}
+        record_transaction({**payment._session_object(), **opened, "created": 1})
+        *intent_events, completed = payment.events
+        ingest_all(intent_events)
+        sessions = [s for s in seen if s[0] == payment.session_id]
+        assert sessions == [(payment.session_id, None, "pending")]  # the create call
+        ingest_all([completed])
+        sessions = [s for s in seen if s[0] == payment.session_id]
+        assert sessions[1:] == [(payment.session_id, "pending", "succeeded")]
+        before = len(seen)
+        payment.refund(2000)
+        ingest_all(payment.events[-2:])
+        assert sorted(seen[before:]) == [
+            (payment.session_id, "succeeded", "refunded"),
+            (payment.pi_id, "succeeded", "refunded"),
+        ]
+    finally:
+        transaction_status_changed.disconnect(receiver)
