@@ -35,7 +35,8 @@ MAX_BROADCAST_BATCH = 50
 #: Seconds a publish may take before it counts as failed (the event stays unpublished).
 PUBLISH_TIMEOUT = 5.0
 
-#: Fields of a charge, PaymentIntent, refund or dispute kept in the ``summary`` payload.
+#: Fields of a charge, PaymentIntent, refund, dispute or Checkout Session kept in the
+#: ``summary`` payload.
 #: Nothing that identifies a person: no billing details, e-mail, address or fingerprint.
 SUMMARY_FIELDS = (
     "id",
@@ -44,8 +45,10 @@ SUMMARY_FIELDS = (
     "amount_captured",
     "amount_received",
     "amount_refunded",
+    "amount_total",
     "currency",
     "status",
+    "payment_status",
     "paid",
     "captured",
     "refunded",
