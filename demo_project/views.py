@@ -10,6 +10,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from django_stripe_bridge.conf import bridge_settings
+from django_stripe_bridge.idempotency import ensure_client_scope
 from django_stripe_bridge.models import StripeTransaction
 from django_stripe_bridge.money import decimals, format_amount
 
@@ -25,6 +26,8 @@ def page_currencies() -> list[str]:
     return [default, *(code for code in allowed if code != default)]
 
 
+# The browser's idempotency scope comes with the page, before any payment (docs/http-api.md).
+@ensure_client_scope
 def index(request: HttpRequest) -> HttpResponse:
     """Render the payment page with the Stripe base and publishable key the browser needs."""
     api_base = (bridge_settings.API_BASE or "").rstrip("/")
