@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,11 +18,10 @@ import requests
 import stripe
 
 from django_stripe_bridge.testing import StripeStandIn, pytest_plugin, run_stripe_standin
+from tests.test_stripe_corpus import corpus  # noqa: F401 - the corpus fixture
 
 pytestmark = pytest.mark.standin
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "stripe-corpus"
-CORPUS = CORPUS if CORPUS.is_dir() else Path("/work/shared/stripe-corpus")
 SUCCESS = "https://shop.example/done?session={CHECKOUT_SESSION_ID}"
 CANCEL = "https://shop.example/cart"
 
@@ -118,10 +116,10 @@ def test_before_2022_08_01_the_payment_intent_comes_with_the_session(standin):
     assert session.payment_intent.startswith("pi_")
 
 
-def test_the_session_object_has_the_fields_of_stripes_own_example():
+def test_the_session_object_has_the_fields_of_stripes_own_example(corpus):  # noqa: F811
     """Every field of Stripe's OpenAPI fixture that exists since 2023 (not previews)."""
     fixture = json.loads(
-        (CORPUS / "spec" / "0039_single_checkout.session.completed.json").read_text()
+        (corpus / "spec" / "0039_single_checkout.session.completed.json").read_text()
     )
     expected = set(fixture["data"]["object"])
     previews = {
