@@ -211,7 +211,7 @@ def test_merge_keeps_each_snapshot_further_along():
     behind = PaymentState()
     behind.apply_object(session("open", "unpaid", payment_intent=None), at=T - 10)
     behind.apply_object(intent("requires_payment_method"), at=T - 10)
-    assert not ahead.merge(PaymentState())
+    assert ahead.merge(PaymentState()) is False
     assert ahead.merge(behind)  # the intent is new to it
     assert ahead.objects["cs_1"]["status"] == "complete"
     assert ahead.objects["pi_1"]["status"] == "requires_payment_method"
@@ -271,3 +271,89 @@ def test_checkout_session_link():
 )
 def test_transaction_kind_of(transaction_id, kind):
     assert transaction_kind_of(transaction_id) == kind
+
+
+# -- edges a mutation run found no test for --------------------------------------------------
+
+
+def test_a_session_snapshot_without_an_event_type_reads_its_own_status():
+    for status, payment_status, expected in [
+        ("complete", "paid", Status.SUCCEEDED),
+        ("complete", "unpaid", Status.PROCESSING),
+        ("expired", "unpaid", Status.EXPIRED),
+        ("open", "unpaid", Status.PENDING),
+    ]:
+        state = PaymentState()
+        state.apply_object(session(status, payment_status), at=T)
+        assert state.status == expected, status
+    state = PaymentState()
+    state.apply_object(session(status=None), at=T)
+    assert state.objects["cs_1"]["status"] == ""
+
+
+def test_in_one_second_each_session_stage_beats_the_one_before():
+    opened = event("x", session("open", "unpaid"))
+    weird = event("y", session("weird", "unpaid"))
+    completed = event(COMPLETED, session(payment_status="unpaid"))
+    assert_every_order([weird, opened], Status.PENDING)
+    assert_every_order([opened, completed], Status.PROCESSING)
+    assert fold([weird, opened]).objects["cs_1"]["status"] == "open"
+
+
+def test_a_paid_session_without_an_amount_took_nothing_it_can_tell():
+    state = only(COMPLETED, session(amount_total=None))
+    assert (state.status, state.amount_captured, state.amount) == (Status.SUCCEEDED, 0, None)
+
+
+def test_no_refund_counts_beyond_what_a_session_took():
+    events = [
+        event("x", session("open", "unpaid", payment_intent=None)),
+        event("refund.created", refund(500, charge="ch_9")),
+    ]
+    for state in [fold(events), fold(events[::-1])]:
+        assert state.amount_refunded == 0
+
+
+def test_the_newest_of_two_sessions_or_two_intents_is_read():
+    """Not seen from Stripe (one session, one PaymentIntent per payment), but the rule is the
+    newest snapshot's word, as for every object."""
+    state = fold(
+        [
+            event("x", session("open", "unpaid", id="cs_0", payment_intent=None), T),
+            event(COMPLETED, session(id="cs_2", payment_intent="pi_2"), T + 1),
+        ]
+    )
+    assert state.linked_ids() == ("cs_2", "pi_2")
+    assert fold(
+        [
+            event(COMPLETED, session(id="cs_2", payment_intent="pi_2"), T + 1),
+            event("x", session("open", "unpaid", id="cs_0", payment_intent="pi_0"), T),
+        ]
+    ).linked_ids() == ("cs_2", "pi_2")
+    two_intents = fold(
+        [event("x", intent("canceled", id="pi_0"), T), event("y", intent("processing"), T + 1)]
+    )
+    assert two_intents.status == Status.PROCESSING
+    two_sessions = fold(
+        [
+            event(EXPIRED, session("expired", "unpaid", id="cs_0"), T),
+            event(COMPLETED, session(id="cs_2", payment_status="unpaid"), T + 1),
+        ]
+    )
+    assert two_sessions.status == Status.PROCESSING
+
+
+def test_merge_says_false_when_nothing_moved():
+    assert PaymentState().merge(PaymentState()) is False
+
+
+def test_a_session_with_neither_id_nor_intent_has_no_transaction():
+    assert transaction_id_of(event(EXPIRED, session(id=None, payment_intent=None))) == ""
+
+
+def test_a_link_to_a_long_intent_id_is_cut_to_the_column():
+    long = "pi_" + "y" * 300
+    assert checkout_session_link(event(COMPLETED, session(payment_intent=long))) == (
+        "cs_1",
+        long[:255],
+    )
