@@ -357,3 +357,15 @@ def test_a_link_to_a_long_intent_id_is_cut_to_the_column():
         "cs_1",
         long[:255],
     )
+
+
+@pytest.mark.parametrize("session_id", [f"cs_{n}" for n in range(8)])
+def test_a_completion_beats_the_open_session_of_its_second_whatever_the_digests(session_id):
+    opened = event("x", session("open", "unpaid", id=session_id))
+    completed = event(COMPLETED, session(payment_status="unpaid", id=session_id))
+    assert_every_order([opened, completed], Status.PROCESSING)
+
+
+def test_no_session_no_link():
+    assert PaymentState().linked_ids() is None
+    assert fold([event("x", intent("succeeded"))]).linked_ids() is None
