@@ -16,7 +16,13 @@ from django.utils.translation import gettext_lazy as _
 
 from .admin_operations import PaymentOperationsMixin
 from .ingest import timestamp_to_datetime
-from .models import StripeEvent, StripeTransaction
+from .models import (
+    MAX_PUBLISH_ATTEMPTS,
+    QuarantinedEvent,
+    StripeEvent,
+    StripeTransaction,
+    ThinEvent,
+)
 from .money import format_amount
 from .payment_state import status_of_event
 
@@ -36,6 +42,55 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class AccountFilter(admin.SimpleListFilter):
+    """The platform's own payments, or one connected account's (the accounts seen so far)."""
+
+    title = _("connected account")
+    parameter_name = "account"
+    #: Accounts listed in the filter at most (search by ``acct_…`` finds the others).
+    MAX_CHOICES = 100
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        accounts = (
+            model_admin.model.objects.exclude(account="")
+            .order_by("account")
+            .values_list("account", flat=True)
+            .distinct()[: self.MAX_CHOICES]
+        )
+        return [("-", str(_("platform (none)"))), *((a, a) for a in accounts)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(account="" if value == "-" else value)
+
+
+class PublishingFilter(admin.SimpleListFilter):
+    """Where an event stands with the channel layer; "given up" lists the events the layer
+    refused to carry ``MAX_PUBLISH_ATTEMPTS`` times, which the relay no longer sends."""
+
+    title = _("publishing")
+    parameter_name = "publishing"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("published", _("published")),
+            ("pending", _("pending")),
+            ("refused", _("refused by the layer")),
+            ("given_up", _("given up")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        unpublished = queryset.filter(published_at__isnull=True)
+        return {
+            "published": queryset.filter(published_at__isnull=False),
+            "pending": unpublished.filter(publish_attempts__lt=MAX_PUBLISH_ATTEMPTS),
+            "refused": unpublished.filter(publish_attempts__gt=0),
+            "given_up": unpublished.filter(publish_attempts__gte=MAX_PUBLISH_ATTEMPTS),
+        }.get(self.value() or "", queryset)
+
+
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -47,9 +102,17 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created",
         "received_at",
         "published",
+        "publishing",
+        "account",
     )
-    list_filter = ("type", "livemode", ("created", admin.DateFieldListFilter))
-    search_fields = ("=event_id", "=transaction_id", "=object_id")
+    list_filter = (
+        "type",
+        "livemode",
+        PublishingFilter,
+        ("created", admin.DateFieldListFilter),
+        AccountFilter,
+    )
+    search_fields = ("=event_id", "=transaction_id", "=object_id", "=account")
     date_hierarchy = "created"
     list_per_page = 50
     show_full_result_count = False
@@ -60,11 +123,14 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "transaction_id",
         "object_type",
         "object_id",
+        "account",
         "livemode",
         "api_version",
         "created",
         "received_at",
         "published_at",
+        "publish_attempts",
+        "publish_error",
         "pretty_payload",
     )
     readonly_fields = fields
@@ -79,6 +145,17 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("published"), boolean=True)
     def published(self, obj: StripeEvent) -> bool:
         return obj.published_at is not None
+
+    @admin.display(description=_("publishing"))
+    def publishing(self, obj: StripeEvent) -> str:
+        """Published, pending, or refused by the channel layer (and whether the relay gave up)."""
+        if obj.published_at is not None:
+            return str(_("published"))
+        if obj.unpublishable:
+            return str(_("given up: refused %(n)d times") % {"n": obj.publish_attempts})
+        if obj.publish_attempts:
+            return str(_("refused %(n)d times, retrying") % {"n": obj.publish_attempts})
+        return str(_("pending"))
 
     @admin.display(description=_("payload"))
     def pretty_payload(self, obj: StripeEvent) -> str:
@@ -119,13 +196,20 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "amount_display",
         "captured_display",
         "refunded_display",
+        "account",
         "livemode",
         "user",
         "created_at",
         "updated_at",
     )
-    list_filter = ("status", "kind", "livemode", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("=id",)
+    list_filter = (
+        "status",
+        "kind",
+        "livemode",
+        ("created_at", admin.DateFieldListFilter),
+        AccountFilter,
+    )
+    search_fields = ("=id", "=account")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     fields = (
@@ -135,6 +219,7 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "amount_display",
         "captured_display",
         "refunded_display",
+        "account",
         "livemode",
         "user",
         "idempotency_key",
@@ -189,6 +274,45 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         )
 
 
+@admin.register(QuarantinedEvent)
+class QuarantinedEventAdmin(admin.ModelAdmin):
+    """Events the database refused to store (docs/webhooks.md, "Poison events"): read, fix
+    the cause, then delete the row (and resend the event from Stripe's Dashboard)."""
+
+    list_display = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "deliveries",
+        "first_received_at",
+        "last_received_at",
+        "error_summary",
+    )
+    list_filter = ("type",)
+    search_fields = ("=event_id", "=transaction_id")
+    fields = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "deliveries",
+        "first_received_at",
+        "last_received_at",
+        "error",
+        "payload",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("error"))
+    def error_summary(self, obj: QuarantinedEvent) -> str:
+        return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
+
+
 def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
     """An HTML table of ``rows`` (escaped), or a dash when there are none."""
     body = [format_html_join("", "<td>{}</td>", ((cell,) for cell in row)) for row in rows]
@@ -197,3 +321,38 @@ def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
     head = format_html_join("", "<th>{}</th>", ((cell,) for cell in header))
     lines = format_html_join("", "<tr>{}</tr>", ((line,) for line in body))
     return format_html("<table><tr>{}</tr>{}</table>", head, lines)
+
+
+@admin.register(ThinEvent)
+class ThinEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Thin event notifications and their fetch: waiting, done, or refused (and why)."""
+
+    list_display = (
+        "event_id",
+        "type",
+        "context",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "stripe_event_id",
+        "received_at",
+    )
+    list_filter = ("status", "endpoint", ("received_at", admin.DateFieldListFilter))
+    search_fields = ("=event_id", "=context", "=stripe_event_id")
+    list_per_page = 50
+    show_full_result_count = False
+    fields = (
+        "event_id",
+        "type",
+        "context",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "stripe_event_id",
+        "received_at",
+        "done_at",
+        "notification",
+    )
+    readonly_fields = fields

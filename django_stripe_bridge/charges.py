@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from .conf import bridge_settings
+from .connect import ConnectCharge
 from .events import transaction_id_of
 from .exceptions import StripeCardError, StripeInvalidRequest
 from .idempotency import scoped_idempotency_key
@@ -77,8 +78,12 @@ def create_charge(
     receipt_email: str | None = None,
     idempotency_key: str | None = None,
     user: Any = None,
+    connect: ConnectCharge | None = None,
 ) -> dict[str, Any]:
     """Charge ``token`` and return Stripe's charge object; record its transaction.
+
+    ``connect`` (decided by :func:`~django_stripe_bridge.connect.decide`, never by the
+    client) makes it a direct or destination charge for a connected account.
 
     Raises a :class:`~django_stripe_bridge.exceptions.StripeRequestError`; for a decline
     (:class:`~django_stripe_bridge.exceptions.StripeCardError`) the failed charge is recorded
@@ -88,8 +93,10 @@ def create_charge(
     currency = (currency or bridge_settings.DEFAULT_CURRENCY).lower()
     params: dict[str, Any] = {"amount": amount, "currency": currency, "source": token}
     params.update(_present(description=description, metadata=metadata, receipt_email=receipt_email))
+    params.update(connect.params() if connect else {})
+    on_account = connect.stripe_account if connect else None
     try:
-        charge = _create_charge(params, idempotency_key=key)
+        charge = _create_charge(params, idempotency_key=key, stripe_account=on_account)
     except StripeCardError as exc:
         charge_id = exc.error.get("charge")
         if isinstance(charge_id, str) and charge_id:
@@ -102,12 +109,12 @@ def create_charge(
                 "payment_intent": exc.error.get("payment_intent"),
                 "livemode": _livemode(),
             }
-            record_transaction(failed, user=user, idempotency_key=key)
+            record_transaction(failed, user=user, idempotency_key=key, connect=connect)
         raise
     except StripeInvalidRequest as exc:
         _rename_param(exc, _CHARGE_PARAMS)
         raise
-    record_transaction(charge, user=user, idempotency_key=key)
+    record_transaction(charge, user=user, idempotency_key=key, connect=connect)
     return charge
 
 
@@ -122,8 +129,11 @@ def create_payment_intent(
     metadata: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
     user: Any = None,
+    connect: ConnectCharge | None = None,
 ) -> dict[str, Any]:
     """Create a PaymentIntent (and confirm it when ``confirm``); record its transaction.
+
+    ``connect`` makes it a payment for a connected account, as in :func:`create_charge`.
 
     ``capture_method="manual"`` only authorizes the amount (status ``requires_capture``);
     ``"automatic"`` is Stripe's default and is not sent.
@@ -140,24 +150,28 @@ def create_payment_intent(
     params.update(
         _present(payment_method=payment_method, description=description, metadata=metadata)
     )
+    params.update(connect.params() if connect else {})
+    on_account = connect.stripe_account if connect else None
     try:
-        intent = _create_payment_intent(params, idempotency_key=key)
+        intent = _create_payment_intent(params, idempotency_key=key, stripe_account=on_account)
     except StripeInvalidRequest as exc:
         _rename_param(exc, _PAYMENT_INTENT_PARAMS)
         raise
-    record_transaction(intent, user=user, idempotency_key=key)
+    record_transaction(intent, user=user, idempotency_key=key, connect=connect)
     if not confirm:
         return intent
     try:
-        intent = _confirm_payment_intent(intent["id"], idempotency_key=confirm_idempotency_key(key))
+        intent = _confirm_payment_intent(
+            intent["id"], idempotency_key=confirm_idempotency_key(key), stripe_account=on_account
+        )
     except StripeCardError as exc:
         if not exc.error.get("payment_intent"):
             exc.error["payment_intent"] = intent["id"]
         # The attempt failed: the PaymentIntent is back at requires_payment_method.
         failed = {**intent, "status": "requires_payment_method", "last_payment_error": exc.error}
-        record_transaction(failed, user=user, idempotency_key=key)
+        record_transaction(failed, user=user, idempotency_key=key, connect=connect)
         raise
-    record_transaction(intent, user=user, idempotency_key=key)
+    record_transaction(intent, user=user, idempotency_key=key, connect=connect)
     return intent
 
 
@@ -233,6 +247,7 @@ def record_transaction(
     *,
     user: Any = None,
     idempotency_key: str = "",
+    connect: ConnectCharge | None = None,
 ) -> StripeTransaction:
     """Create or complete the transaction of a charge, PaymentIntent or Checkout Session a
     create call returned.
@@ -241,7 +256,8 @@ def record_transaction(
     own ``created`` time (:mod:`~django_stripe_bridge.payment_state`): safe against a webhook
     for the same transaction handled at the same moment (the row is locked), and never rolls
     back what a webhook already set. A change of status sends ``transaction_status_changed``
-    (with ``event=None``) after the commit.
+    (with ``event=None``) after the commit. ``connect`` records the connected account the
+    server decided the payment is for.
     """
     if obj.get("object") == "checkout.session":
         tx_id = str(obj["id"])  # the id its client holds, linked or not
@@ -250,8 +266,17 @@ def record_transaction(
     created = obj.get("created")
     at = created if isinstance(created, int) and not isinstance(created, bool) else 0
     with transaction.atomic():
-        tx = StripeTransaction.objects.lock(tx_id, livemode=obj.get("livemode") is True)
+        account = connect.account if connect else ""
+        tx = StripeTransaction.objects.lock(
+            tx_id, livemode=obj.get("livemode") is True, account=account
+        )
         changed: list[str] = []
+        if connect is not None and not tx.account:
+            tx.account = connect.account
+            changed.append("account")
+        if connect is not None and connect.stripe_account and not tx.direct:
+            tx.direct = True
+            changed.append("direct")
         if user is not None and getattr(user, "is_authenticated", False) and tx.user_id is None:
             tx.user = user
             changed.append("user")

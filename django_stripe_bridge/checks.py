@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.apps import apps as django_apps
@@ -11,7 +12,9 @@ from django.core.handlers.asgi import ASGIHandler
 from django.utils.module_loading import import_string
 
 from .conf import (
+    DEFAULT_ENDPOINT,
     DEFAULTS,
+    ENDPOINT_NAME,
     MESSAGE_PAYLOADS,
     REPLAY_MODES,
     SETTING_NAME,
@@ -141,7 +144,76 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="stripe_bridge.E005",
                 )
             )
-    return messages + _check_limits(user_settings) + _check_numbers(user_settings)
+    return (
+        messages
+        + _check_limits(user_settings)
+        + _check_numbers(user_settings)
+        + _check_connect(user_settings)
+    )
+
+
+def _check_connect(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    """``WEBHOOK_ENDPOINTS`` of the wrong shape, and Connect hooks that cannot be imported."""
+    messages: list[CheckMessage] = []
+    endpoints = user_settings.get("WEBHOOK_ENDPOINTS", DEFAULTS["WEBHOOK_ENDPOINTS"])
+    shape_hint = (
+        "Use a dict of endpoint name → its signing secrets, served at webhooks/<name>: "
+        "{'connect': ['whsec_…'], 'thin': ['whsec_…']} (docs/connect.md)."
+    )
+    if not isinstance(endpoints, dict):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'] must be a dict, not "
+                f"{type(endpoints).__name__}.",
+                hint=shape_hint,
+                id="stripe_bridge.E020",
+            )
+        )
+        endpoints = {}
+    for name, secrets in endpoints.items():
+        problem = None
+        if not isinstance(name, str) or not re.fullmatch(ENDPOINT_NAME, name):
+            problem = "is not a name of 1 to 40 letters, digits, '-' or '_'"
+        elif name == DEFAULT_ENDPOINT:
+            problem = "is the name of the endpoint whose secrets are WEBHOOK_SECRETS"
+        elif isinstance(secrets, str):
+            secrets = [secrets]
+        if problem is None and (
+            not isinstance(secrets, list | tuple)
+            or not secrets
+            or not all(isinstance(x, str) and x.startswith("whsec_") for x in secrets)
+        ):
+            problem = "must be a non-empty list of signing secrets (whsec_…)"
+        if problem:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'][{name!r}] {problem}.",
+                    hint=shape_hint,
+                    id="stripe_bridge.E020",
+                )
+            )
+    for name, signature in (
+        ("SUBSCRIBE_ACCOUNTS", "(user) -> the connected accounts (acct_…) the user may follow"),
+        ("CONNECT_POLICY", "(request, account) -> a ConnectCharge, or None to refuse"),
+    ):
+        value = user_settings.get(name, DEFAULTS[name])
+        if value is None or callable(value):
+            continue
+        try:
+            hook = import_string(value) if isinstance(value, str) else value
+        except ImportError as exc:
+            hook, reason = None, f"cannot be imported: {exc}"
+        else:
+            reason = "is not callable"
+        if not callable(hook):
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] = {value!r} {reason}.",
+                    hint=f"Set it to the dotted path of a callable {signature}, or None.",
+                    id="stripe_bridge.E021",
+                )
+            )
+    return messages
 
 
 def _check_limits(user_settings: dict[str, Any]) -> list[CheckMessage]:
@@ -203,6 +275,8 @@ _NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
     "OUTBOX_INTERVAL": (False, 0, True, False),
     "OUTBOX_BATCH": (True, 1, False, False),
     "LAYER_PROBE_INTERVAL": (False, 0, False, True),
+    "THIN_RETRY_DELAY": (False, 0, True, False),
+    "THIN_MAX_RETRY_DELAY": (False, 0, True, False),
 }
 
 

@@ -58,13 +58,64 @@ def validate_event(event: Any) -> Mapping[str, Any]:
     kind = data["object"].get("object")
     if kind is not None and not isinstance(kind, str):
         raise InvalidEvent("'data.object.object' must be a string such as \"charge\".")
-    problem = _unstorable(event)
+    account = event.get("account")
+    if account is not None and not is_account_id(account):
+        raise InvalidEvent(
+            "'account' must be a connected account's id: 'acct_' and at most 255 characters."
+        )
+    # The quick pass finds whether; the careful one, only then, says where.
+    problem = _unstorable(event) if _holds_unstorable(event) else None
     if problem is not None:
         raise InvalidEvent(problem)
     return event
 
 
-def _unstorable(event: Mapping[str, Any]) -> str | None:
+def is_account_id(value: Any) -> bool:
+    """Whether ``value`` looks like a Stripe account id (``acct_…``, at most 255 characters)."""
+    return (
+        isinstance(value, str)
+        and value.startswith("acct_")
+        and len(value) <= 255
+        and value.isascii()
+        and value[5:].replace("_", "").isalnum()
+    )
+
+
+def _holds_unstorable(event: Mapping[str, Any]) -> bool:
+    """Whether anything in ``event`` cannot be stored.
+
+    The quick pass over every value (a 1 MiB event may hold half a million): no path is
+    built, and JSON's own types are told apart by ``type()``, which costs a fraction of an
+    ``isinstance`` check against ``Mapping``. :func:`_unstorable` then says where.
+    """
+    search = _UNSTORABLE_CHARACTER.search
+    stack: list[Any] = [event]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is int or kind is bool or value is None:
+            continue
+        if kind is str:
+            if search(value):
+                return True
+        elif kind is list:
+            extend(value)
+        elif kind is dict:
+            for key in value:
+                if search(str(key)):
+                    return True
+            extend(value.values())
+        elif kind is float:
+            if not math.isfinite(value):
+                return True
+        elif isinstance(value, str | float | Mapping | list | tuple):
+            # Another type of the same kinds (not from JSON): the careful pass decides.
+            return _unstorable(value) is not None
+    return False
+
+
+def _unstorable(event: Any) -> str | None:
     """What in ``event`` cannot be stored, and where; ``None`` when all of it can."""
     stack: list[tuple[Any, str]] = [(event, "")]
     while stack:
@@ -131,6 +182,28 @@ def checkout_session_link(event: Mapping[str, Any]) -> tuple[str, str] | None:
     if not session_id or not intent_id or session_id == intent_id:
         return None
     return session_id[:255], intent_id[:255]
+
+
+def account_of(event: Mapping[str, Any]) -> str:
+    """The connected account a verified event's payment is for; ``""`` for the platform's own.
+
+    A Connect event names it in ``account`` (a direct charge, made on the connected account).
+    A destination charge is the platform's own object, made for the account its
+    ``transfer_data.destination`` (else its ``on_behalf_of``) names. Stripe wrote all of these:
+    nothing a client sends reaches here.
+    """
+    account = event.get("account")
+    if is_account_id(account):
+        return str(account)
+    obj = event_object(event)
+    if obj.get("object") not in ("charge", "payment_intent", "checkout.session"):
+        return ""
+    transfer = obj.get("transfer_data")
+    destination = _id_of(transfer.get("destination")) if isinstance(transfer, Mapping) else None
+    for candidate in (destination, _id_of(obj.get("on_behalf_of"))):
+        if is_account_id(candidate):
+            return str(candidate)
+    return ""
 
 
 def transaction_kind_of(transaction_id: str) -> str:

@@ -24,8 +24,10 @@ from django.utils import timezone
 from . import batch_sql, signals
 from .events import (
     TRANSACTION_OBJECTS,
+    account_of,
     checkout_session_link,
     event_object,
+    is_account_id,
     transaction_id_of,
     validate_event,
 )
@@ -109,6 +111,7 @@ def _new_row(event: Mapping[str, Any]) -> StripeEvent:
         object_type=object_type[:100] if isinstance(object_type, str) else "",
         object_id=object_id[:255] if isinstance(object_id, str) else "",
         livemode=event.get("livemode") is True,
+        account=account_of(event),
         api_version=str(event.get("api_version") or "")[:50],
         created=timestamp_to_datetime(event["created"]),
         payload=dict(event),
@@ -185,14 +188,16 @@ def _update_transactions(
         if link is not None:
             links[link[0]] = link[1]
             wanted.setdefault(link[0], row.livemode)
-    transactions = StripeTransaction.objects.lock_all(wanted)
+    transactions = StripeTransaction.objects.lock_all(
+        wanted, {row.transaction_id: row.account for row, _ in new if row.account}
+    )
     _lock_linked(transactions)
+    given_account = _share_accounts(new, transactions)
     states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
     _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
 
     after: dict[int, IngestResult] = {}
     changed_fields: dict[str, set[str]] = {}
-    new_links: list[str] = []
     holder_of = {row.pk: _holder(transactions, row.transaction_id) for row, _ in new}
     last_of = {holder_of[row.pk]: row.pk for row, _ in new}
     # What each linked session's row shows, as the batch goes (it mirrors its payment's).
@@ -212,8 +217,9 @@ def _update_transactions(
             moved = _link(transactions[session_id], tx, states) or moved
             changed_fields.setdefault(session_id, set()).update(("linked_id", "kind"))
             changed_fields.setdefault(tx_id, set()).add("linked_id")
-            new_links.append(tx_id)
         fields = tx.take_state(state) if moved else []
+        if row.transaction_id in given_account:
+            changed_fields.setdefault(row.transaction_id, set()).update(("account", "direct"))
         changed_fields.setdefault(tx.pk, set()).update(fields)
         session_change = None
         if session_id is not None:
@@ -240,6 +246,44 @@ def _update_transactions(
         else:
             results.append(IngestResult(event=row, created=created))
     return results
+
+
+def _share_accounts(
+    new: list[tuple[StripeEvent, Mapping[str, Any]]],
+    transactions: Mapping[str, StripeTransaction],
+) -> set[str]:
+    """Give a transaction the account its first event with one names, and an event without
+    one (a destination charge's refund) its transaction's: a seller follows the whole payment.
+    Returns the ids of the transactions given an account (or found to be direct charges).
+
+    A transaction's account is set once; an event naming another is stored as it came, and
+    logged (Stripe's ids are unique across accounts: it would be a bug, not a payment).
+    """
+    inherited: dict[str, list[int]] = {}
+    given: set[str] = set()
+    for row, event in new:
+        tx = transactions[row.transaction_id]
+        if is_account_id(event.get("account")) and not tx.direct:
+            # A Connect event: the payment lives on the connected account.
+            tx.direct = True
+            given.add(tx.pk)
+        if row.account and not tx.account:
+            tx.account = row.account
+            given.add(tx.pk)
+        elif not row.account and tx.account:
+            row.account = tx.account
+            inherited.setdefault(tx.account, []).append(row.pk)
+        elif row.account != tx.account:
+            logger.warning(
+                "Event %s names account %s, but transaction %s belongs to %s; kept as is.",
+                row.event_id,
+                row.account,
+                tx.pk,
+                tx.account,
+            )
+    for account, pks in inherited.items():
+        StripeEvent.objects.filter(pk__in=pks).update(account=account)
+    return given
 
 
 # --- Checkout Sessions: two transactions of one payment ------------------------------------------
@@ -323,7 +367,15 @@ def _mirror_linked(
 
 
 #: What a session's row shows of its payment.
-_MIRRORED = ("status", "amount", "amount_captured", "amount_refunded", "currency")
+_MIRRORED = (
+    "status",
+    "amount",
+    "amount_captured",
+    "amount_refunded",
+    "currency",
+    "account",
+    "direct",
+)
 
 
 def _fold_histories(
@@ -351,8 +403,10 @@ def _fold_histories(
         states[stored.transaction_id].apply(stored.payload)
 
 
-#: What a fold may change on a transaction (``StripeTransaction.take_state``).
+#: What a fold may change on a transaction (``StripeTransaction.take_state``, and the account).
 _FOLDED_FIELDS = (
+    "account",
+    "direct",
     "status",
     "amount",
     "amount_captured",

@@ -5,6 +5,11 @@ connection's user (``AnonymousUser`` without a session), ``selector`` the compil
 :class:`~django_stripe_bridge.selectors.Selector`, ``pinned_ids`` its ``pinned_ids``. The
 selector is always parsed before a policy sees it. Built-in policies are named by a word;
 anything else is the dotted path of your own callable (sync or ``async def``).
+
+Connected accounts (``SUBSCRIBE_ACCOUNTS``): the built-in ``pinned`` and ``staff`` policies
+also let a user follow every payment of the connected accounts the setting's callable gives
+for them (a seller's own), with a broad selector pinned to those accounts
+(``account = 'acct_1' AND status = 'succeeded'``) — and no account beyond them.
 """
 
 from __future__ import annotations
@@ -33,21 +38,42 @@ def is_staff(user: Any) -> bool:
     return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
 
 
+def accounts_of(user: Any) -> frozenset[str]:
+    """The connected accounts ``user`` may follow (``SUBSCRIBE_ACCOUNTS``); none by default.
+
+    The callable may read the database: call this from a thread, not the event loop.
+    """
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return frozenset()
+    value = bridge_settings.SUBSCRIBE_ACCOUNTS
+    if value is None:
+        return frozenset()
+    accounts_for = import_string(value) if isinstance(value, str) else value
+    return frozenset(str(account) for account in accounts_for(user) or ())
+
+
+def within_own_accounts(user: Any, selector: Any) -> bool:
+    """Whether ``selector`` pins ``account`` to accounts that are all ``user``'s own."""
+    pinned: frozenset[str] | None = getattr(selector, "pinned_accounts", None)
+    return bool(pinned) and pinned is not None and pinned <= accounts_of(user)
+
+
 def open_policy(user: Any, selector: Any, pinned_ids: frozenset[str] | None) -> bool:
     """Anyone may subscribe with any selector (the Backendless behaviour)."""
     return True
 
 
 def staff_policy(user: Any, selector: Any, pinned_ids: frozenset[str] | None) -> bool:
-    """Only active staff users may subscribe."""
-    return is_staff(user)
+    """Only active staff users may subscribe, and a seller to its own accounts' payments."""
+    return is_staff(user) or within_own_accounts(user, selector)
 
 
 def pinned_policy(user: Any, selector: Any, pinned_ids: frozenset[str] | None) -> bool:
-    """Anyone may follow up to 100 named transactions; broader selectors need staff."""
+    """Anyone may follow up to 100 named transactions; broader selectors need staff, or
+    must be pinned to the user's own connected accounts (``SUBSCRIBE_ACCOUNTS``)."""
     if pinned_ids is not None and len(pinned_ids) <= MAX_PINNED_IDS:
         return True
-    return is_staff(user)
+    return is_staff(user) or within_own_accounts(user, selector)
 
 
 BUILTIN_POLICIES: dict[str, Policy] = {
@@ -95,7 +121,10 @@ async def may_subscribe(user: Any, selector: Any) -> bool:
     pinned_ids = selector.pinned_ids
     try:
         if policy in BUILTIN_POLICIES.values():
-            return bool(policy(user, selector, pinned_ids))
+            if bridge_settings.SUBSCRIBE_ACCOUNTS is None or not selector.pinned_accounts:
+                return bool(policy(user, selector, pinned_ids))
+            # SUBSCRIBE_ACCOUNTS's callable may read the database.
+            return bool(await database_sync_to_async(policy)(user, selector, pinned_ids))
         if inspect.iscoroutinefunction(policy):
             return bool(await policy(user, selector, pinned_ids))
         # A custom policy may well look at the database (who owns this transaction?).

@@ -43,6 +43,8 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 #: No NUL character (refused by every string field).
 NO_NUL = "^[^\\u0000]*$"
 STRIPE_ID_PATTERN = "^[A-Za-z0-9_]+$"
+#: A connected account's id.
+ACCOUNT_ID_PATTERN = "^acct_[A-Za-z0-9_]+$"
 #: Stripe-Signature as Stripe sends it (any other shape is refused as unsigned).
 SIGNATURE_PATTERN = r"^t=[0-9]{1,12}(,v1=[0-9a-f]{64})+$"
 SIGNATURE_EXAMPLE = (
@@ -107,6 +109,19 @@ class StripeIdFieldSchema(OpenApiSerializerFieldExtension):
             "pattern": STRIPE_ID_PATTERN,
             "minLength": 1,
             "maxLength": field.max_length,
+        }
+
+
+class AccountIdFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = serializers.AccountIdField
+    priority = 1  # before StripeIdFieldSchema, which matches its subclasses
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "type": "string",
+            "pattern": ACCOUNT_ID_PATTERN,
+            "minLength": 6,
+            "maxLength": self.target.max_length,
         }
 
 
@@ -403,7 +418,10 @@ COMMON_ERRORS = {
         ),
     ),
     401: error_response("CHARGE_PERMISSION_CLASSES asks for credentials that were not sent."),
-    403: error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
+    403: error_response(
+        "CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure), or "
+        "CONNECT_POLICY refused the connected `account` it names (code `account_forbidden`)."
+    ),
     409: error_response(
         "The Idempotency-Key was used before by another client, or with another body.",
         _error(
@@ -549,7 +567,10 @@ def webhook_operation(error_ref: str = "#/components/schemas/Error") -> dict[str
         },
         "responses": {
             "200": {
-                "description": "Stored (or already stored: duplicate true).",
+                "description": (
+                    "Stored (or already stored: duplicate true); or refused by the database "
+                    "for its data and kept apart for an operator (quarantined true)."
+                ),
                 "content": {
                     "application/json": {
                         "schema": {
@@ -558,13 +579,21 @@ def webhook_operation(error_ref: str = "#/components/schemas/Error") -> dict[str
                             "properties": {
                                 "received": {"type": "boolean", "const": True},
                                 "duplicate": {"type": "boolean"},
+                                "quarantined": {"type": "boolean", "const": True},
+                                "message": {"type": "string"},
                             },
                         },
                         "example": {"received": True, "duplicate": False},
                     }
                 },
             },
-            "400": {"description": "Bad or stale signature, or not a Stripe event.", **error},
+            "400": {
+                "description": (
+                    "Bad or stale signature, not a Stripe event, or one created ahead of the "
+                    "server's clock."
+                ),
+                **error,
+            },
             "413": {"description": "Body larger than WEBHOOK_MAX_BYTES.", **error},
             "503": {"description": "Database unavailable or no secret set; retry.", **error},
         },

@@ -251,6 +251,30 @@ class RequestBodySerializer(serializers.Serializer):
         return super().run_validation(data)
 
 
+class AccountIdField(StripeIdField):
+    """A connected account's id (``acct_…``)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not value.startswith("acct_") or len(value) < 6:
+            self.fail("invalid")
+        return value
+
+
+def _account() -> AccountIdField:
+    return AccountIdField(
+        required=False,
+        allow_null=True,
+        error_messages=_messages(
+            "account",
+            invalid="'account' must be a connected account's id such as 'acct_1A2b3C'.",
+            max_length="'account' must be at most 255 characters.",
+        ),
+        help_text="A connected account (acct_…) to charge for. The server decides whether "
+        "this request may, and how (a direct or destination charge): 403 otherwise.",
+    )
+
+
 def _amount() -> AmountField:
     return AmountField(
         error_messages=_messages("amount"),
@@ -304,6 +328,7 @@ class ChargeRequestSerializer(RequestBodySerializer):
         help_text="A one-time card token (tok_…) or PaymentMethod id (pm_…).",
     )
     amount = _amount()
+    account = _account()
     currency = _currency()
     description = _description()
     metadata = _metadata()
@@ -324,6 +349,7 @@ class PaymentIntentRequestSerializer(RequestBodySerializer):
     """Body of ``POST payment-intents``."""
 
     amount = _amount()
+    account = _account()
     currency = _currency()
     payment_method = StripeIdField(
         required=False,

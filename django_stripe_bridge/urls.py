@@ -24,6 +24,12 @@ urlpatterns = [
         name="transaction",
     ),
     re_path(r"^webhooks/handler/?$", webhooks.WebhookView.as_view(), name="webhook"),
+    # The other endpoints of WEBHOOK_ENDPOINTS (a Connect endpoint, an Event Destination).
+    re_path(
+        r"^webhooks/(?P<endpoint>[A-Za-z0-9_-]{1,40})/?$",
+        webhooks.WebhookView.as_view(),
+        name="webhook-endpoint",
+    ),
     re_path(r"^schema/?$", views.SchemaView.as_view(), name="schema"),
     # Last: the JSON 404 for anything else under the prefix (an id holding "/", a typo).
     re_path(r"^(?P<path>.*)$", views.NoRouteView.as_view(), name="no-route"),

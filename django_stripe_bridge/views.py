@@ -38,7 +38,9 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from . import __version__, charges, checkout, idempotency
+from . import connect as connect_policy
 from .conf import bridge_settings
+from .connect import ConnectCharge
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
 from .schema import (
@@ -341,6 +343,11 @@ class _CreateView(BridgeAPIView):
             )
         return key
 
+    def get_connect(self, data: dict[str, Any]) -> ConnectCharge | None:
+        """How the payment is made for the connected account the body names (popped from
+        ``data``), as ``CONNECT_POLICY`` decides; raises ``AccountRefused`` (403)."""
+        return connect_policy.decide(self.request, data.pop("account", None))
+
     def get_user(self) -> Any:
         """The signed-in user, or ``None`` for an anonymous client."""
         user = getattr(self.request, "user", None)
@@ -465,8 +472,12 @@ class ChargeView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_charge(
-            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_transaction_user(),
+            connect=connect,
         )
 
 
@@ -524,8 +535,12 @@ class PaymentIntentView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_payment_intent(
-            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_transaction_user(),
+            connect=connect,
         )
 
 

@@ -23,10 +23,10 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ingest
-from .conf import SETTING_NAME, bridge_settings
+from . import ingest, thin
+from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
 from .events import validate_event
-from .exceptions import InvalidEvent, SignatureVerificationError
+from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ SIGNATURE_SCHEME = "v1"
 MAX_SIGNATURE_HEADER_LENGTH = 4096
 #: A ``t=`` with more digits is refused (Unix time has 10 until the year 2286).
 MAX_TIMESTAMP_DIGITS = 12
+#: The bound on an event's ``created`` ahead of the clock when ``WEBHOOK_TOLERANCE`` is off.
+DEFAULT_TOLERANCE = 300
 #: Seconds Stripe is asked to wait before retrying after a 503.
 RETRY_AFTER = 60
 
@@ -134,6 +136,27 @@ def verify_signature(
     return timestamp
 
 
+def parse_notification(
+    payload: bytes, header: str | None, secrets: Sequence[str]
+) -> Mapping[str, Any] | None:
+    """The thin event notification a verified body holds (Event Destinations, API v2), read
+    by the ``stripe`` library; ``None`` when the body is something else (a snapshot event)."""
+    if b'"v2.core.event"' not in payload:
+        return None  # cheap: a snapshot event is not parsed twice
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+    if not thin.is_thin(body):
+        return None
+    from . import stripe_api
+
+    notification = stripe_api.parse_event_notification(
+        payload, header, secrets, bridge_settings.WEBHOOK_TOLERANCE
+    )
+    return thin.validate_notification(notification)
+
+
 def parse_event(payload: bytes) -> Mapping[str, Any]:
     """The Stripe event a verified body holds; raise :class:`InvalidEvent` if it holds none."""
     try:
@@ -147,6 +170,25 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
         # 1732500000.0 is the same JSON number as 1732500000 (JSON Schema agrees).
         event["created"] = int(created)
     return validate_event(event)
+
+
+def check_created(
+    event: Mapping[str, Any], tolerance: int | None, now: float | None = None
+) -> None:
+    """Raise :class:`InvalidEvent` if ``event`` was ``created`` more than ``tolerance``
+    seconds (``None``: the default, 300) ahead of the server's clock.
+
+    Stripe creates an event before it signs a delivery of it, and the signature's timestamp
+    is within the tolerance of the clock: a later ``created`` is no Stripe event's, and
+    would outrank every true event of its payment (docs/webhooks.md).
+    """
+    limit = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    ahead = event["created"] - (time.time() if now is None else now)
+    if ahead > limit:
+        raise InvalidEvent(
+            f"'created' is {int(ahead)} s ahead of the server's clock, beyond the {limit} s "
+            "tolerance: Stripe creates an event before it sends it. Check the server clock."
+        )
 
 
 # -- errors the endpoint answers with ------------------------------------------------------------
@@ -196,8 +238,24 @@ def too_large(limit: int) -> WebhookRefused:
     )
 
 
-def not_configured() -> ServiceUnavailable:
+def unknown_endpoint(name: str) -> WebhookRefused:
+    """The refusal of a ``webhooks/<name>`` that ``WEBHOOK_ENDPOINTS`` does not name."""
+    return WebhookRefused(
+        f"No webhook endpoint {name[:40]!r}: {SETTING_NAME}['WEBHOOK_ENDPOINTS'] names the "
+        "endpoints besides 'handler'.",
+        status=404,
+        code="unknown_endpoint",
+    )
+
+
+def not_configured(endpoint: str = DEFAULT_ENDPOINT) -> ServiceUnavailable:
     """The refusal while no signing secret is set."""
+    if endpoint != DEFAULT_ENDPOINT:
+        return ServiceUnavailable(
+            f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'][{endpoint!r}] has no secret: the bridge "
+            "cannot verify this endpoint's webhooks. Set it to its signing secret (whsec_…).",
+            code="webhook_not_configured",
+        )
     return ServiceUnavailable(
         f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
         "webhooks. Set it to the endpoint's signing secret (whsec_…).",
@@ -212,6 +270,12 @@ def database_unavailable(exc: Exception) -> ServiceUnavailable:
         "The database is unavailable; the event was not stored. Stripe will retry.",
         code="database_unavailable",
     )
+
+
+def quarantined_body(exc: EventQuarantined) -> dict[str, Any]:
+    """The 200 answer to an event kept apart: received, not stored, and why (Stripe shows
+    the body in the Dashboard; docs/webhooks.md says why it is not an error status)."""
+    return {"received": True, "duplicate": False, "quarantined": True, "message": str(exc)}
 
 
 def log_refusal(client: str, exc: WebhookRefused) -> None:
@@ -256,9 +320,17 @@ class WebhookView(View):
 
     # -- hooks to override ---------------------------------------------------------------
 
+    def get_endpoint(self) -> str:
+        """The endpoint's name: ``handler``, or the ``<name>`` of ``webhooks/<name>``."""
+        return str(self.kwargs.get("endpoint") or DEFAULT_ENDPOINT)
+
     def get_secrets(self) -> list[str]:
-        """The signing secrets a request may be signed with (``WEBHOOK_SECRETS``)."""
-        return bridge_settings.webhook_secrets
+        """The signing secrets a request may be signed with: ``WEBHOOK_SECRETS`` for
+        ``webhooks/handler``, the endpoint's own in ``WEBHOOK_ENDPOINTS`` for another."""
+        secrets = bridge_settings.endpoint_secrets(self.get_endpoint())
+        if secrets is None:
+            raise unknown_endpoint(self.get_endpoint())
+        return secrets
 
     def validate_request(self, request: HttpRequest) -> None:
         """Raise :class:`SignatureVerificationError` unless ``self.payload`` is signed by Stripe."""
@@ -274,8 +346,22 @@ class WebhookView(View):
         return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
-        """Store one verified event (publishing and signals follow its commit)."""
-        return ingest.ingest_event(event)
+        """Store one verified event (publishing and signals follow its commit).
+
+        Raises :class:`EventQuarantined` when the database refused the event for its data
+        and it was kept apart instead.
+        """
+        from .quarantine import DATA_ERRORS, quarantine
+
+        try:
+            return ingest.ingest_event(event)
+        except DATA_ERRORS as exc:
+            raise quarantine(event, exc) from exc
+
+    def handle_notification(self, notification: Mapping[str, Any]) -> bool:
+        """Store a verified thin event notification once (its fetch follows the commit);
+        whether it was new."""
+        return thin.record(notification, endpoint=self.get_endpoint())
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -294,16 +380,26 @@ class WebhookView(View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             if not self.get_secrets():
-                raise not_configured()
+                raise not_configured(self.get_endpoint())
             self.payload = self.read_payload(request)
             try:
                 self.validate_request(request)
-                events = self.parse_events(request)
+                notification = parse_notification(
+                    self.payload, request.headers.get(SIGNATURE_HEADER), self.get_secrets()
+                )
+                events = [] if notification is not None else self.parse_events(request)
+                for event in events:
+                    check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
             except SignatureVerificationError as exc:
                 raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
+            if notification is not None:
+                created = self.handle_notification(notification)
+                return JsonResponse({"received": True, "duplicate": not created})
             results = [self.handle_event(event) for event in events]
+        except EventQuarantined as exc:
+            return JsonResponse(quarantined_body(exc))
         except WebhookRefused as exc:
             self.log_refusal(request, exc)
             return error_response(exc)

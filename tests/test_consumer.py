@@ -86,6 +86,7 @@ async def test_message_frame_shape():
         "currency": "usd",
         "livemode": False,
         "created": 1_700_000_000,
+        "account": None,
     }
     assert frame["data"]["object"]["id"] == "ch_shape"
     await client.close()

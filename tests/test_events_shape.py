@@ -10,12 +10,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from django_stripe_bridge.events import (
     MAX_TIMESTAMP,
+    account_of,
+    is_account_id,
     transaction_id_of,
     transaction_kind_of,
     validate_event,
@@ -226,6 +229,59 @@ def test_a_long_key_is_shortened_in_the_message():
     )
 
 
+class Text(str):
+    pass
+
+
+class Number(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "what"),
+    [
+        ((1, "a\x00"), "data.object.extra[1]", f"holds {NUL}"),
+        (MappingProxyType({"k": "\ud800"}), "data.object.extra.k", "holds a lone surrogate"),
+        (MappingProxyType({"\x00": 1}), "a key of 'data.object.extra", f"holds {NUL}"),
+        (Text("\x00"), "data.object.extra", f"holds {NUL}"),
+        (Number("nan"), "data.object.extra", "is nan"),
+        ([{"deep": [Number("inf")]}], "data.object.extra[0].deep[0]", "is inf"),
+    ],
+    ids=["tuple", "mapping", "mapping-key", "str-subclass", "float-subclass", "nested"],
+)
+def test_values_of_other_types_than_json_s_are_checked_as_carefully(value, where, what):
+    message = refusal(stripe_event(obj={"extra": value}))
+    assert where in message and what in message
+
+
+def test_values_of_other_types_that_can_be_stored_are_accepted():
+    event = stripe_event(
+        obj={
+            "fees": (1, "a", 2.5),
+            "meta": MappingProxyType({"k": "v", 7: None}),
+            "text": Text("x"),
+            "rate": Number("1.5"),
+            3: [True, None],
+        }
+    )
+    assert validate_event(event) is event
+
+
+def test_a_half_million_values_are_checked_in_a_blink():
+    """The check runs once per delivery on every value: a 1 MiB event may hold 500,000."""
+    import time
+
+    event = stripe_event(obj={"items": [0] * 500_000, "names": ["ab"] * 100_000})
+    started = time.perf_counter()
+    assert validate_event(event) is event
+    assert time.perf_counter() - started < 0.3  # 0.7 s before the quick pass
+    event["data"]["object"]["items"][-1] = "\x00"
+    assert "'data.object.items[499999]'" in refusal(event)
+    event["data"]["object"]["items"][-1] = None
+    event["data"]["object"]["items"][0] = float("inf")  # checked last: past every other
+    assert "'data.object.items[0]' is inf" in refusal(event)
+
+
 def test_finite_numbers_and_printable_unicode_are_stored_as_they_are():
     event = stripe_event(
         obj={
@@ -324,3 +380,109 @@ def test_a_payment_intent_field_that_is_no_id_falls_back_to_the_object(hostile):
 )
 def test_the_kind_of_a_transaction_is_told_by_its_id(transaction_id, kind):
     assert transaction_kind_of(transaction_id) == kind
+
+
+# --- the connected account of an event (docs/connect.md) ------------------------------------
+
+ACCOUNT_MESSAGE = "'account' must be a connected account's id: 'acct_' and at most 255 characters."
+
+
+def _with(obj: dict[str, Any], **event: Any) -> dict[str, Any]:
+    return {
+        "id": "evt_1",
+        "object": "event",
+        "type": "x",
+        "created": 1,
+        "data": {"object": obj},
+        **event,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("acct_1", True),
+        ("acct_A_b9", True),
+        ("acct_" + "x" * 250, True),
+        ("acct_" + "x" * 251, False),
+        ("acct_", False),
+        ("acct__", False),
+        ("acct_x y", False),
+        ("acct_é", False),
+        ("acct_-1", False),
+        ("Acct_1", False),
+        ("cus_1", False),
+        (None, False),
+        (7, False),
+        (["acct_1"], False),
+    ],
+)
+def test_is_account_id(value: Any, expected: bool) -> None:
+    assert is_account_id(value) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "acct_", "cus_1", 5, False, {"id": "acct_1"}])
+def test_an_event_with_a_malformed_account_is_refused(bad: Any) -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        validate_event(_with({"object": "charge"}, account=bad))
+    assert str(refused.value) == ACCOUNT_MESSAGE
+
+
+def test_an_event_with_an_account_is_valid() -> None:
+    event = _with({"object": "charge"}, account="acct_1")
+    assert validate_event(event) is event
+
+
+def test_an_event_with_no_or_a_null_account_is_the_platforms() -> None:
+    assert validate_event(_with({"object": "charge"}, account=None))
+    assert account_of(_with({"object": "charge"}, account=None)) == ""
+    assert account_of(_with({"object": "charge"})) == ""
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        # A Connect event names its account, whatever its object.
+        (_with({"object": "customer"}, account="acct_1"), "acct_1"),
+        (
+            _with(
+                {"object": "charge", "transfer_data": {"destination": "acct_2"}}, account="acct_1"
+            ),
+            "acct_1",
+        ),
+        # A destination charge: the destination, else on_behalf_of.
+        (_with({"object": "charge", "transfer_data": {"destination": "acct_2"}}), "acct_2"),
+        (
+            _with({"object": "payment_intent", "transfer_data": {"destination": {"id": "acct_3"}}}),
+            "acct_3",
+        ),
+        (
+            _with({"object": "checkout.session", "transfer_data": {"destination": "acct_4"}}),
+            "acct_4",
+        ),
+        (_with({"object": "charge", "on_behalf_of": "acct_5"}), "acct_5"),
+        (
+            _with(
+                {
+                    "object": "charge",
+                    "transfer_data": {"destination": "acct_2"},
+                    "on_behalf_of": "acct_5",
+                }
+            ),
+            "acct_2",
+        ),
+        (
+            _with({"object": "charge", "transfer_data": {"amount": 5}, "on_behalf_of": "acct_5"}),
+            "acct_5",
+        ),
+        # Not a payment, or nothing that names an account.
+        (_with({"object": "refund", "transfer_data": {"destination": "acct_2"}}), ""),
+        (_with({"object": "customer", "on_behalf_of": "acct_5"}), ""),
+        (_with({"object": "charge", "transfer_data": "acct_2"}), ""),
+        (_with({"object": "charge", "transfer_data": {"destination": "cus_2"}}), ""),
+        (_with({"object": "charge", "on_behalf_of": "nope"}), ""),
+        (_with({"object": "charge", "transfer_data": None, "on_behalf_of": None}), ""),
+    ],
+)
+def test_account_of(event: dict[str, Any], expected: str) -> None:
+    assert account_of(event) == expected

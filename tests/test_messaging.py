@@ -83,6 +83,7 @@ def test_headers_of_captured_events(name: str) -> None:
         "event_id",
         "object",
         "status",
+        "account",
         "amount",
         "currency",
         "livemode",

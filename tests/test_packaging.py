@@ -32,6 +32,7 @@ def test_every_command_has_help():
         "stripe_bridge_rebuild",
         "stripe_bridge_republish",
         "stripe_bridge_sync",
+        "stripe_bridge_thin",
         "stripe_bridge_webhook_setup",
     ]
     for name in names:

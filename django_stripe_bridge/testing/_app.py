@@ -28,7 +28,16 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     import localstripe
     from localstripe import resources
 
-    from . import _checkout, _disputes, _events, _idempotency, _later, _payments
+    from . import (
+        _checkout,
+        _connect,
+        _disputes,
+        _events,
+        _idempotency,
+        _later,
+        _payments,
+        _thin,
+    )
 
     # No persistence: localstripe pickles the whole store to /tmp on every write.
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
@@ -39,11 +48,13 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         _idempotency.clear()
         _events.reset()
         _later.reset()
+        _thin.reset()
 
     resources.Store.clear = clear_everything  # type: ignore[method-assign]
 
     _events.install(webhook_delay)
     _payments.install()
+    _connect.install()
     _later.install(async_delay)
     resources.extra_apis.extend(_disputes.routes())
     resources.extra_apis.extend(_checkout.routes())
@@ -58,10 +69,13 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
 
     @web.middleware
     async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        account = request.headers.get("Stripe-Account") or request.headers.get("Stripe-Context")
         ctx = _context.begin(
             request_id=_context.new_request_id(),
             api_version=request.headers.get("Stripe-Version"),
             origin=f"{request.scheme}://{request.host}",
+            account=account or None,
+            scoped=request.path.startswith(("/v1/", "/v2/")),
         )
         response = await handler(request)
         response.headers["Request-Id"] = ctx.request_id or ""
@@ -107,6 +121,9 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_standin/"):
             return await handler(request)
+        if request.method == "POST" and request.path.startswith("/_config/webhooks/"):
+            return await configure_webhook(request)
+        _connect.check_account_header(_context.current().account)
         return await server.auth_middleware(request, handler)
 
     app = server.app
@@ -114,6 +131,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         context_middleware,
         _idempotency.idempotency_middleware,
         error_middleware,
+        _thin.fault_middleware,
         auth_middleware,
     ]
 
@@ -137,6 +155,7 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     app.router.add_get("/_config/webhooks", list_webhooks)
     app.router.add_delete("/_config/webhooks", delete_webhook)
     app.router.add_delete("/_config/webhooks/{id}", delete_webhook)
+    _thin.add_routes(app)
     app.router.add_post("/_standin/settle", settle)
     app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)
@@ -146,6 +165,30 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
 
     _installed = app
     return app
+
+
+# --- controls ---------------------------------------------------------------------------
+
+
+async def configure_webhook(request: web.Request) -> web.Response:
+    """``POST /_config/webhooks/{name}``: localstripe's, plus ``connect`` (the connected
+    accounts' events instead of the platform's)."""
+    from localstripe.server import get_post_data
+    from localstripe.webhooks import _webhooks, register_webhook
+
+    from ._errors import invalid
+
+    name = request.path.rsplit("/", 1)[-1]
+    data = await get_post_data(request) or {}
+    url, secret, events = data.get("url"), data.get("secret"), data.get("events")
+    if not url or not secret or not str(url).startswith("http"):
+        raise invalid("A webhook needs an http(s) url and a secret.")
+    if events is not None and not isinstance(events, list):
+        raise invalid("events must be a list of event types.")
+    register_webhook(name, url, secret, events)
+    connect = data.get("connect") in (True, "true", "True", "1")
+    _webhooks[name]._standin_connect = connect
+    return web.Response()
 
 
 # --- controls: make "later" happen now ----------------------------------------------------

@@ -272,11 +272,14 @@ class StripeStandIn:
         secret: str,
         events: Sequence[str] | None = None,
         name: str = "default",
+        *,
+        connect: bool = False,
     ) -> None:
         """Send events (all, or those in ``events``; ``"*"`` is all) to ``url``, signed with
         ``secret`` like Stripe signs (``Stripe-Signature: t=…,v1=…``). A ``name`` already
-        registered is replaced."""
-        payload: dict[str, Any] = {"url": url, "secret": secret}
+        registered is replaced. ``connect=True`` makes it a Connect webhook: it gets the
+        connected accounts' events (each with ``account``) instead of the platform's."""
+        payload: dict[str, Any] = {"url": url, "secret": secret, "connect": connect}
         if events is not None:
             payload["events"] = list(events)
         self._request("POST", f"/_config/webhooks/{name}", payload)

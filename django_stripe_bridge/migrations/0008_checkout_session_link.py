@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_stripe_bridge', '0003_idempotency_key'),
+        ('django_stripe_bridge', '0007_thin_event'),
     ]
 
     operations = [
