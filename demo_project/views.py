@@ -40,6 +40,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "publishableKey": bridge_settings.PUBLISHABLE_KEY or "",
         "chargeUrl": reverse("stripe_bridge:charge"),
         "checkoutUrl": reverse("stripe_bridge:checkout-sessions"),
+        # Server-Sent Events, where websockets cannot pass (a proxy that strips Upgrade).
+        "eventsUrl": reverse("stripe_bridge:events"),
         "csrfToken": get_token(request),
     }
     # Escape "<" so that no value can close the <script> element holding the JSON.

@@ -1,5 +1,5 @@
 """Read-only admin for events and transactions, with staff operations on transactions
-(capture, cancel, refund: :mod:`~django_stripe_bridge.admin_operations`)."""
+(capture, cancel, refund: ``admin_operations``)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,12 @@
 
 ``with_stripe_webhook(django_asgi_app)`` in a site's ``asgi.py`` answers POSTs to the
 bridge's webhook URL itself and hands every other request to the site, through
-:class:`~django_stripe_bridge.body_limit.BodyLimitMiddleware` (an oversized body for one of
+``BodyLimitMiddleware`` (an oversized body for one of
 the bridge's other routes is refused before it is read). It keeps the
 webhook's contract (docs/webhooks.md): the signature is checked on the raw body, a body
 over ``WEBHOOK_MAX_BYTES`` is refused from its ``Content-Length`` or cut off while it
 streams in, and 200 is answered only once the event is committed — in one transaction with
-the other deliveries that arrived meanwhile (:mod:`~django_stripe_bridge.group_commit`).
+the other deliveries that arrived meanwhile (``group_commit``).
 
 The view (``webhooks.WebhookView``) stays for WSGI sites and for subclassing; this path
 does not call the view's hooks.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError
 from django.urls import NoReverseMatch, reverse
 
+from . import metrics
 from .body_limit import BodyLimitMiddleware
 from .conf import DEFAULT_ENDPOINT, bridge_settings
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
@@ -103,6 +105,7 @@ async def handle_webhook(
     from .group_commit import get_committer
 
     client = (scope.get("client") or ("?",))[0]
+    arrived = time.monotonic()
     try:
         if scope.get("method") != "POST":
             raise webhooks.WebhookRefused(
@@ -140,6 +143,7 @@ async def handle_webhook(
                 created = (await get_committer().submit(event)).created
         except (DatabaseError, InterfaceError) as exc:
             raise webhooks.database_unavailable(exc) from exc
+        metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
     except EventQuarantined as exc:
         await _answer(send, 200, webhooks.quarantined_body(exc))
         return

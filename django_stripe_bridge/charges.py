@@ -1,7 +1,7 @@
 """Charging through Stripe: the service functions behind ``POST charge`` and ``payment-intents``.
 
-The views call these; these call :mod:`~django_stripe_bridge.stripe_api` and record the
-:class:`~django_stripe_bridge.models.StripeTransaction` that later webhooks update. A webhook
+The views call these; these call ``stripe_api`` and record the
+``StripeTransaction`` that later webhooks update. A webhook
 may land before the create call returns: the row is then completed, never rolled back.
 """
 
@@ -82,11 +82,11 @@ def create_charge(
 ) -> dict[str, Any]:
     """Charge ``token`` and return Stripe's charge object; record its transaction.
 
-    ``connect`` (decided by :func:`~django_stripe_bridge.connect.decide`, never by the
+    ``connect`` (decided by ``decide()``, never by the
     client) makes it a direct or destination charge for a connected account.
 
-    Raises a :class:`~django_stripe_bridge.exceptions.StripeRequestError`; for a decline
-    (:class:`~django_stripe_bridge.exceptions.StripeCardError`) the failed charge is recorded
+    Raises a ``StripeRequestError``; for a decline
+    (``StripeCardError``) the failed charge is recorded
     too, so its id can still be followed.
     """
     key = idempotency_key or new_idempotency_key()
@@ -133,7 +133,7 @@ def create_payment_intent(
 ) -> dict[str, Any]:
     """Create a PaymentIntent (and confirm it when ``confirm``); record its transaction.
 
-    ``connect`` makes it a payment for a connected account, as in :func:`create_charge`.
+    ``connect`` makes it a payment for a connected account, as in ``create_charge()``.
 
     ``capture_method="manual"`` only authorizes the amount (status ``requires_capture``);
     ``"automatic"`` is Stripe's default and is not sent.
@@ -253,7 +253,7 @@ def record_transaction(
     create call returned.
 
     The object is folded into the transaction's state like an event created at the object's
-    own ``created`` time (:mod:`~django_stripe_bridge.payment_state`): safe against a webhook
+    own ``created`` time (``payment_state``): safe against a webhook
     for the same transaction handled at the same moment (the row is locked), and never rolls
     back what a webhook already set. A change of status sends ``transaction_status_changed``
     (with ``event=None``) after the commit. ``connect`` records the connected account the

@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FRAMES_PER_SECOND": 20,
     "FRAME_BURST": 60,
     "REPLAY_THREADS": 4,
+    "SSE_HEARTBEAT": 15.0,
     "METRICS_TOKEN": None,
     "CHECKOUT_SUCCESS_URL": None,
     "CHECKOUT_CANCEL_URL": None,

@@ -2,9 +2,9 @@
 
 A create call's body may name a connected account (``account``). Whether this request may
 charge for it, and as what kind of charge, is the server's decision: the callable named by
-``CONNECT_POLICY`` gets the request and the account and returns a :class:`ConnectCharge`, or
+``CONNECT_POLICY`` gets the request and the account and returns a ``ConnectCharge``, or
 ``None`` to refuse. Without the setting no account is allowed. A refusal is a 403
-(:class:`~django_stripe_bridge.exceptions.AccountRefused`), and Stripe is not called.
+(``AccountRefused``), and Stripe is not called.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def get_connect_policy() -> Any:
 def decide(request: Any, account: str | None) -> ConnectCharge | None:
     """How a create call naming ``account`` is made, or ``None`` when it names none.
 
-    Raises :class:`AccountRefused` unless ``CONNECT_POLICY`` allows this request to charge for
+    Raises ``AccountRefused`` unless ``CONNECT_POLICY`` allows this request to charge for
     this account (the client's word alone never does).
     """
     if account is None:

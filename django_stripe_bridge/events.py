@@ -1,7 +1,7 @@
 """What a Stripe event is to the bridge: its shape and the transaction it belongs to.
 
 Pure functions over the event as a dict (as Stripe sends it); no database access. The status
-an event leads to is :mod:`~django_stripe_bridge.payment_state`'s business.
+an event leads to is ``payment_state``'s business.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 def validate_event(event: Any) -> Mapping[str, Any]:
-    """Return ``event`` if it has the shape of a Stripe event, else raise :class:`InvalidEvent`.
+    """Return ``event`` if it has the shape of a Stripe event, else raise ``InvalidEvent``.
 
     Beyond the shape, an event must hold nothing a database cannot store (a NUL character,
     a lone surrogate, a number that is not finite): refusing it says what is wrong, where
@@ -86,7 +86,7 @@ def _holds_unstorable(event: Mapping[str, Any]) -> bool:
 
     The quick pass over every value (a 1 MiB event may hold half a million): no path is
     built, and JSON's own types are told apart by ``type()``, which costs a fraction of an
-    ``isinstance`` check against ``Mapping``. :func:`_unstorable` then says where.
+    ``isinstance`` check against ``Mapping``. ``_unstorable()`` then says where.
     """
     search = _UNSTORABLE_CHARACTER.search
     stack: list[Any] = [event]

@@ -21,7 +21,7 @@ class InvalidEvent(StripeBridgeError, ValueError):
 
 class EventQuarantined(StripeBridgeError):
     """A verified event the database refused to store, kept apart instead
-    (:mod:`~django_stripe_bridge.quarantine`); the webhook answers it 200."""
+    (``quarantine``); the webhook answers it 200."""
 
     def __init__(self, event_id: str, reason: str) -> None:
         super().__init__(f"Event {event_id} could not be stored ({reason}); it was quarantined.")

@@ -1,10 +1,10 @@
 """The one path by which verified Stripe events become rows.
 
 The webhook (its view and its ASGI path), ``stripe_bridge_sync`` and the tests all call
-:func:`ingest_events` (or :func:`ingest_event` for one). A batch is one database
+``ingest_events()`` (or ``ingest_event()`` for one). A batch is one database
 transaction: its events are inserted in one statement that skips the ones already stored,
 folded into their transactions' states under row locks
-(:mod:`~django_stripe_bridge.payment_state`), and, after the commit, the signals are sent
+(``payment_state``), and, after the commit, the signals are sent
 and the new events published to the channel layer.
 """
 
@@ -67,7 +67,7 @@ def ingest_event(event: Mapping[str, Any], *, publish: bool = True) -> IngestRes
 
     Safe under concurrent deliveries of the same event: one call creates the row, every
     other returns ``created=False`` and changes nothing. Raises
-    :class:`~django_stripe_bridge.exceptions.InvalidEvent` for a payload that is not an event.
+    ``InvalidEvent`` for a payload that is not an event.
     """
     return ingest_events([event], publish=publish)[0]
 
@@ -80,7 +80,7 @@ def ingest_events(
     An event stored before (by an earlier call, another process, or earlier in the same
     batch) gives ``created=False`` and changes nothing. Either the whole batch is committed
     or, on a database error, nothing of it is. Raises
-    :class:`~django_stripe_bridge.exceptions.InvalidEvent` (storing nothing) if one of the
+    ``InvalidEvent`` (storing nothing) if one of the
     payloads is not an event.
     """
     for event in events:

@@ -11,13 +11,14 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from . import metrics
 from .conf import bridge_settings
 from .events import event_object
 
@@ -171,6 +172,7 @@ def build_message(
         "transaction_id": row.transaction_id,
         "headers": build_headers(row, status),
         "data": build_data(row),
+        "sent_at": metrics.handed_over(),  # for the delivery-delay histogram
     }
     others = linked_ids(row, transaction)
     if others:
@@ -241,6 +243,11 @@ async def _send_copies(layer: Any, copies: list[dict[str, Any]]) -> None:
 
 
 # -- publishing ---------------------------------------------------------------------------
+
+#: Called before every publish. The app's ``ready()`` puts the outbox relay's starter here,
+#: so the first publish of a process starts the relay that retries what fails, without
+#: this module importing the outbox (which imports this module).
+before_publish: list[Callable[[], None]] = []
 
 
 def get_layer() -> Any:
@@ -317,7 +324,7 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
 async def asend_events(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> list[StripeEvent]:
-    """Send events in order from the event loop; the rows sent, for :func:`mark_published`.
+    """Send events in order from the event loop; the rows sent, for ``mark_published()``.
 
     Never raises: what is not sent stays unpublished for the outbox relay.
     """
@@ -336,9 +343,8 @@ def _prepare(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The layer to publish to (``None``: nothing to do) and the messages, in order."""
-    from . import outbox
-
-    outbox.ensure_relay()
+    for hook in before_publish:
+        hook()
     if not items:
         return None, []
     try:
@@ -353,18 +359,23 @@ def _sent_rows(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]], outcome: Outcome
 ) -> list[StripeEvent]:
     """The rows sent; the refused ones stay unpublished, for the relay to count."""
-    from . import metrics
-
     published = [row for (row, _), ok in zip(items, outcome.sent, strict=True) if ok]
     metrics.incr("events_published", len(published))
     metrics.incr("publish_refusals", len(outcome.refused))
     metrics.incr("publish_failures", len(items) - len(published) - len(outcome.refused))
+    observe_publish_delay(published)
     return published
 
 
-def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
-    from . import metrics
+def observe_publish_delay(rows: Sequence[StripeEvent]) -> None:
+    """Record, for each event just handed to the layer, how long ago its row was stored."""
+    now = timezone.now()
+    for row in rows:
+        if row.received_at is not None:
+            metrics.observe("publish_delay_seconds", (now - row.received_at).total_seconds())
 
+
+def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
     _log_unpublished([row for row, _ in items], exc)
     metrics.incr("publish_failures", len(items))
     return 0
@@ -422,8 +433,8 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> Outcome:
     """Send messages in the server's order; which went, and which the layer refused.
 
     Each goes to its transaction's group, and the broadcast group gets them in batches of
-    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). A batch that the
-    layer refuses for its content (:data:`REFUSALS`) is sent again one message at a time,
+    ``MAX_BROADCAST_BATCH`` (one send each instead of one per event). A batch that the
+    layer refuses for its content (``REFUSALS``) is sent again one message at a time,
     so that only the messages it cannot carry stay behind. Stops at the first failure of
     the layer itself: it is down, and the rest would each wait for the timeout. A batch
     whose broadcast failed counts as not sent, and the outbox relay sends it again

@@ -28,7 +28,7 @@ class StripeEvent(models.Model):
     object_id = models.CharField(_("object id"), max_length=255, blank=True)
     livemode = models.BooleanField(_("live mode"), default=False)
     #: The connected account (``acct_…``) the event's payment belongs to; blank for the
-    #: platform's own. Taken only from the verified event (:func:`~.events.account_of`).
+    #: platform's own. Taken only from the verified event (``account_of()``).
     account = models.CharField(_("connected account"), max_length=255, blank=True)
     api_version = models.CharField(_("API version"), max_length=50, blank=True)
     created = models.DateTimeField(_("created at Stripe"))
@@ -36,7 +36,7 @@ class StripeEvent(models.Model):
     payload = models.JSONField(_("payload"))
     published_at = models.DateTimeField(_("published"), null=True, blank=True)
     #: Times the channel layer refused to carry this event (it could not serialize it); at
-    #: :data:`MAX_PUBLISH_ATTEMPTS` the outbox relay stops trying.
+    #: ``MAX_PUBLISH_ATTEMPTS`` the outbox relay stops trying.
     publish_attempts = models.PositiveSmallIntegerField(_("refused publishes"), default=0)
     publish_error = models.CharField(_("publish error"), max_length=300, blank=True)
 
@@ -161,7 +161,7 @@ class StripeTransaction(models.Model):
     #: row holds the state; both rows show its status and amounts.
     linked_id = models.CharField(_("linked transaction"), max_length=255, blank=True)
     #: The latest known snapshot of each of the payment's Stripe objects
-    #: (:class:`~django_stripe_bridge.payment_state.PaymentState`): what the status derives from.
+    #: (``PaymentState``): what the status derives from.
     state = models.JSONField(_("state"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -249,7 +249,7 @@ class QuarantinedEvent(models.Model):
 
 class IdempotencyKey(models.Model):
     """Whose a client's ``Idempotency-Key`` is: claimed before the create call reaches Stripe
-    (:mod:`~django_stripe_bridge.idempotency`). Digests only, never the key or the scope."""
+    (``idempotency``). Digests only, never the key or the scope."""
 
     #: SHA-256 of the client's key: one owner per key, whatever the endpoint.
     key_digest = models.CharField(_("key digest"), max_length=64, primary_key=True)
@@ -272,7 +272,7 @@ class IdempotencyKey(models.Model):
 
 class ThinEvent(models.Model):
     """A thin event notification (Event Destinations, API v2), stored once when it arrives,
-    and the durable queue of the fetches that turn it into a :class:`StripeEvent`."""
+    and the durable queue of the fetches that turn it into a ``StripeEvent``."""
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")

@@ -1,13 +1,13 @@
 """Staff operations on a payment: capture an authorization, cancel it, refund.
 
-Each one asks Stripe (through :mod:`~django_stripe_bridge.stripe_api`) and returns what
+Each one asks Stripe (through ``stripe_api``) and returns what
 Stripe returned. None of them writes the transaction: Stripe answers an operation with
 webhooks (``charge.captured``, ``payment_intent.canceled``, ``charge.refunded`` …), and those
 move the transaction's status and amounts, as for a change made in the Dashboard.
 
-Errors: :class:`~django_stripe_bridge.exceptions.OperationRefused` when the operation cannot
+Errors: ``OperationRefused`` when the operation cannot
 be asked for (an amount out of range, a captured charge to "cancel"), or the
-:class:`~django_stripe_bridge.exceptions.StripeRequestError` Stripe's refusal was translated
+``StripeRequestError`` Stripe's refusal was translated
 to; both carry a message fit for staff.
 """
 

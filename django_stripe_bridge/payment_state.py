@@ -3,7 +3,7 @@
 A transaction (a PaymentIntent, or a charge made without one) is followed through several
 Stripe objects: the PaymentIntent, its charges (one per attempt), their refunds and disputes,
 and the Checkout Session the PaymentIntent was paid through, if any.
-:class:`PaymentState` keeps the latest known snapshot of each object and derives the
+``PaymentState`` keeps the latest known snapshot of each object and derives the
 transaction's status and amounts from all of them (docs/models.md has the table).
 
 Stripe delivers webhooks late, twice and in any order. A snapshot replaces an object's
@@ -139,7 +139,7 @@ _PI_STATUS = {
 MAX_EMBEDDED = 100
 
 #: The most snapshots of one kind a state keeps (docs/models.md, "Bounds"); other kinds
-#: keep :data:`MAX_KEPT_OTHER`. Beyond, the oldest are let go (by their own ``created``,
+#: keep ``MAX_KEPT_OTHER``. Beyond, the oldest are let go (by their own ``created``,
 #: then id), so that what one transaction stores, and the time each of its events takes,
 #: stay bounded whatever its events embed. A charge's ``amount_refunded`` still counts the
 #: refunds let go, so the totals stay exact.
@@ -161,8 +161,8 @@ class Summary:
 class PaymentState:
     """The latest known snapshot of each Stripe object of one transaction.
 
-    Stored as JSON on the transaction (:meth:`to_json`, :meth:`from_json`); the derived
-    status and amounts are :meth:`summary`.
+    Stored as JSON on the transaction (``to_json()``, ``from_json()``); the derived
+    status and amounts are ``summary()``.
     """
 
     def __init__(self, objects: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -170,7 +170,7 @@ class PaymentState:
 
     @classmethod
     def from_json(cls, data: Any) -> PaymentState:
-        """The state stored by :meth:`to_json` (an empty one for anything else)."""
+        """The state stored by ``to_json()`` (an empty one for anything else)."""
         objects = data.get("objects") if isinstance(data, Mapping) else None
         if not isinstance(objects, Mapping):
             return cls()
@@ -310,7 +310,7 @@ def _snapshots(
 
 
 def _keep_bounded(objects: dict[str, dict[str, Any]]) -> None:
-    """Let go of the oldest snapshots of each kind beyond its bound (:data:`MAX_KEPT`).
+    """Let go of the oldest snapshots of each kind beyond its bound (``MAX_KEPT``).
 
     The ones kept are the newest of all ever taken in, whatever the order they came in, so
     the fold still does not depend on delivery order.

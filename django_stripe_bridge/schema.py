@@ -3,7 +3,7 @@
 drf-spectacular generates it from the views and serializers; the extensions here give each
 of the bridge's strict fields the schema of what it accepts (patterns, bounds read from
 the settings, ``additionalProperties: false`` where unknown fields are refused), and
-:class:`BridgeSchemaGenerator` adds what a serializer cannot say: the one-element-array
+``BridgeSchemaGenerator`` adds what a serializer cannot say: the one-element-array
 form of the bodies and the webhook, a plain Django view. ``tests/test_schemathesis.py``
 holds the API to it.
 """
@@ -280,7 +280,7 @@ def _id(prefixes: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _shape_properties(name: str) -> dict[str, Any]:
-    """The JSON Schema of what :func:`upstream.validated` checks of ``name`` objects."""
+    """The JSON Schema of what ``upstream.validated()`` checks of ``name`` objects."""
     shape = upstream.SHAPES[name]
     amount = {"type": "integer", "minimum": 0}
     properties: dict[str, Any] = {

@@ -4,7 +4,7 @@ A selector chooses which messages a subscriber receives by testing the message h
 the way JMS message selectors do. It is parsed once into a tree of closures; nothing is
 ever passed to ``eval`` or to a database. This module does not import Django.
 
-Grammar (keywords are case-insensitive; ``[...]`` is optional, ``{...}`` repeats)::
+Grammar (keywords are case-insensitive; ``[...]`` is optional, ``{...}`` repeats):
 
     selector   := [ or_expr ]                      -- empty: every message matches
     or_expr    := and_expr { OR and_expr }
@@ -492,7 +492,7 @@ def _match_all(headers: Headers) -> Truth:
 
 
 class Selector:
-    """A compiled selector: test headers with :meth:`matches`; immutable and hashable."""
+    """A compiled selector: test headers with ``matches()``; immutable and hashable."""
 
     __slots__ = ("_parts", "_pins", "_test", "_text")
     _text: str
@@ -536,7 +536,7 @@ class Selector:
         return self._pins.get("account")
 
     def pinned_values(self, header: str) -> frozenset[str] | None:
-        """The values of ``header`` (one of :data:`PINNABLE_HEADERS`) a matching message
+        """The values of ``header`` (one of ``PINNABLE_HEADERS``) a matching message
         must have one of, or None if the selector does not pin it."""
         return self._pins.get(header)
 
@@ -569,7 +569,7 @@ class Selector:
 
 
 def compile_selector(text: str | None) -> Selector:
-    """Parse ``text`` into a :class:`Selector`; raise :class:`SelectorError` if it is invalid.
+    """Parse ``text`` into a ``Selector``; raise ``SelectorError`` if it is invalid.
 
     None, an empty string, or whitespace gives a broad selector that matches every message.
     """

@@ -3,7 +3,7 @@
 Request fields are strict where DRF is lenient: a string field refuses numbers, ``amount``
 refuses strings and fractions, ``confirm`` refuses ``"true"``; unknown fields are refused, so
 a typo such as ``curency`` is an error instead of a silent default. Every error names its
-parameter: the first key of ``serializer.errors`` (see :func:`first_error`) is the ``param``
+parameter: the first key of ``serializer.errors`` (see ``first_error()``) is the ``param``
 of the error response, ``body`` for the body as a whole.
 """
 

@@ -2,13 +2,13 @@
 
 It builds a ``stripe.StripeClient`` from the ``STRIPE_BRIDGE`` settings, makes the few calls
 the bridge needs, and turns Stripe's errors into the bridge's own
-(:class:`~django_stripe_bridge.exceptions.StripeRequestError` and its subclasses), whose
+(``StripeRequestError`` and its subclasses), whose
 ``status_code`` and ``error`` say how to answer the bridge's client. Every function returns
 plain dicts, so nothing outside this module sees a ``stripe`` type.
 
-Every answer is checked before it is returned (:func:`~django_stripe_bridge.upstream.validated`:
+Every answer is checked before it is returned (``validated()``:
 a malformed one is a 502), and the secret key never leaves this module in a message: errors
-and log records are passed through :func:`redact` first.
+and log records are passed through ``redact()`` first.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _api_key() -> str:
 
 
 def get_stripe_client() -> stripe.StripeClient:
-    """The ``StripeClient`` configured from ``STRIPE_BRIDGE``; raises :class:`NotConfigured`.
+    """The ``StripeClient`` configured from ``STRIPE_BRIDGE``; raises ``NotConfigured``.
 
     ``API_KEY``, ``API_BASE``, ``API_VERSION``, ``MAX_NETWORK_RETRIES`` and ``TIMEOUT``
     (seconds, or a ``(connect, read)`` pair) are read on every call; the client is built
@@ -362,7 +362,7 @@ def parse_event_notification(
 ) -> dict[str, Any]:
     """A thin event notification (``object: "v2.core.event"``) as a dict, parsed by the
     ``stripe`` library (``parse_event_notification`` since 13.0, ``parse_thin_event``
-    before) with whichever of ``secrets`` signed it. Raises :class:`InvalidEvent` if none
+    before) with whichever of ``secrets`` signed it. Raises ``InvalidEvent`` if none
     did or the body is not a notification (the caller has verified the signature already:
     this is the library's own reading of it)."""
     from .exceptions import InvalidEvent
@@ -463,7 +463,7 @@ def create_event_destination(
     return secret
 
 
-#: Name under which :func:`register_webhook` configures an endpoint in localstripe.
+#: Name under which ``register_webhook()`` configures an endpoint in localstripe.
 DEFAULT_WEBHOOK_NAME = "django-stripe-bridge"
 
 

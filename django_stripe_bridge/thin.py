@@ -2,21 +2,21 @@
 through a durable queue and folded like snapshot events.
 
 A thin notification (``object: "v2.core.event"``) names an event and the object it is about,
-without its data. The webhook stores it once (:func:`record`, a :class:`ThinEvent` row) and
+without its data. The webhook stores it once (``record()``, a ``ThinEvent`` row) and
 answers 200 after the commit. Fetching happens afterwards, never in the request: a thread
 started after the commit, the outbox relay's thread, and ``manage.py stripe_bridge_thin``
-all run :func:`drain`. Each fetch:
+all run ``drain()``. Each fetch:
 
 1. ``GET /v2/core/events/{id}`` with the notification's context as ``Stripe-Context``; an
    event whose context is not the notification's is refused (never folded);
 2. the v1 snapshot event it stands for (``snapshot_event``), or else its related object
-   wrapped as an event of the same id, is ingested through :func:`~.ingest.ingest_event`:
+   wrapped as an event of the same id, is ingested through ``ingest_event()``:
    so a payment followed through thin events ends in the status snapshot events give it,
    and with a snapshot destination also active each event is stored once (same ``evt_``).
 
 A failed fetch (Stripe down, a 5xx, a timeout) is retried with exponential backoff
 (``THIN_RETRY_DELAY`` doubling up to ``THIN_MAX_RETRY_DELAY``); the queue is a table, so it
-survives restarts. A claimed row's next attempt is pushed :data:`LEASE` seconds on first,
+survives restarts. A claimed row's next attempt is pushed ``LEASE`` seconds on first,
 so two workers never fetch one notification at once and a worker that dies mid-fetch leaves
 it to be retried. ``v2.core.event_destination.ping`` is recorded and needs no fetch.
 """
@@ -48,7 +48,7 @@ THIN_OBJECT = "v2.core.event"
 PING = "v2.core.event_destination.ping"
 #: Seconds a claimed fetch holds its row before another worker may retry it.
 LEASE = 120
-#: Rows fetched per :func:`drain` call at most.
+#: Rows fetched per ``drain()`` call at most.
 DRAIN_BATCH = 50
 
 
@@ -202,7 +202,7 @@ def _finish(row: ThinEvent, status: str, *, error: str = "", stripe_event_id: st
 
 def fold(notification: Mapping[str, Any]) -> str:
     """Fetch what a notification stands for and ingest it; the ``evt_`` id stored (or
-    found stored). Raises :class:`Refused`, or the error of a fetch that failed."""
+    found stored). Raises ``Refused``, or the error of a fetch that failed."""
     context = notification.get("context") or None
     event = stripe_api.retrieve_v2_event(notification["id"], context=context)
     if (event.get("context") or None) != context:

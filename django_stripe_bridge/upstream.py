@@ -1,9 +1,9 @@
 """Stripe's answers, checked before the bridge stores or relays anything of them.
 
 A Stripe-compatible server, or a proxy in between, may answer 200 with a body that is not
-the object asked for, or echo the request's ``Authorization`` header. :func:`validated`
-refuses such an answer (502, nothing stored); :func:`redact` masks secrets in text taken
-from Stripe's errors, and :func:`error_fields` keeps only well-formed error fields.
+the object asked for, or echo the request's ``Authorization`` header. ``validated()``
+refuses such an answer (502, nothing stored); ``redact()`` masks secrets in text taken
+from Stripe's errors, and ``error_fields()`` keeps only well-formed error fields.
 
 Pure Python over plain dicts: nothing here imports ``stripe``.
 """
@@ -196,7 +196,7 @@ def _client_secret(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-#: The shapes :func:`validated` knows, by ``object``. Add one to validate another kind.
+#: The shapes ``validated()`` knows, by ``object``. Add one to validate another kind.
 SHAPES: dict[str, Shape] = {
     "charge": Shape(
         prefixes=("ch_", "py_"),
@@ -265,7 +265,7 @@ def validated(
 
     Checks the ``id`` (with ``prefix``, default the shape's), ``object``, ``status`` and the
     shape's fields (amounts, currency, …), and that no string in it holds a secret. Raises
-    :class:`~django_stripe_bridge.exceptions.StripeUnavailable`, whose message names the
+    ``StripeUnavailable``, whose message names the
     problem but no value from the answer; the log says the same.
     """
     shape = SHAPES[object]

@@ -1,9 +1,9 @@
 """HTTP endpoints of the bridge: ``charge``, ``payment-intents``, ``transactions/<id>``
 and ``schema``.
 
-The views parse and answer; the work is done by :mod:`~django_stripe_bridge.charges`. Every
+The views parse and answer; the work is done by ``charges``. Every
 failure is answered in Stripe's error shape, ``{"error": {"type", "message", "param", …}}``,
-by :func:`bridge_exception_handler`, whatever the project's ``REST_FRAMEWORK`` settings say.
+by ``bridge_exception_handler()``, whatever the project's ``REST_FRAMEWORK`` settings say.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from django.core.exceptions import (
@@ -364,7 +365,7 @@ class _CreateView(BridgeAPIView):
         the request shows neither.
 
         An anonymous client is known by a random token in a signed cookie the bridge sets
-        (:data:`~django_stripe_bridge.idempotency.CLIENT_SCOPE_COOKIE`).
+        (``CLIENT_SCOPE_COOKIE``).
         """
         user = self.get_user()
         if user is not None:
@@ -377,7 +378,7 @@ class _CreateView(BridgeAPIView):
 
     def withheld(self, answer: Any) -> Any:
         """What a client that only repeated the content of another's request is answered:
-        the object without its secrets (:func:`~django_stripe_bridge.idempotency.summary`)."""
+        the object without its secrets (``summary()``)."""
         return idempotency.summary(answer)
 
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
@@ -705,11 +706,14 @@ class SchemaView(SpectacularAPIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        from . import urls
+    #: The URLconf module whose routes the schema describes (named, not imported: the
+    #: URLconf imports this module).
+    bridge_urlconf = "django_stripe_bridge.urls"
 
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
-        self.patterns = [re_path("^" + re.escape(prefix), include(urls.urlpatterns))]
+        routes = import_module(self.bridge_urlconf).urlpatterns
+        self.patterns = [re_path("^" + re.escape(prefix), include(routes))]
         self.custom_settings = {"OAS_VERSION": OAS_VERSION}
         if not spectacular_settings.TITLE:
             self.custom_settings.update(

@@ -1,8 +1,8 @@
 """Stripe's webhook endpoint: verify the signature, ingest the event, answer after commit.
 
-:func:`verify_signature` is Stripe's signing scheme as a pure function. :class:`WebhookView`
+``verify_signature()`` is Stripe's signing scheme as a pure function. ``WebhookView``
 reads the raw body (never more than ``WEBHOOK_MAX_BYTES`` + 1 bytes), verifies it, parses
-the event and hands it to :func:`django_stripe_bridge.ingest.ingest_event`, the one path by
+the event and hands it to ``django_stripe_bridge.ingest.ingest_event()``, the one path by
 which events become rows. Subclass the view and override its hooks to change one step.
 """
 
@@ -23,7 +23,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ingest, thin
+from . import ingest, metrics, thin
 from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
 from .events import validate_event
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
@@ -101,7 +101,7 @@ def verify_signature(
     Any configured secret may match any ``v1`` signature (so a secret can be rotated while
     Stripe signs with both). Signatures are compared in constant time. A timestamp more
     than ``tolerance`` seconds from ``now``, in the past or the future, is refused;
-    ``tolerance=None`` turns that check off. Raises :class:`SignatureVerificationError`
+    ``tolerance=None`` turns that check off. Raises ``SignatureVerificationError``
     with a message that says what is wrong and never contains a secret.
     """
     if not header:
@@ -158,7 +158,7 @@ def parse_notification(
 
 
 def parse_event(payload: bytes) -> Mapping[str, Any]:
-    """The Stripe event a verified body holds; raise :class:`InvalidEvent` if it holds none."""
+    """The Stripe event a verified body holds; raise ``InvalidEvent`` if it holds none."""
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -175,7 +175,7 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
 def check_created(
     event: Mapping[str, Any], tolerance: int | None, now: float | None = None
 ) -> None:
-    """Raise :class:`InvalidEvent` if ``event`` was ``created`` more than ``tolerance``
+    """Raise ``InvalidEvent`` if ``event`` was ``created`` more than ``tolerance``
     seconds (``None``: the default, 300) ahead of the server's clock.
 
     Stripe creates an event before it signs a delivery of it, and the signature's timestamp
@@ -333,7 +333,7 @@ class WebhookView(View):
         return secrets
 
     def validate_request(self, request: HttpRequest) -> None:
-        """Raise :class:`SignatureVerificationError` unless ``self.payload`` is signed by Stripe."""
+        """Raise ``SignatureVerificationError`` unless ``self.payload`` is signed by Stripe."""
         verify_signature(
             self.payload,
             request.headers.get(SIGNATURE_HEADER),
@@ -342,13 +342,13 @@ class WebhookView(View):
         )
 
     def parse_events(self, request: HttpRequest) -> list[Mapping[str, Any]]:
-        """The Stripe events in the verified body; raise :class:`InvalidEvent` if there are none."""
+        """The Stripe events in the verified body; raise ``InvalidEvent`` if there are none."""
         return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
         """Store one verified event (publishing and signals follow its commit).
 
-        Raises :class:`EventQuarantined` when the database refused the event for its data
+        Raises ``EventQuarantined`` when the database refused the event for its data
         and it was kept apart instead.
         """
         from .quarantine import DATA_ERRORS, quarantine
@@ -378,6 +378,7 @@ class WebhookView(View):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        arrived = time.monotonic()
         try:
             if not self.get_secrets():
                 raise not_configured(self.get_endpoint())
@@ -398,6 +399,7 @@ class WebhookView(View):
                 created = self.handle_notification(notification)
                 return JsonResponse({"received": True, "duplicate": not created})
             results = [self.handle_event(event) for event in events]
+            metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
         except EventQuarantined as exc:
             return JsonResponse(quarantined_body(exc))
         except WebhookRefused as exc:

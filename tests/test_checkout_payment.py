@@ -208,3 +208,18 @@ def test_the_sessions_row_gets_its_own_status_signal_for_fulfilment():
         ]
     finally:
         transaction_status_changed.disconnect(receiver)
+
+
+def test_an_exact_resume_of_the_session_reads_the_payment_intents_events_too():
+    from django_stripe_bridge.realtime.resume import resume_messages
+    from django_stripe_bridge.selectors import compile_selector
+
+    payment = paid_by_card("resume")
+    ingest_all(payment.events)
+    first = StripeEvent.objects.get(event_id=payment.events[0]["id"]).pk
+    selector = compile_selector(f"id = '{payment.session_id}'")
+    messages = resume_messages([payment.session_id], selector, first)
+    assert messages is not None
+    assert [m["event_id"] for m in messages] == [e["id"] for e in payment.events[1:]]
+    assert {m["headers"]["id"] for m in messages} == {payment.session_id}
+    assert {m["transaction_id"] for m in messages} == {payment.session_id}

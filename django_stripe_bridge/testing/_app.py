@@ -7,6 +7,7 @@ import html
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,8 +20,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _installed: web.Application | None = None
 
 
-def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Application:
-    """The aiohttp application (built once per process: the patches are global)."""
+def build_app(
+    *, webhook_delay: float = 1.0, async_delay: float = 1.0, state_file: Path | None = None
+) -> web.Application:
+    """The aiohttp application (built once per process: the patches are global).
+
+    ``state_file``: keep the objects in that file across restarts (``_state``); without it
+    everything lives in memory only.
+    """
     global _installed
     if _installed is not None:
         return _installed
@@ -36,10 +43,12 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         _idempotency,
         _later,
         _payments,
+        _state,
         _thin,
     )
 
-    # No persistence: localstripe pickles the whole store to /tmp on every write.
+    # localstripe pickles the whole store to /tmp on every write: never that. With a
+    # state file the store is saved after each changing request instead (below).
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
 
@@ -49,6 +58,8 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         _events.reset()
         _later.reset()
         _thin.reset()
+        if state_file is not None:
+            _state.save(self, state_file)
 
     resources.Store.clear = clear_everything  # type: ignore[method-assign]
 
@@ -126,8 +137,17 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         _connect.check_account_header(_context.current().account)
         return await server.auth_middleware(request, handler)
 
+    @web.middleware
+    async def state_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        finally:
+            if request.method != "GET":
+                _state.save(resources.store, state_file)  # type: ignore[arg-type]
+
     app = server.app
     app.middlewares[:] = [
+        *([state_middleware] if state_file is not None else []),
         context_middleware,
         _idempotency.idempotency_middleware,
         error_middleware,
@@ -163,8 +183,17 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     for method, path, handler in _checkout.page_routes():
         app.router.add_route(method, path, handler)
 
+    if state_file is not None:
+        _state.load(resources.store, state_file)
+        app.on_cleanup.append(lambda app: _save_on_stop(resources.store, state_file))
     _installed = app
     return app
+
+
+async def _save_on_stop(store: Any, state_file: Path) -> None:
+    from . import _state
+
+    _state.save(store, state_file)
 
 
 # --- controls ---------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 // The demo page: tokenize the card at the Stripe API base, charge it through Django, and
-// show the status as the webhook's events arrive over the websocket.
+// show the status as the webhook's events arrive over the websocket (or, where a proxy
+// refuses websockets, over Server-Sent Events).
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("demo-config").textContent);
   const $ = (id) => document.getElementById(id);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const bridge = StripeBridge.connect(`${scheme}//${location.host}/ws/stripe/`);
+  const bridge = StripeBridge.connect(`${scheme}//${location.host}/ws/stripe/`, {
+    eventsUrl: config.eventsUrl,
+  });
   let subscription = null;
   let stripeJs = null;
   let cardElement = null;

@@ -1,5 +1,5 @@
 /*!
- * stripe-bridge.js: the browser client of django-stripe-bridge's websocket channel.
+ * stripe-bridge.js: the browser client of django-stripe-bridge's real-time channel.
  *
  * No build step, no dependencies. Load it with a <script> tag and use the global
  * `StripeBridge` (CommonJS `require()` works too):
@@ -21,9 +21,16 @@
  *   }).then((finalStatus) => ...);
  *
  * The connection is kept alive with pings and re-opened with exponential backoff and
- * jitter when it drops. Every subscription is then made again with replay ("latest",
- * or "all" when that was asked for), and events already delivered are dropped by
- * event_id, so no status is missed and none is seen twice.
+ * jitter when it drops. Every subscription is then made again from the cursor of the
+ * last message it got (exact resume; replay "latest", or "all" when that was asked for,
+ * when it has none or the server cannot resume), and events already delivered are
+ * dropped by event_id, so no status is missed and none is seen twice.
+ *
+ * When the websocket cannot open (a proxy that strips Upgrade), the client falls back to
+ * Server-Sent Events, one EventSource per subscription, resuming from the same cursors:
+ *
+ *   StripeBridge.connect("/ws/stripe/", {eventsUrl: "/api/services/Stripe/events"});
+ *   StripeBridge.connect("/ws/stripe/", {eventsUrl: "…/events", transport: "sse"});
  *
  * The protocol is described in docs/websocket-protocol.md.
  */
@@ -54,6 +61,11 @@
     stableAfter: 10000,
     rememberEvents: 1000, // event ids remembered per subscription to drop repeats
     WebSocket: null, // constructor to use (defaults to the global WebSocket)
+    // "auto": websocket, and Server-Sent Events when the websocket cannot open (needs
+    // eventsUrl); "websocket" or "sse" for one of them only.
+    transport: "auto",
+    eventsUrl: null, // the app's events URL ("<prefix>/events"); null: no SSE
+    EventSource: null, // constructor to use (defaults to the global EventSource)
   };
 
   // Codes after which a subscription is gone (the server refused it).
@@ -64,6 +76,7 @@
     "too_many_subscriptions",
     "unknown_channel",
     "subscription_exists",
+    "limit_exceeded",
   ];
 
   // Statuses after which the customer has nothing left to wait for.
@@ -89,6 +102,14 @@
     if (!loc) throw new Error("StripeBridge: give an absolute ws:// or wss:// URL");
     const scheme = loc.protocol === "https:" ? "wss://" : "ws://";
     return scheme + loc.host + (url.charAt(0) === "/" ? url : "/" + url);
+  }
+
+  function resolveHttpUrl(url) {
+    if (/^https?:\/\//i.test(url)) return url;
+    if (/^wss?:\/\//i.test(url)) return url.replace(/^ws/i, "http");
+    const loc = typeof location !== "undefined" ? location : null;
+    if (!loc) throw new Error("StripeBridge: give an absolute http:// or https:// eventsUrl");
+    return loc.protocol + "//" + loc.host + (url.charAt(0) === "/" ? url : "/" + url);
   }
 
   /** Seconds-free helper: the delay (ms) before reconnect number `attempt` (0-based). */
@@ -122,6 +143,8 @@
       this.replay = options.replay !== undefined ? options.replay : bridge.options.replay;
       this.subscribedOnce = false;
       this.active = true;
+      this.cursor = options.since || null; // the last message's cursor: resume after it
+      this.source = null; // its EventSource, over Server-Sent Events
       this.seen = new RecentIds(bridge.options.rememberEvents);
     }
 
@@ -132,13 +155,28 @@
       this.bridge._forget(this, true);
     }
 
+    _replayMode() {
+      if (this.subscribedOnce) return this.replay === "all" ? "all" : "latest";
+      return this.replay;
+    }
+
     _frame() {
       const frame = { action: "subscribe", subscription: this.name, channel: this.channel };
       if (this.selector !== null && this.selector !== undefined) frame.selector = this.selector;
-      let replay = this.replay;
-      if (this.subscribedOnce) replay = this.replay === "all" ? "all" : "latest";
+      const replay = this._replayMode();
       if (replay) frame.replay = replay;
+      if (this.cursor) frame.since = this.cursor;
       return frame;
+    }
+
+    _query() {
+      const params = new URLSearchParams();
+      params.set("channel", this.channel);
+      if (this.selector !== null && this.selector !== undefined) params.set("selector", this.selector);
+      const replay = this._replayMode();
+      if (replay) params.set("replay", replay);
+      if (this.cursor) params.set("last_event_id", this.cursor);
+      return params.toString();
     }
   }
 
@@ -156,6 +194,12 @@
       this._openedAt = null;
       this._pingTimer = null;
       this._pongTimer = null;
+      this._everOpened = false;
+      // The transport in use: "websocket" until it falls back to "sse".
+      this.transport = this.options.transport === "sse" ? "sse" : "websocket";
+      if (this.transport === "sse" && !this.options.eventsUrl) {
+        throw new Error("StripeBridge: transport 'sse' needs the eventsUrl option");
+      }
       this._open();
     }
 
@@ -264,6 +308,7 @@
       this._reconnectTimer = null;
       if (this.socket) this.socket.close(1000);
       this.socket = null;
+      for (const sub of this.subscriptions.values()) this._closeSource(sub);
     }
 
     // -- plumbing ----------------------------------------------------------------------
@@ -287,15 +332,23 @@
     }
 
     _sendSubscribe(sub) {
-      this._send(sub._frame());
+      if (this.transport === "sse") this._openSource(sub);
+      else this._send(sub._frame());
     }
 
     _forget(sub, tellServer) {
       if (this.subscriptions.get(sub.name) === sub) this.subscriptions.delete(sub.name);
-      if (tellServer) this._send({ action: "unsubscribe", subscription: sub.name });
+      this._closeSource(sub);
+      if (tellServer && this.transport === "websocket") {
+        this._send({ action: "unsubscribe", subscription: sub.name });
+      }
     }
 
     _open() {
+      if (this.transport === "sse") {
+        for (const sub of this.subscriptions.values()) this._openSource(sub);
+        return;
+      }
       const Socket = this.options.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
       if (!Socket) throw new Error("StripeBridge: no WebSocket implementation");
       let socket;
@@ -310,6 +363,7 @@
       socket.onopen = () => {
         if (socket !== this.socket) return;
         this._openedAt = Date.now();
+        this._everOpened = true;
         this._emit("open", { url: this.url });
         for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
         this._startPing();
@@ -327,11 +381,83 @@
         this.socket = null;
         this._clearTimers();
         this._emit("close", { code: event && event.code, reason: event && event.reason });
-        if (!this.closed) this._scheduleReconnect();
+        if (this.closed) return;
+        if (!this._everOpened && this._canFallBack()) this._fallBack();
+        else this._scheduleReconnect();
       };
     }
 
-    _onFrame(text) {
+    // -- Server-Sent Events --------------------------------------------------------------
+
+    _eventSource() {
+      return this.options.EventSource || (typeof EventSource !== "undefined" ? EventSource : null);
+    }
+
+    _canFallBack() {
+      return this.options.transport === "auto" && !!this.options.eventsUrl && !!this._eventSource();
+    }
+
+    _fallBack() {
+      // The websocket never opened: a proxy on the way refuses it. Streams pass.
+      this.transport = "sse";
+      this._emit("fallback", { transport: "sse" });
+      this._open();
+    }
+
+    _openSource(sub) {
+      const Source = this._eventSource();
+      if (!Source) throw new Error("StripeBridge: no EventSource implementation");
+      this._closeSource(sub);
+      const url = resolveHttpUrl(this.options.eventsUrl) + "?" + sub._query();
+      const source = new Source(url);
+      sub.source = source;
+      const current = () => sub.source === source && sub.active && !this.closed;
+      const onFrame = (event) => {
+        if (current()) this._onFrame(event.data, sub.name);
+      };
+      source.onopen = () => {
+        if (!current()) return;
+        this._openedAt = Date.now();
+        this._emit("open", { url: url, transport: "sse" });
+      };
+      source.addEventListener("subscribed", onFrame);
+      source.addEventListener("message", onFrame);
+      source.addEventListener("error", (event) => {
+        if (!current()) return;
+        if (event && typeof event.data === "string") {
+          onFrame(event); // the server's error event: the stream ends after it
+          return;
+        }
+        // A network error: the browser reconnects by itself (sending Last-Event-ID)
+        // unless it gave up (a refusal such as 429, 403): then back off and reopen.
+        if (source.readyState === 2) {
+          this._closeSource(sub);
+          this._emit("close", { code: null, reason: "stream closed", transport: "sse" });
+          this._reopenSourceLater(sub);
+        }
+      });
+    }
+
+    _reopenSourceLater(sub) {
+      const delay = backoffDelay(this.attempt, this.options.minDelay, this.options.maxDelay);
+      this.attempt += 1;
+      this._emit("reconnecting", { attempt: this.attempt, delay: delay, transport: "sse" });
+      setTimeout(() => {
+        if (!this.closed && sub.active && this.subscriptions.get(sub.name) === sub) {
+          this._openSource(sub);
+        }
+      }, delay);
+    }
+
+    _closeSource(sub) {
+      if (sub.source) {
+        const source = sub.source;
+        sub.source = null;
+        try { source.close(); } catch (error) { /* already closed */ }
+      }
+    }
+
+    _onFrame(text, streamOf) {
       let frame;
       try {
         frame = JSON.parse(text);
@@ -339,6 +465,8 @@
         return;
       }
       if (!frame || typeof frame !== "object") return;
+      // A stream carries one subscription, which the server calls "default".
+      if (streamOf !== undefined) frame.subscription = streamOf;
       this._alive();
       const sub = frame.subscription != null ? this.subscriptions.get(frame.subscription) : null;
       switch (frame.type) {
@@ -348,6 +476,7 @@
           break;
         case "message": {
           if (!sub || !sub.active) return;
+          if (frame.cursor) sub.cursor = frame.cursor;
           const eventId = frame.headers && frame.headers.event_id;
           if (eventId && !sub.seen.add(eventId)) return; // already delivered
           this._emit("message", frame);
