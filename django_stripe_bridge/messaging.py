@@ -163,7 +163,7 @@ def build_message(
     """The channel-layer message for one event.
 
     An event of a payment known by two ids (a Checkout Session and its PaymentIntent) names
-    the other in ``linked_ids``: its subscribers get a copy under that id (:func:`relabel`).
+    the other in ``linked_ids``: its subscribers get a copy under that id (`relabel`).
     """
     message = {
         "type": EVENT_MESSAGE_TYPE,
