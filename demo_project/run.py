@@ -18,6 +18,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django_stripe_bridge.testing import StripeStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -43,16 +47,21 @@ def standin_state(env: dict[str, str]) -> Path:
 
 @contextlib.contextmanager
 def embedded_stripe(
-    env: dict[str, str], port: int, state_file: Path | None = None
-) -> Iterator[None]:
+    env: dict[str, str],
+    port: int,
+    state_file: Path | None = None,
+    *,
+    async_delay: float = 1.0,
+) -> Iterator[StripeStandIn]:
     """Start the offline Stripe stand-in and point the demo at it, with its webhook registered.
 
     ``state_file`` keeps its objects across restarts (``./run demo``'s); without it the
-    stand-in starts empty.
+    stand-in starts empty. ``async_delay``: seconds until what Stripe does "later" (a bank
+    debit settling) happens.
     """
     from django_stripe_bridge.testing import TEST_API_KEY, TEST_PUBLISHABLE_KEY, run_stripe_standin
 
-    with run_stripe_standin(state_file=state_file) as standin:
+    with run_stripe_standin(state_file=state_file, async_delay=async_delay) as standin:
         secret = "whsec_demo_" + secrets.token_hex(16)
         standin.register_webhook(f"http://{HOST}:{port}{WEBHOOK_PATH}", secret, name="demo")
         env.update(
@@ -69,7 +78,7 @@ def embedded_stripe(
                 f"Its payments are kept in {state_file}, with the demo's database: delete both "
                 "to start afresh."
             )
-        yield
+        yield standin
 
 
 ADMIN_CODE = """

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -24,11 +25,14 @@ from .models import StripeTransaction
 from .stripe_api import api_version as stripe_api_version
 from .stripe_api import confirm_payment_intent as _confirm_payment_intent
 from .stripe_api import create_charge as _create_charge
+from .stripe_api import create_checkout_session as _create_checkout_session
 from .stripe_api import create_payment_intent as _create_payment_intent
 
 __all__ = [
+    "CheckoutItem",
     "confirm_idempotency_key",
     "create_charge",
+    "create_checkout_session",
     "create_payment_intent",
     "new_idempotency_key",
     "record_transaction",
@@ -39,6 +43,12 @@ __all__ = [
 #: Stripe blames when an object named in the request does not exist ("No such token").
 _CHARGE_PARAMS = {"source": "token", "card": "token", "id": "token"}
 _PAYMENT_INTENT_PARAMS = {"id": "payment_method"}
+_CHECKOUT_PARAMS = {
+    "payment_intent_data[capture_method]": "capture_method",
+    "line_items[0][price_data][unit_amount]": "amount",
+    "line_items[0][price_data][currency]": "currency",
+    "line_items[0][price_data][product_data][name]": "name",
+}
 
 
 def new_idempotency_key() -> str:
@@ -165,6 +175,73 @@ def create_payment_intent(
     return intent
 
 
+@dataclass(frozen=True)
+class CheckoutItem:
+    """One line of a Checkout Session: a Stripe Price and how many."""
+
+    price: str
+    quantity: int = 1
+
+
+def create_checkout_session(
+    *,
+    success_url: str,
+    cancel_url: str | None = None,
+    amount: int | None = None,
+    currency: str | None = None,
+    name: str | None = None,
+    line_items: Sequence[CheckoutItem] = (),
+    customer_email: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    capture_method: str = "automatic",
+    payment_method_types: Sequence[str] | None = None,
+    idempotency_key: str | None = None,
+    user: Any = None,
+) -> dict[str, Any]:
+    """Create a Checkout Session in payment mode and record its transaction (``cs_…``).
+
+    Either ``amount`` (with ``name``, the product shown on the page) or ``line_items``.
+    The session's PaymentIntent joins the transaction when the customer pays: its webhooks
+    name it (docs/models.md, "Checkout Sessions").
+    """
+    key = idempotency_key or new_idempotency_key()
+    params: dict[str, Any] = {"mode": "payment", "success_url": success_url}
+    if line_items:
+        params["line_items"] = [{"price": i.price, "quantity": i.quantity} for i in line_items]
+    else:
+        params["line_items"] = [
+            {
+                "price_data": {
+                    "currency": (currency or bridge_settings.DEFAULT_CURRENCY).lower(),
+                    "unit_amount": amount,
+                    "product_data": {"name": name},
+                },
+                "quantity": 1,
+            }
+        ]
+    intent_data: dict[str, Any] = {}
+    if capture_method != "automatic":
+        intent_data["capture_method"] = capture_method
+    if metadata:
+        intent_data["metadata"] = dict(metadata)  # on the payment too, for the Dashboard
+    params.update(
+        _present(
+            cancel_url=cancel_url,
+            customer_email=customer_email,
+            metadata=metadata,
+            payment_intent_data=intent_data,
+            payment_method_types=list(payment_method_types or []) or None,
+        )
+    )
+    try:
+        session = _create_checkout_session(params, idempotency_key=key)
+    except StripeInvalidRequest as exc:
+        _rename_param(exc, _CHECKOUT_PARAMS)
+        raise
+    record_transaction(session, user=user, idempotency_key=key)
+    return session
+
+
 def record_transaction(
     obj: Mapping[str, Any],
     *,
@@ -172,7 +249,8 @@ def record_transaction(
     idempotency_key: str = "",
     connect: ConnectCharge | None = None,
 ) -> StripeTransaction:
-    """Create or complete the transaction of a charge or PaymentIntent a create call returned.
+    """Create or complete the transaction of a charge, PaymentIntent or Checkout Session a
+    create call returned.
 
     The object is folded into the transaction's state like an event created at the object's
     own ``created`` time (``payment_state``): safe against a webhook
@@ -181,7 +259,10 @@ def record_transaction(
     (with ``event=None``) after the commit. ``connect`` records the connected account the
     server decided the payment is for.
     """
-    tx_id = transaction_id_of({"data": {"object": obj}})
+    if obj.get("object") == "checkout.session":
+        tx_id = str(obj["id"])  # the id its client holds, linked or not
+    else:
+        tx_id = transaction_id_of({"data": {"object": obj}})
     created = obj.get("created")
     at = created if isinstance(created, int) and not isinstance(created, bool) else 0
     with transaction.atomic():
@@ -204,7 +285,8 @@ def record_transaction(
             changed.append("idempotency_key")
         old_status = tx.status or None
         state = tx.payment_state()
-        if state.apply_object(obj, at=at, api_version=stripe_api_version()):
+        # A linked session's state is on its PaymentIntent's row, further along than this.
+        if tx.holds_state and state.apply_object(obj, at=at, api_version=stripe_api_version()):
             changed += tx.take_state(state)
         if changed:
             tx.save(update_fields=[*changed, "updated_at"])

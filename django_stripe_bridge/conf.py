@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "REPLAY_THREADS": 4,
     "SSE_HEARTBEAT": 15.0,
     "METRICS_TOKEN": None,
+    "CHECKOUT_SUCCESS_URL": None,
+    "CHECKOUT_CANCEL_URL": None,
+    "CHECKOUT_REDIRECT_HOSTS": None,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.

@@ -166,7 +166,22 @@ def transaction_id_of(event: Mapping[str, Any]) -> str:
         return _id_of(obj.get("payment_intent")) or _id_of(obj.get("id")) or ""
     if kind in ("refund", "dispute"):
         return _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or ""
+    if kind == "checkout.session":
+        # Paid through a PaymentIntent, a session is that payment (docs/models.md).
+        return _id_of(obj.get("payment_intent")) or _id_of(obj.get("id")) or ""
     return _id_of(obj.get("id")) or ""
+
+
+def checkout_session_link(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(session id, PaymentIntent id)`` of a Checkout Session event whose session names its
+    PaymentIntent; else ``None``."""
+    obj = event_object(event)
+    if obj.get("object") != "checkout.session":
+        return None
+    session_id, intent_id = _id_of(obj.get("id")), _id_of(obj.get("payment_intent"))
+    if not session_id or not intent_id or session_id == intent_id:
+        return None
+    return session_id[:255], intent_id[:255]
 
 
 def account_of(event: Mapping[str, Any]) -> str:
@@ -192,5 +207,10 @@ def account_of(event: Mapping[str, Any]) -> str:
 
 
 def transaction_kind_of(transaction_id: str) -> str:
-    """``payment_intent`` for ``pi_…`` ids, ``charge`` otherwise."""
-    return "payment_intent" if transaction_id.startswith("pi_") else "charge"
+    """``payment_intent`` for ``pi_…`` ids, ``checkout_session`` for ``cs_…``, ``charge``
+    otherwise."""
+    if transaction_id.startswith("pi_"):
+        return "payment_intent"
+    if transaction_id.startswith("cs_"):
+        return "checkout_session"
+    return "charge"

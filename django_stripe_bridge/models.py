@@ -111,11 +111,12 @@ class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
 
 
 class StripeTransaction(models.Model):
-    """The current state of one charge or PaymentIntent."""
+    """The current state of one charge, PaymentIntent or Checkout Session."""
 
     class Kind(models.TextChoices):
         CHARGE = "charge", _("Charge")
         PAYMENT_INTENT = "payment_intent", _("PaymentIntent")
+        CHECKOUT_SESSION = "checkout_session", _("Checkout Session")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -155,6 +156,10 @@ class StripeTransaction(models.Model):
         related_name="stripe_transactions",
     )
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
+    #: The other transaction of the same payment: a Checkout Session's PaymentIntent, and the
+    #: PaymentIntent's session (docs/models.md, "Checkout Sessions"). The PaymentIntent's
+    #: row holds the state; both rows show its status and amounts.
+    linked_id = models.CharField(_("linked transaction"), max_length=255, blank=True)
     #: The latest known snapshot of each of the payment's Stripe objects
     #: (``PaymentState``): what the status derives from.
     state = models.JSONField(_("state"), default=dict, blank=True)
@@ -200,9 +205,20 @@ class StripeTransaction(models.Model):
                 changed.append(field)
         return changed
 
+    @property
+    def payment_ids(self) -> tuple[str, ...]:
+        """The ids this payment is known by: its own, and its linked transaction's."""
+        return (self.id, self.linked_id) if self.linked_id else (self.id,)
+
+    @property
+    def holds_state(self) -> bool:
+        """Whether the payment's state is folded on this row (not on the linked one)."""
+        return not (self.linked_id and self.kind == self.Kind.CHECKOUT_SESSION)
+
     def events(self) -> models.QuerySet[StripeEvent]:
-        """This transaction's events, oldest first."""
-        return StripeEvent.objects.filter(transaction_id=self.id).order_by("created", "id")
+        """The payment's events (the linked transaction's too), oldest first."""
+        ids = self.payment_ids
+        return StripeEvent.objects.filter(transaction_id__in=ids).order_by("created", "id")
 
 
 class QuarantinedEvent(models.Model):

@@ -174,6 +174,51 @@ class MetadataFieldSchema(OpenApiSerializerFieldExtension):
         }
 
 
+class LineItemsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = serializers.LineItemsField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": serializers.MAX_LINE_ITEMS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "price": {"type": "string", "pattern": "^(price|plan)_[A-Za-z0-9_]{1,250}$"},
+                    "quantity": {"type": "integer", "minimum": 1, "maximum": 999_999},
+                },
+                "required": ["price"],
+                "additionalProperties": False,
+            },
+        }
+
+
+class PaymentMethodTypesFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = serializers.PaymentMethodTypesField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": serializers.MAX_PAYMENT_METHOD_TYPES,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,49}$"},
+        }
+
+
+class RedirectURLFieldSchema(OpenApiSerializerFieldExtension):
+    """An http(s) URL on one of the hosts allowed now: the pattern the field checks."""
+
+    target_class = serializers.RedirectURLField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        from .checkout import URL_MAX_LENGTH, redirect_url_pattern
+
+        url = {"type": "string", "maxLength": URL_MAX_LENGTH, "pattern": redirect_url_pattern()}
+        return {"anyOf": [url, {"type": "null"}]}
+
+
 # --- serializers -----------------------------------------------------------------------------
 
 
@@ -195,6 +240,21 @@ class RequestBodySchema(OpenApiSerializerExtension):
             options = field_schema.get("oneOf")
             if isinstance(options, list) and len(options) == 2 and options[1] == _BLANK:
                 schema["properties"][name] = options[0]
+        if _is(self.target, serializers.CheckoutSessionRequestSerializer):
+            # amount with name, or line_items (CheckoutSessionRequestSerializer.validate).
+            schema["oneOf"] = [
+                {"required": ["amount", "name"], "not": {"required": ["line_items"]}},
+                {
+                    "required": ["line_items"],
+                    "not": {
+                        "anyOf": [
+                            {"required": ["amount"]},
+                            {"required": ["name"]},
+                            {"required": ["currency"]},
+                        ]
+                    },
+                },
+            ]
         if isinstance(self.target, serializers.PaymentIntentRequestSerializer) or (
             self.target is serializers.PaymentIntentRequestSerializer
         ):
@@ -208,6 +268,10 @@ class RequestBodySchema(OpenApiSerializerExtension):
                 },
             ]
         return schema
+
+
+def _is(target: Any, cls: type) -> bool:
+    return isinstance(target, cls) or target is cls
 
 
 def _id(prefixes: tuple[str, ...]) -> dict[str, Any]:
@@ -253,6 +317,32 @@ class ChargeSchema(OpenApiSerializerExtension):
             "description": "Stripe's charge object, whole; these fields are always there.",
             "properties": properties,
             "required": list(properties),
+        }
+
+
+class CheckoutSessionSchema(OpenApiSerializerExtension):
+    """What ``POST checkout-sessions`` answers."""
+
+    target_class = serializers.CheckoutSessionSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        shape = _shape_properties("checkout.session")
+        properties = {
+            "id": {**shape["id"], "description": "The transaction id to subscribe to (cs_…)."},
+            "url": {
+                "type": "string",
+                "pattern": "^https?://",
+                "description": "Stripe's payment page: send the customer there.",
+            },
+            "status": shape["status"],
+            "payment_status": {"type": "string", "enum": list(upstream.CHECKOUT_PAYMENT_STATUSES)},
+            "expires_at": {"type": "integer", "minimum": 0},
+        }
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
         }
 
 
@@ -376,6 +466,14 @@ PAYMENT_INTENT_EXAMPLE = {
     "amount": 1000,
     "currency": "usd",
     "next_action": {"type": "use_stripe_sdk"},
+}
+
+CHECKOUT_SESSION_EXAMPLE = {
+    "id": "cs_test_a1b2c3d4e5f6g7h8",
+    "url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3d4e5f6g7h8",
+    "status": "open",
+    "payment_status": "unpaid",
+    "expires_at": 1767312000,
 }
 
 CARD_DECLINED_EXAMPLE = _error(
@@ -545,6 +643,10 @@ class BridgeSchemaGenerator(SchemaGenerator):
 def _accept_one_element_array(operation: Any) -> None:
     if not isinstance(operation, dict):
         return
+    if "requestBody" in operation:
+        # Every create call needs a body, also one whose fields are each optional alone
+        # (checkout-sessions: amount with name, or line_items).
+        operation["requestBody"]["required"] = True
     content = operation.get("requestBody", {}).get("content", {})
     for media in content.values():
         body = media.get("schema")

@@ -17,7 +17,9 @@ from django.dispatch import Signal
 event_received = Signal()
 
 #: Sent once for every change of a transaction's stored status: by an event, or by the
-#: response of a charge or PaymentIntent the bridge created (before any webhook).
+#: response of a charge, PaymentIntent or Checkout Session the bridge created (before any
+#: webhook). A Checkout Session linked to its PaymentIntent gets its own, as its status
+#: follows the payment's (docs/checkout.md).
 #: provides args: ``transaction`` (the ``StripeTransaction``),
 #: ``old_status`` (``None`` for a transaction that had no status yet), ``new_status``,
 #: ``event`` (the ``StripeEvent`` that changed it, or

@@ -195,6 +195,17 @@ def create_payment_intent(
     return validated(intent, object="payment_intent")
 
 
+def create_checkout_session(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    """Create a Checkout Session (``POST /v1/checkout/sessions``) and return it."""
+    client = get_stripe_client()
+    with translate_errors():
+        session = client.v1.checkout.sessions.create(
+            params=dict(params),  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return validated(session, object="checkout.session")
+
+
 def confirm_payment_intent(
     intent_id: str,
     params: Mapping[str, Any] | None = None,

@@ -103,6 +103,8 @@ PAYMENT_INTENT_STATUSES = (
     "succeeded",
 )
 REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
+CHECKOUT_SESSION_STATUSES = ("open", "complete", "expired")
+CHECKOUT_PAYMENT_STATUSES = ("paid", "unpaid", "no_payment_required")
 
 #: A check of one field: returns why the value is wrong, or ``None``.
 Check = Callable[[Any], str | None]
@@ -136,6 +138,24 @@ def _optional_text(value: Any) -> str | None:
 
 def _optional_object(value: Any) -> str | None:
     return None if value is None or isinstance(value, Mapping) else "is not an object or null"
+
+
+def _optional_amount(value: Any) -> str | None:
+    return None if value is None else _amount(value)
+
+
+def _optional_currency(value: Any) -> str | None:
+    return None if value is None else _currency(value)
+
+
+def _page_url(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.startswith(("https://", "http://"))):
+        return None
+    return "is not null or an http(s) URL"
+
+
+def _payment_status(value: Any) -> str | None:
+    return None if value in CHECKOUT_PAYMENT_STATUSES else "is missing or unknown"
 
 
 def optional_id(*prefixes: str) -> Check:
@@ -213,6 +233,20 @@ SHAPES: dict[str, Shape] = {
             "currency": _currency,
             "created": _timestamp,
             "charge": optional_id("ch_", "py_"),
+            "payment_intent": optional_id("pi_"),
+        },
+    ),
+    "checkout.session": Shape(
+        prefixes=("cs_",),
+        statuses=CHECKOUT_SESSION_STATUSES,
+        fields={
+            "url": _page_url,
+            "payment_status": _payment_status,
+            "expires_at": _timestamp,
+            "amount_total": _optional_amount,
+            "currency": _optional_currency,
+            "created": _timestamp,
+            "livemode": _boolean,
             "payment_intent": optional_id("pi_"),
         },
     ),

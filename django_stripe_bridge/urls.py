@@ -16,6 +16,9 @@ urlpatterns = [
     re_path(r"^charge/?$", views.ChargeView.as_view(), name="charge"),
     re_path(r"^payment-intents/?$", views.PaymentIntentView.as_view(), name="payment-intents"),
     re_path(
+        r"^checkout-sessions/?$", views.CheckoutSessionView.as_view(), name="checkout-sessions"
+    ),
+    re_path(
         # Any id: an unknown or malformed one is the view's JSON 404, not Django's HTML page.
         r"^transactions/(?P<transaction_id>[^/]*)/?$",
         views.TransactionView.as_view(),

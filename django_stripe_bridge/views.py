@@ -38,7 +38,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, idempotency
+from . import __version__, charges, checkout, idempotency
 from . import connect as connect_policy
 from .conf import bridge_settings
 from .connect import ConnectCharge
@@ -47,6 +47,7 @@ from .models import StripeTransaction
 from .schema import (
     CARD_DECLINED_EXAMPLE,
     CHARGE_EXAMPLE,
+    CHECKOUT_SESSION_EXAMPLE,
     COMMON_ERRORS,
     EXAMPLE_TRANSACTION_ID,
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -62,6 +63,8 @@ from .serializers import (
     BODY_PARAM,
     ChargeRequestSerializer,
     ChargeSerializer,
+    CheckoutSessionRequestSerializer,
+    CheckoutSessionSerializer,
     PaymentIntentRequestSerializer,
     PaymentIntentSerializer,
     TransactionSerializer,
@@ -542,6 +545,61 @@ class PaymentIntentView(_CreateView):
         )
 
 
+class CheckoutSessionView(_CreateView):
+    """``POST checkout-sessions``: a Stripe Checkout Session in payment mode."""
+
+    request_serializer_class = CheckoutSessionRequestSerializer
+    operation = "checkout-sessions"
+
+    @bridge_schema(
+        operation_id="stripe_bridge_checkout_session_create",
+        tags=[SCHEMA_TAG],
+        summary="Create a Checkout Session",
+        description="Creates a Stripe Checkout Session in payment mode: send the customer to "
+        "`url`. Its `id` (cs_…) is the transaction id to subscribe to; the PaymentIntent made "
+        "when the customer pays joins it, so either id follows the whole payment. "
+        "`success_url`/`cancel_url` default to the settings and are accepted only on hosts "
+        "the site allows.",
+        request=CheckoutSessionRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            200: OpenApiResponse(
+                CheckoutSessionSerializer,
+                description="The session: where to send the customer.",
+                examples=[OpenApiExample("A Checkout Session", value=CHECKOUT_SESSION_EXAMPLE)],
+            ),
+            **COMMON_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "Pay 25.00 EUR for a T-shirt",
+                value={"amount": 2500, "currency": "eur", "name": "T-shirt"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        data = dict(data)
+        data["success_url"], data["cancel_url"] = checkout.redirect_urls(
+            self.request, data.get("success_url"), data.get("cancel_url")
+        )
+        session = self.perform_checkout_session(data, idempotency_key)
+        return CheckoutSessionSerializer(session).data
+
+    # --- hook to override ---
+
+    def perform_checkout_session(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        """Create the session with the validated body (its URLs resolved); return Stripe's
+        object. ``idempotency_key`` is the key for Stripe, already scoped to the client.
+        """
+        return charges.create_checkout_session(
+            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+        )
+
+
 class TransactionView(BridgeAPIView):
     """``GET transactions/<id>``: a transaction's status and events, for clients that poll."""
 
@@ -591,7 +649,9 @@ class NoRouteView(BridgeAPIView):
     throttle_classes: list[Any] = []
     schema = None  # type: ignore[assignment]
     #: Routes named in the answer, so that a typo can be found.
-    ROUTES = "charge, payment-intents, transactions/<id>, webhooks/handler, schema"
+    ROUTES = (
+        "charge, payment-intents, checkout-sessions, transactions/<id>, webhooks/handler, schema"
+    )
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         # Every method, OPTIONS included (APIView would describe the view), is this 404.

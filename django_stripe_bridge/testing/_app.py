@@ -35,7 +35,17 @@ def build_app(
     import localstripe
     from localstripe import resources
 
-    from . import _connect, _disputes, _events, _idempotency, _later, _payments, _state, _thin
+    from . import (
+        _checkout,
+        _connect,
+        _disputes,
+        _events,
+        _idempotency,
+        _later,
+        _payments,
+        _state,
+        _thin,
+    )
 
     # localstripe pickles the whole store to /tmp on every write: never that. With a
     # state file the store is saved after each changing request instead (below).
@@ -58,6 +68,7 @@ def build_app(
     _connect.install()
     _later.install(async_delay)
     resources.extra_apis.extend(_disputes.routes())
+    resources.extra_apis.extend(_checkout.routes())
 
     # localstripe.server builds its routes from resources.extra_apis when imported, so it
     # must come after the patches above.
@@ -169,6 +180,8 @@ def build_app(
     app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)
     app.router.add_post("/_standin/3ds/{id}", three_d_secure_answer)
+    for method, path, handler in _checkout.page_routes():
+        app.router.add_route(method, path, handler)
 
     if state_file is not None:
         _state.load(resources.store, state_file)

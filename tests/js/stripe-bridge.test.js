@@ -243,6 +243,69 @@ test("relative URLs follow the page's scheme and host", () => {
   assert.equal(sandbox.opened, "wss://shop.example/ws/stripe/");
 });
 
+// -- followPayment (issue 17: a Checkout success page) ----------------------------------
+
+function fakeFetch(answers) {
+  const calls = [];
+  const fetch = async (url) => {
+    calls.push(url);
+    const body = answers.length > 1 ? answers.shift() : answers[0];
+    return { ok: body !== null, json: async () => body };
+  };
+  return { fetch, calls };
+}
+
+test("followPayment reads the status at once, then follows it live until final", async () => {
+  const { fetch, calls } = fakeFetch([{ status: "processing" }]);
+  globalThis.fetch = fetch;
+  try {
+    const { bridge, sockets } = connect();
+    const seen = [];
+    const done = bridge.followPayment("cs_test_1", {
+      pollUrl: "/api/transactions/",
+      onStatus: (status, source) => seen.push(`${status}/${source}`),
+    });
+    await until(() => seen.length === 1, "the first poll");
+    assert.deepEqual(calls, ["/api/transactions/cs_test_1"]);
+    sockets[0].open();
+    const frame = sockets[0].sent[0];
+    assert.equal(frame.selector, "id = 'cs_test_1'");
+    assert.equal(frame.replay, "latest");
+    sockets[0].receive(message(frame.subscription, "evt_1", "processing", true));
+    sockets[0].receive(message(frame.subscription, "evt_2", "succeeded"));
+    assert.equal(await done, "succeeded");
+    assert.deepEqual(seen, ["processing/poll", "succeeded/socket"]);
+    assert.deepEqual(sockets[0].sent[1], { action: "unsubscribe", subscription: frame.subscription });
+    bridge.close();
+  } finally {
+    delete globalThis.fetch;
+  }
+});
+
+test("followPayment polls while the socket is down, and stops when final", async () => {
+  const { fetch, calls } = fakeFetch([null, { status: "processing" }, { status: "failed" }]);
+  globalThis.fetch = fetch;
+  try {
+    const { bridge, sockets } = connect({ minDelay: 5000 });
+    const done = bridge.followPayment("pi_2", { pollUrl: "/t/", pollInterval: 5 });
+    sockets[0].drop();
+    assert.equal(await done, "failed");
+    const polls = calls.length;
+    await sleep(30);
+    assert.equal(calls.length, polls, "no poll after the final status");
+    assert.ok(polls >= 3);
+    bridge.close();
+  } finally {
+    delete globalThis.fetch;
+  }
+});
+
+test("followPayment refuses what is not a payment id (no selector injection)", async () => {
+  const { bridge } = connect();
+  await assert.rejects(bridge.followPayment("x' OR id IS NOT NULL OR id = 'y"), /not a payment id/);
+  bridge.close();
+});
+
 // -- exact resume and Server-Sent Events ---------------------------------------------------
 
 function fakeSources() {

@@ -109,6 +109,29 @@
     });
   }
 
+  // Stripe Checkout: Django creates the session (the key stays on the server); the browser
+  // goes to the payment page and comes back to /checkout/success, which follows it.
+  $("pay-checkout").addEventListener("click", async () => {
+    $("pay-checkout").disabled = true;
+    try {
+      const currency = $("currency").value;
+      const amount = toMinorUnits($("amount").value, currency);
+      const response = await fetch(config.checkoutUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrfToken },
+        body: JSON.stringify({ amount, currency, name: "Demo payment" }),
+      });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+      log(`Checkout Session ${body.id}: going to the payment page`);
+      location.assign(body.url);
+    } catch (error) {
+      log(`error: ${error.message}`);
+      showStatus("error");
+      $("pay-checkout").disabled = false;
+    }
+  });
+
   $("pay-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     $("pay").disabled = true;

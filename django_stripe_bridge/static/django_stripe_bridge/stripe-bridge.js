@@ -12,6 +12,14 @@
  *   sub.unsubscribe();
  *   bridge.close();
  *
+ * To follow one payment until it settles (a Checkout success page, say), by whatever id
+ * the page holds (cs_…, pi_…, ch_…):
+ *
+ *   bridge.followPayment("cs_test_…", {
+ *     pollUrl: "/api/services/Stripe/transactions/",   // the fallback without websockets
+ *     onStatus: (status) => render(status),            // "processing", "succeeded", ...
+ *   }).then((finalStatus) => ...);
+ *
  * The connection is kept alive with pings and re-opened with exponential backoff and
  * jitter when it drops. Every subscription is then made again from the cursor of the
  * last message it got (exact resume; replay "latest", or "all" when that was asked for,
@@ -70,6 +78,21 @@
     "subscription_exists",
     "limit_exceeded",
   ];
+
+  // Statuses after which the customer has nothing left to wait for.
+  const FINAL_STATUSES = [
+    "succeeded",
+    "requires_capture",
+    "failed",
+    "canceled",
+    "expired",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "dispute_won",
+    "dispute_lost",
+  ];
+  const PAYMENT_ID = /^[A-Za-z0-9_]{1,255}$/;
 
   function resolveUrl(url) {
     const loc = typeof location !== "undefined" ? location : null;
@@ -200,6 +223,70 @@
       this.subscriptions.set(name, sub);
       this._sendSubscribe(sub);
       return sub;
+    }
+
+    /**
+     * Follow one payment by whatever id the page holds (cs_…, pi_…, ch_…) until its status
+     * is final; the promise resolves with that status (and has `stop()`).
+     * Options: `onStatus(status, source)` for every status seen ("socket" or "poll"),
+     * `pollUrl` (e.g. "/api/services/Stripe/transactions/": read at once, then every
+     * `pollInterval` ms while the socket is down), `final` (statuses that end the wait).
+     */
+    followPayment(paymentId, options) {
+      options = options || {};
+      if (!PAYMENT_ID.test(String(paymentId))) {
+        return Promise.reject(new Error("StripeBridge: not a payment id: " + paymentId));
+      }
+      const final = options.final || FINAL_STATUSES;
+      const interval = options.pollInterval || 3000;
+      let done = false;
+      let last = null;
+      let timer = null;
+      let sub = null;
+      let settle;
+      const promise = new Promise((resolve) => { settle = resolve; });
+      const stop = () => {
+        done = true;
+        if (sub) sub.unsubscribe();
+        if (timer) clearTimeout(timer);
+        this.off("open", onOpen);
+        this.off("close", onDown);
+      };
+      const report = (status, source) => {
+        if (done || !status) return;
+        if (status !== last) {
+          last = status;
+          if (options.onStatus) options.onStatus(status, source);
+        }
+        if (final.indexOf(status) !== -1) {
+          stop();
+          settle(status);
+        }
+      };
+      const poll = () => {
+        timer = null;
+        if (done || !options.pollUrl || typeof fetch === "undefined") return;
+        fetch(options.pollUrl + encodeURIComponent(paymentId), {
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+        })
+          .then((response) => (response.ok ? response.json() : null))
+          .then((body) => { if (body) report(body.status, "poll"); })
+          .catch(() => {})
+          .then(() => {
+            if (!done && !this._isOpen()) timer = setTimeout(poll, interval);
+          });
+      };
+      const onDown = () => { if (!timer && !done) timer = setTimeout(poll, interval); };
+      const onOpen = () => { if (timer) { clearTimeout(timer); timer = null; } };
+      this.on("close", onDown);
+      this.on("open", onOpen);
+      sub = this.subscribe("stripe", "id = '" + paymentId + "'", (message) => {
+        report(message.headers && message.headers.status, "socket");
+      }, { replay: "latest" });
+      poll();
+      promise.stop = stop;
+      return promise;
     }
 
     /** Listen to "open", "close", "reconnecting", "subscribed", "message", "error". */
@@ -466,6 +553,7 @@
     },
     Bridge: Bridge,
     backoffDelay: backoffDelay,
+    FINAL_STATUSES: FINAL_STATUSES,
     version: "0.1.0",
   };
 });
