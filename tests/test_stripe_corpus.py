@@ -38,11 +38,14 @@ NOT_EVENT_IDS = {
 
 
 def corpus_path() -> Path:
-    """``STRIPE_CORPUS``, else ``shared/stripe-corpus`` beside the repository."""
+    """``STRIPE_CORPUS``, else ``shared/stripe-corpus`` beside the repository or above it (a
+    worktree or a clone one level further down finds it too)."""
     configured = os.environ.get("STRIPE_CORPUS")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "stripe-corpus"
+    repository = Path(__file__).resolve().parents[1]
+    candidates = [parent / "shared" / "stripe-corpus" for parent in repository.parents]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
 
 
 @pytest.fixture(scope="module")
