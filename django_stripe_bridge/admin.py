@@ -100,8 +100,6 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "event_status",
         "livemode",
         "created",
-        "received_at",
-        "published",
         "publishing",
         "account",
     )
@@ -141,10 +139,6 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         else the object's own status."""
         status = status_of_event(obj.payload) or obj.payload["data"]["object"].get("status")
         return status if isinstance(status, str) else "—"
-
-    @admin.display(description=_("published"), boolean=True)
-    def published(self, obj: StripeEvent) -> bool:
-        return obj.published_at is not None
 
     @admin.display(description=_("publishing"))
     def publishing(self, obj: StripeEvent) -> str:
@@ -200,7 +194,6 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "livemode",
         "user",
         "created_at",
-        "updated_at",
     )
     list_filter = (
         "status",
