@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import traceback
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +27,15 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     # Soak tests (an idle period longer than every timeout in play); CI runs them too.
     config.addinivalue_line("markers", "slow: a soak test of 30 s or more (few, and run in CI)")
+    # The live servers inherit this environment and REDIS_URL: each run, and each xdist worker
+    # of it, gets a channels-redis prefix of its own, so that servers of parallel workers
+    # never share a group (and deliver one worker's events to another worker's sockets).
+    # (Not in xdist's controller, which runs no test: its workers would inherit its prefix.)
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    base = os.environ.get("CHANNELS_REDIS_PREFIX") or "asgi"
+    os.environ["CHANNELS_REDIS_PREFIX"] = f"{base}-{worker}-{uuid.uuid4().hex[:8]}"
 
 
 def _is_postgres() -> bool:
@@ -37,8 +48,29 @@ def _uses_database(item: pytest.Item) -> bool:
     return item.get_closest_marker("django_db") is not None or "django_db_setup" in fixtures
 
 
+def _module_wide_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a module- or session-scoped fixture of its own module (a live
+    server, a built package…): its module then runs on one xdist worker, which starts it once.
+    """
+    module = item.nodeid.split("::", 1)[0]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info else ():
+        fixture = defs[-1]
+        if fixture.scope in ("module", "session") and fixture.baseid == module:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL pass, run only the tests that touch the database."""
+    """Keep each module that shares a server on one xdist worker (``--dist loadgroup``
+    hands the largest groups out first); on the PostgreSQL pass, run only the tests that
+    touch the database."""
+    shared = {item.nodeid.split("::", 1)[0] for item in items if _module_wide_fixture(item)}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if module in shared:
+            item.add_marker(pytest.mark.xdist_group(module))
     if not _is_postgres():
         return
     db = settings.DATABASES["default"]

@@ -9,6 +9,7 @@ from the server's SQLite file) and arrive at a channels-redis subscriber in this
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import urllib.error
@@ -148,7 +149,8 @@ def redis_layer(redis_url: str) -> Any:
     """A channels-redis layer in this process, as the server's (same hosts and prefix)."""
     from channels_redis.core import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[redis_url])
+    # The server's prefix: the one tests/conftest.py gave this run (and xdist worker).
+    return RedisChannelLayer(hosts=[redis_url], prefix=os.environ["CHANNELS_REDIS_PREFIX"])
 
 
 def receive_types(receiver: ChannelReceiver, *types: str, timeout: float = 10) -> dict:
