@@ -32,6 +32,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth.models import AnonymousUser
 
 from . import messaging, metrics, outbox, policy, recovery, replay
+from .closed_input import DropInputAfterClose
 from .conf import REPLAY_MODES, bridge_settings
 from .selectors import Selector, SelectorError, compile_selector, pin_id
 
@@ -157,7 +158,7 @@ def _dumps(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), default=str)
 
 
-class StripeEventConsumer(AsyncWebsocketConsumer):
+class StripeEventConsumer(DropInputAfterClose, AsyncWebsocketConsumer):
     """Serve ``ws/stripe/``: subscriptions with selectors, replay, and live Stripe events."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -289,7 +290,7 @@ class StripeEventConsumer(AsyncWebsocketConsumer):
                 )
             )
             await self.close_with(1008)
-            await self._close_down()  # frames still queued are ignored
+            await self._close_down()  # frames still queued are dropped (closed_input.py)
             return
         try:
             frame = self._decode(text_data)

@@ -19,6 +19,7 @@ COUNTERS = {
     "publish_failures": "Publish attempts that failed (the relay retries them).",
     "frames_refused": "Client frames refused: bad, over a limit, or over the rate.",
     "connections_rate_limited": "Websockets closed (1008) for sending frames too fast.",
+    "frames_dropped_after_close": "Client frames dropped unread: their socket was closed.",
     "layer_recoveries": "Times this process found the channel layer had lost its state.",
 }
 #: Gauges (values that go up and down) and their help text.
