@@ -24,9 +24,10 @@ class DropInputAfterClose:
 
     input_closed = False
 
-    async def close(self, code: Any = None, reason: Any = None) -> None:
+    async def close(self, *args: Any, **kwargs: Any) -> None:
+        # Channels' own signature (``code``, and ``reason`` since 4.2) passed through.
         self.input_closed = True
-        await super().close(code, reason)  # type: ignore[misc]
+        await super().close(*args, **kwargs)  # type: ignore[misc]
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if self.input_closed and message.get("type") == RECEIVE:
