@@ -125,6 +125,9 @@ if os.environ.get("REDIS_URL"):
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Django hides secret-looking setting names only: this also hides REDIS_URL's password in
+# CHANNEL_LAYERS (and any URL's) on the DEBUG page and in error e-mails.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "django_stripe_bridge.error_reports.SafeExceptionReporterFilter"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

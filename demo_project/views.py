@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from django_stripe_bridge.conf import bridge_settings
+from django_stripe_bridge.idempotency import ensure_client_scope
 from django_stripe_bridge.money import decimals
 
 #: Currencies the page offers unless ``STRIPE_BRIDGE['CURRENCIES']`` names others; JPY shows
@@ -22,6 +23,8 @@ def page_currencies() -> list[str]:
     return [default, *(code for code in allowed if code != default)]
 
 
+# The browser's idempotency scope comes with the page, before any payment (docs/http-api.md).
+@ensure_client_scope
 def index(request: HttpRequest) -> HttpResponse:
     """Render the payment page with the Stripe base and publishable key the browser needs."""
     api_base = (bridge_settings.API_BASE or "").rstrip("/")

@@ -85,7 +85,13 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         text = json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False)
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
 
-    @admin.action(description=_("Republish selected events"), permissions=["view"])
+    def has_republish_permission(self, request: HttpRequest) -> bool:
+        """Sending events to every subscriber again is a change, though no row is edited:
+        the model's change permission (which this read-only admin never uses to edit)."""
+        opts = self.opts
+        return bool(request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}"))
+
+    @admin.action(description=_("Republish selected events"), permissions=["republish"])
     def republish(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         from .messaging import publish_event
 

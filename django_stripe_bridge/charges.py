@@ -17,6 +17,7 @@ from django.db import transaction
 from .conf import bridge_settings
 from .events import transaction_id_of
 from .exceptions import StripeCardError, StripeInvalidRequest
+from .idempotency import scoped_idempotency_key
 from .ingest import send_status_changed
 from .models import StripeTransaction
 from .stripe_api import api_version as stripe_api_version
@@ -42,16 +43,6 @@ _PAYMENT_INTENT_PARAMS = {"id": "payment_method"}
 def new_idempotency_key() -> str:
     """A fresh key for a create call whose client sent none."""
     return str(uuid.uuid4())
-
-
-def scoped_idempotency_key(key: str, scope: str) -> str:
-    """The key sent to Stripe for a client's ``key`` within ``scope`` (``user:<pk>``, …).
-
-    Two scopes never give one key, so no client can replay another's request or learn, from
-    a conflict, what another sent with the same key.
-    """
-    digest = hashlib.sha256(f"{len(scope)}:{scope}:{key}".encode()).hexdigest()
-    return f"sbk_{digest}"
 
 
 def confirm_idempotency_key(idempotency_key: str) -> str:

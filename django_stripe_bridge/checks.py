@@ -17,6 +17,7 @@ from .conf import (
     SETTING_NAME,
     bridge_settings,
 )
+from .error_reports import SafeExceptionReporterFilter, hide_url_passwords
 from .exceptions import ConfigurationError
 from .layers import receive_timeout_problem
 from .policy import get_policy
@@ -344,3 +345,32 @@ def _any_route_reaches(routes: list[Any] | tuple[Any, ...], depth: int) -> bool 
     if True in found:
         return True
     return None if None in found else False
+
+
+_FILTER_PATH = "django_stripe_bridge.error_reports.SafeExceptionReporterFilter"
+
+
+@register(Tags.security)
+def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report a channel layer password that Django's error reports would show."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if hide_url_passwords(layers) == layers:
+        return []
+    path = settings.DEFAULT_EXCEPTION_REPORTER_FILTER
+    try:
+        reporter_filter = import_string(path)
+    except ImportError:
+        reporter_filter = None  # Django reports that itself, when it first needs the filter
+    if isinstance(reporter_filter, type) and issubclass(
+        reporter_filter, SafeExceptionReporterFilter
+    ):
+        return []
+    return [
+        Warning(
+            "CHANNEL_LAYERS holds a URL with a password, which Django's error reports (the "
+            "DEBUG page, the e-mails to ADMINS) show: DEFAULT_EXCEPTION_REPORTER_FILTER = "
+            f"{path!r} does not hide it.",
+            hint=f'Set DEFAULT_EXCEPTION_REPORTER_FILTER = "{_FILTER_PATH}" (or a subclass).',
+            id="stripe_bridge.W010",
+        )
+    ]

@@ -1,4 +1,5 @@
-"""``StripeEvent`` (every event Stripe sent, once) and ``StripeTransaction`` (its current state)."""
+"""``StripeEvent`` (every event Stripe sent, once), ``StripeTransaction`` (its current state)
+and ``IdempotencyKey`` (who first used a client's Idempotency-Key)."""
 
 from __future__ import annotations
 
@@ -165,3 +166,26 @@ class StripeTransaction(models.Model):
     def events(self) -> models.QuerySet[StripeEvent]:
         """This transaction's events, oldest first."""
         return StripeEvent.objects.filter(transaction_id=self.id).order_by("created", "id")
+
+
+class IdempotencyKey(models.Model):
+    """Whose a client's ``Idempotency-Key`` is: claimed before the create call reaches Stripe
+    (:mod:`~django_stripe_bridge.idempotency`). Digests only, never the key or the scope."""
+
+    #: SHA-256 of the client's key: one owner per key, whatever the endpoint.
+    key_digest = models.CharField(_("key digest"), max_length=64, primary_key=True)
+    #: SHA-256 of the owner's scope (``user:<pk>``, ``client:<token>``).
+    scope_digest = models.CharField(_("scope digest"), max_length=64)
+    #: SHA-256 of the operation and body when the first request came without a scope: the
+    #: same request replays it (secrets withheld). Empty: only the owner's scope does.
+    content_digest = models.CharField(_("content digest"), max_length=64, blank=True)
+    #: The key Stripe is sent, for the owner's requests and content replays alike.
+    stripe_key = models.CharField(_("Stripe idempotency key"), max_length=255)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+
+    def __str__(self) -> str:
+        return self.stripe_key

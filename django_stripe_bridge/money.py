@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
 
 #: Currencies Stripe charges in whole units (no cents): 1000 JPY is ¥1000, not ¥10.00.
+#: Digits an amount in the smallest unit may have (a signed 64-bit integer holds them all;
+#: Stripe's own limit is eight).
+MAX_AMOUNT_DIGITS = 18
 ZERO_DECIMAL_CURRENCIES = frozenset(
     {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga"}
     | {"pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
@@ -45,7 +48,12 @@ def parse_amount(text: str, currency: str) -> int:
         raise ValueError(f"{text!r} is not an amount.") from None
     if not value.is_finite() or value <= 0:
         raise ValueError("The amount must be greater than zero.")
-    minor = value.scaleb(places)
+    # Checked before scaling: 1E999999999 would overflow the decimal context.
+    if value.adjusted() + places >= MAX_AMOUNT_DIGITS:
+        raise ValueError(f"{str(text).strip()[:40]!r} is too large an amount.")
+    # Exact, whatever the exponent: as many digits as the value has, no exponent limits.
+    exact = Context(prec=len(value.as_tuple().digits), Emin=MIN_EMIN, Emax=MAX_EMAX)
+    minor = value.scaleb(places, exact)
     if minor != minor.to_integral_value():
         raise ValueError(
             f"{(currency or 'usd').upper()} amounts have at most {places} decimal places."

@@ -292,11 +292,13 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     },
     OpenApiParameter.HEADER,
     description="One payment attempt of this client (at most 255 printable ASCII "
-    "characters). Scoped to the client (the signed-in user, else the stripe_bridge_client "
-    "cookie the bridge sets): the same key with the same body from the same client returns "
-    "the first result again without charging twice; with another body, 409. Another client's "
-    "identical key is another payment. When absent the bridge makes one; either way the "
-    "response's Idempotency-Key header holds it, for a safe retry after a 502 or 503.",
+    "characters). It belongs to the client that first sent it (the signed-in user, else the "
+    "stripe_bridge_client cookie, else, on a first request without the cookie, the request's "
+    "content): the same request again from that client returns the first result without "
+    "paying twice; the same request without the cookie (a retry after a lost answer) returns "
+    "it in summary, without client_secret (header Stripe-Bridge-Replay); anything else is "
+    "409. When absent the bridge makes one; either way the response's Idempotency-Key header "
+    "holds it, for a safe retry after a 502 or 503.",
     examples=[OpenApiExample("An order", value="order-42-attempt-1")],
 )
 
@@ -313,10 +315,10 @@ COMMON_ERRORS = {
     401: error_response("CHARGE_PERMISSION_CLASSES asks for credentials that were not sent."),
     403: error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
     409: error_response(
-        "This client used the Idempotency-Key before with another body.",
+        "The Idempotency-Key was used before by another client, or with another body.",
         _error(
             "idempotency_error",
-            "This Idempotency-Key was already used with another request.",
+            "This Idempotency-Key was already used by another client or with another request.",
             code="idempotency_key_in_use",
         ),
     ),

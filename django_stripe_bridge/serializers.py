@@ -412,7 +412,11 @@ class PaymentIntentSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="The transaction id to subscribe to (pi_…).")
     object = serializers.CharField()
     status = serializers.CharField(help_text="Stripe's PaymentIntent status.")
-    client_secret = serializers.CharField(help_text="For Stripe.js (3-D Secure).")
+    client_secret = serializers.CharField(
+        allow_null=True,
+        help_text="For Stripe.js (3-D Secure); null in an answer given in summary (header "
+        "Stripe-Bridge-Replay), to a client that only repeated another's request.",
+    )
     amount = serializers.IntegerField()
     currency = serializers.CharField()
     next_action = serializers.JSONField(allow_null=True)

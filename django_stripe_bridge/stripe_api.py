@@ -414,6 +414,15 @@ def translate_error(
 
     if isinstance(exc, stripe.CardError) or raw.get("type") == "card_error":
         translated = StripeCardError(message, error=error_fields(raw, _CARD_ERROR_FIELDS))
+    elif status == 409 and (
+        isinstance(exc, stripe.IdempotencyError) or raw.get("type") == "idempotency_error"
+    ):
+        # Stripe's answer while the first request with this key is still running.
+        translated = StripeIdempotencyConflict(
+            "Another request with this Idempotency-Key is still being handled. Retry in a "
+            "moment with the same key.",
+            error={"code": "request_in_progress"},
+        )
     elif isinstance(exc, stripe.IdempotencyError) or raw.get("type") == "idempotency_error":
         translated = StripeIdempotencyConflict(
             "This Idempotency-Key was already used with another request. Send a new key "

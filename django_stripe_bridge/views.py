@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import re
-import secrets
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import (
@@ -21,8 +21,8 @@ from django.core.exceptions import (
     SuspiciousOperation,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DatabaseError
-from django.http import Http404
+from django.db import DatabaseError, connections, transaction
+from django.http import Http404, HttpResponseBase
 from django.urls import include, re_path
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
@@ -37,7 +37,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges
+from . import __version__, charges, idempotency
 from .conf import bridge_settings
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
@@ -72,12 +72,13 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 _PRINTABLE_ASCII = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
-#: The signed cookie that gives an anonymous client its own idempotency scope.
-CLIENT_SCOPE_COOKIE = "stripe_bridge_client"
-#: How long a browser keeps it, renewed by every create request (Stripe keeps keys 24 h).
-CLIENT_SCOPE_MAX_AGE = 30 * 24 * 3600
-CLIENT_SCOPE_SALT = "django_stripe_bridge.idempotency-scope"
-_CLIENT_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
+# Where they were first defined; they live in .idempotency now.
+CLIENT_SCOPE_COOKIE = idempotency.CLIENT_SCOPE_COOKIE
+CLIENT_SCOPE_MAX_AGE = idempotency.CLIENT_SCOPE_MAX_AGE
+CLIENT_SCOPE_SALT = idempotency.CLIENT_SCOPE_SALT
+#: Response header of an answer given in summary, to a client that only repeated the
+#: content of another's request (docs/http-api.md).
+REPLAY_HEADER = "Stripe-Bridge-Replay"
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -301,6 +302,18 @@ class _CreateView(BridgeAPIView):
     """Plumbing shared by the create endpoints: permissions, throttle, idempotency key."""
 
     request_serializer_class: type[Any]
+    #: Names the create call in the content an unscoped key is bound to (default: the
+    #: view's class name).
+    operation: str = ""
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
+        view = super().as_view(**initkwargs)
+        # The key's claim must be committed before Stripe is called (a concurrent retry
+        # must see it), and kept when the call fails, even under ATOMIC_REQUESTS.
+        for alias in connections:
+            view = transaction.non_atomic_requests(using=alias)(view)
+        return view
 
     def get_permissions(self) -> list[Any]:
         classes = bridge_settings.CHARGE_PERMISSION_CLASSES
@@ -326,38 +339,60 @@ class _CreateView(BridgeAPIView):
         return key
 
     def get_user(self) -> Any:
-        """The user to record on the transaction, or ``None`` for an anonymous client."""
+        """The signed-in user, or ``None`` for an anonymous client."""
         user = getattr(self.request, "user", None)
         return user if user is not None and user.is_authenticated else None
 
-    def get_idempotency_scope(self) -> str:
-        """Whose idempotency keys these are: the user, else this one client.
+    def get_transaction_user(self) -> Any:
+        """The user to record on the transaction: none for a request that only repeats
+        another client's (the payment is not theirs)."""
+        claim = getattr(self, "claim", None)
+        return self.get_user() if claim is None or claim.owner else None
+
+    def get_idempotency_scope(self) -> str | None:
+        """Whose idempotency keys these are: the user, else this one client; ``None`` when
+        the request shows neither.
 
         An anonymous client is known by a random token in a signed cookie the bridge sets
-        (:data:`CLIENT_SCOPE_COOKIE`); a client without it gets a new one, and so a new scope.
+        (:data:`~django_stripe_bridge.idempotency.CLIENT_SCOPE_COOKIE`).
         """
         user = self.get_user()
         if user is not None:
             return f"user:{user.pk}"
-        token = self.request.get_signed_cookie(
-            CLIENT_SCOPE_COOKIE, default=None, salt=CLIENT_SCOPE_SALT
-        )
-        if not isinstance(token, str) or not _CLIENT_TOKEN.fullmatch(token):
-            token = secrets.token_urlsafe(24)
+        token = idempotency.client_token(self.request)
+        if token is None:
+            return None
         self.client_token = token
         return f"client:{token}"
+
+    def withheld(self, answer: Any) -> Any:
+        """What a client that only repeated the content of another's request is answered:
+        the object without its secrets (:func:`~django_stripe_bridge.idempotency.summary`)."""
+        return idempotency.summary(answer)
 
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
         # Made here rather than in the service so that it can be told to the client: a
         # retry with it after a 502 or 503 is then safe too.
         self.idempotency_key = self.get_idempotency_key() or charges.new_idempotency_key()
-        # What Stripe sees: no other client can meet this key, or replay its answer.
-        stripe_key = charges.scoped_idempotency_key(
-            self.idempotency_key, self.get_idempotency_scope()
-        )
+        scope = self.get_idempotency_scope()
+        if scope is None:
+            # The client's first request: it gets a scope (the cookie in this answer), and
+            # its key is bound to the request's content, for a retry that comes without it.
+            self.client_token = idempotency.new_client_token()
         serializer = self.request_serializer_class(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(self.perform_create(serializer.validated_data, stripe_key))
+        self.claim = idempotency.claim(
+            self.idempotency_key,
+            scope=scope or f"client:{self.client_token}",
+            operation=self.operation or type(self).__name__,
+            body=serializer.validated_data,
+            presented=scope is not None,
+        )
+        # What Stripe sees is the owner's scoped key: no other client can meet this key.
+        answer = self.perform_create(serializer.validated_data, self.claim.stripe_key)
+        if self.claim.owner:
+            return Response(answer)
+        return Response(self.withheld(answer), headers={REPLAY_HEADER: "summary"})
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -367,17 +402,8 @@ class _CreateView(BridgeAPIView):
         token = getattr(self, "client_token", None)
         if token:
             # Set again on every request, so that it lasts while the client keeps paying.
-            path = request.path.rstrip("/")
-            response.set_signed_cookie(
-                CLIENT_SCOPE_COOKIE,
-                token,
-                salt=CLIENT_SCOPE_SALT,
-                max_age=CLIENT_SCOPE_MAX_AGE,
-                path=path[: path.rfind("/") + 1] or "/",
-                secure=request.is_secure(),
-                httponly=True,
-                samesite="Lax",
-            )
+            path = idempotency.client_scope_path(request.path)
+            idempotency.set_client_scope_cookie(response, request, token, path=path)
         return response
 
     def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
@@ -388,6 +414,7 @@ class ChargeView(_CreateView):
     """``POST charge``: charge a one-time card token (or a PaymentMethod) through Stripe."""
 
     request_serializer_class = ChargeRequestSerializer
+    operation = "charge"
 
     @bridge_schema(
         operation_id="stripe_bridge_charge_create",
@@ -424,6 +451,10 @@ class ChargeView(_CreateView):
     def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
         return self.perform_charge(data, idempotency_key)
 
+    def withheld(self, answer: Any) -> Any:
+        # The documented fields: no receipt URL, no card or billing details.
+        return {name: answer.get(name) for name in ChargeSerializer().fields}
+
     # --- hook to override ---
 
     def perform_charge(self, data: dict[str, Any], idempotency_key: str) -> Any:
@@ -431,13 +462,16 @@ class ChargeView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
-        return charges.create_charge(**data, idempotency_key=idempotency_key, user=self.get_user())
+        return charges.create_charge(
+            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+        )
 
 
 class PaymentIntentView(_CreateView):
     """``POST payment-intents``: create (and optionally confirm) a PaymentIntent."""
 
     request_serializer_class = PaymentIntentRequestSerializer
+    operation = "payment-intents"
 
     @bridge_schema(
         operation_id="stripe_bridge_payment_intent_create",
@@ -475,6 +509,11 @@ class PaymentIntentView(_CreateView):
         intent = self.perform_payment_intent(data, idempotency_key)
         return PaymentIntentSerializer(intent).data
 
+    def withheld(self, answer: Any) -> Any:
+        # client_secret confirms and reads the PaymentIntent from a browser; next_action may
+        # hold the 3-D Secure page's URL.
+        return {**answer, "client_secret": None, "next_action": None}
+
     # --- hook to override ---
 
     def perform_payment_intent(self, data: dict[str, Any], idempotency_key: str) -> Any:
@@ -483,7 +522,7 @@ class PaymentIntentView(_CreateView):
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
         return charges.create_payment_intent(
-            **data, idempotency_key=idempotency_key, user=self.get_user()
+            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
         )
 
 

@@ -65,7 +65,7 @@ def test_republish_reports_failures_as_a_warning(
 
 
 @pytest.mark.django_db
-def test_republish_needs_the_view_permission(client: Client, in_memory_layer: None) -> None:
+def test_republish_needs_the_change_permission(client: Client, in_memory_layer: None) -> None:
     event = StripeEventFactory()
     staff = User.objects.create_user("staff", password="pw", is_staff=True)
     client.force_login(staff)
@@ -75,8 +75,20 @@ def test_republish_needs_the_view_permission(client: Client, in_memory_layer: No
     assert response.status_code == 403
     assert StripeEvent.objects.get(pk=event.pk).published_at is None
 
+    # A viewer browses the events but neither sees the action nor can run it.
     staff.user_permissions.add(Permission.objects.get(codename="view_stripeevent"))
-    staff = User.objects.get(pk=staff.pk)
-    client.force_login(staff)
+    client.force_login(User.objects.get(pk=staff.pk))
+    listing = client.get(reverse(CHANGELIST))
+    assert listing.status_code == 200
+    assert event.event_id in listing.content.decode()
+    assert 'value="republish"' not in listing.content.decode()
+    response = republish(client, [event])
+    assert response.status_code == 200
+    assert not [str(m) for m in get_messages(response.wsgi_request) if "Republished" in str(m)]
+    assert StripeEvent.objects.get(pk=event.pk).published_at is None
+
+    staff.user_permissions.add(Permission.objects.get(codename="change_stripeevent"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert 'value="republish"' in client.get(reverse(CHANGELIST)).content.decode()
     republish(client, [event])
     assert StripeEvent.objects.get(pk=event.pk).published_at is not None

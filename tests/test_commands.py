@@ -21,7 +21,7 @@ from django_stripe_bridge import messaging
 from django_stripe_bridge.ingest import ingest_event
 from django_stripe_bridge.management.commands._timeparse import parse_point_in_time
 from django_stripe_bridge.messaging import transaction_group
-from django_stripe_bridge.models import StripeEvent, StripeTransaction
+from django_stripe_bridge.models import IdempotencyKey, StripeEvent, StripeTransaction
 from django_stripe_bridge.webhooks import verify_signature
 from tests.factories import StripeEventFactory, charge_object, make_event
 from tests.webhook_fixtures import *  # noqa: F403
@@ -184,6 +184,23 @@ def test_prune_in_batches(aged_events: dict[str, StripeEvent]) -> None:
         out, _ = run("stripe_bridge_prune", "--older-than", "90d", "-v", "2")
     assert "Deleted 4 event(s)" in out
     assert StripeEvent.objects.count() == 4
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("older_than", "left"), [("90d", {"1h", "30d"}), ("1h", {"1h"})])
+def test_prune_deletes_old_idempotency_claims_never_within_a_day(
+    older_than: str, left: set[str]
+) -> None:
+    for age in ("1h", "30d", "100d"):
+        claim = IdempotencyKey.objects.create(key_digest=age, scope_digest="s", stripe_key=age)
+        hours = {"1h": 1, "30d": 30 * 24, "100d": 100 * 24}[age]
+        made = timezone.now() - dt.timedelta(hours=hours)
+        IdempotencyKey.objects.filter(pk=claim.pk).update(created_at=made)
+    out, _ = run("stripe_bridge_prune", "--older-than", older_than, "--dry-run")
+    assert f"and {3 - len(left)} idempotency key claim(s)" in out
+    out, _ = run("stripe_bridge_prune", "--older-than", older_than)
+    assert f"Deleted {3 - len(left)} idempotency key claim(s)." in out
+    assert set(IdempotencyKey.objects.values_list("pk", flat=True)) == left
 
 
 @pytest.mark.django_db

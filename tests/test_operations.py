@@ -366,6 +366,31 @@ def test_admin_refuses_a_bad_amount(
     assert intent_of(tx)["status"] == "requires_capture"
 
 
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        ("1E999999999", "too large an amount"),  # overflowed the decimal context: a 500
+        ("9" * 30, "too large an amount"),
+        ("1E-999999999", "at most 2 decimal places"),  # was taken as 0
+        ("1.00000000000000000000000000001", "at most 2 decimal places"),  # was rounded to 1.00
+    ],
+)
+@pytest.mark.parametrize("action", ["refund_payment", "capture_payment"])
+def test_admin_refuses_an_absurd_amount_with_a_form_error(
+    bridge_stripe: Any, admin_client: Client, action: str, amount: str, expected: str
+) -> None:
+    tx = authorized() if action == "capture_payment" else paid()
+    response = confirm(admin_client, action, tx, amount=amount)
+    assert response.status_code == 200
+    assert response.redirect_chain == []
+    [message] = texts(response)
+    assert expected in message
+    intent = intent_of(tx)
+    assert intent["status"] == ("requires_capture" if action == "capture_payment" else "succeeded")
+    refunds = stripe_api.get_stripe_client().v1.refunds.list({"payment_intent": tx.pk}).data
+    assert refunds == []
+
+
 def test_admin_shows_stripes_refusal(bridge_stripe: Any, admin_client: Client) -> None:
     tx = paid()
     response = confirm(admin_client, "cancel_authorization", tx)

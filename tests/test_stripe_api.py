@@ -208,6 +208,15 @@ def test_a_card_error_keeps_its_codes_and_ids():
             StripeIdempotencyConflict,
             409,
         ),
+        (
+            stripe.IdempotencyError(
+                "There is currently another in-progress request using this Idempotent Key",
+                http_status=409,
+                json_body=_body(type="idempotency_error"),
+            ),
+            StripeIdempotencyConflict,
+            409,
+        ),
         (stripe.AuthenticationError("Invalid API Key", http_status=401), NotConfigured, 503),
         (
             stripe.PermissionError("This key lacks a permission", http_status=403),
@@ -244,3 +253,17 @@ def test_a_message_holding_the_key_is_redacted(settings):
         "Invalid API Key provided: sk_test_secretsecretsecret", None, http_status=400
     )
     assert "secretsecret" not in stripe_api.translate_error(exc).error["message"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "advice"),
+    [(400, "idempotency_key_in_use", "Send a new key"), (409, "request_in_progress", "Retry")],
+)
+def test_an_idempotency_conflict_says_whether_to_wait_or_to_use_a_new_key(status, code, advice):
+    exc = stripe.IdempotencyError(
+        "Stripe's message", http_status=status, json_body=_body(type="idempotency_error")
+    )
+    error = stripe_api.translate_error(exc)
+    assert error.status_code == 409
+    assert error.error["code"] == code
+    assert error.error["message"].startswith(advice) or f". {advice}" in error.error["message"]
