@@ -70,11 +70,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Keep each module that shares a server on one xdist worker (``--dist loadgroup``
     hands the largest groups out first); on the PostgreSQL pass, run only the tests that
     touch the database."""
-    shared = {item.nodeid.split("::", 1)[0] for item in items if _module_wide_fixture(item)}
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        if module in shared:
-            item.add_marker(pytest.mark.xdist_group(module))
+    if config.pluginmanager.hasplugin("xdist"):
+        shared = {item.nodeid.split("::", 1)[0] for item in items if _module_wide_fixture(item)}
+        for item in items:
+            module = item.nodeid.split("::", 1)[0]
+            if module in shared:
+                item.add_marker(pytest.mark.xdist_group(module))
     if not _is_postgres():
         return
     db = settings.DATABASES["default"]
