@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .admin_operations import PaymentOperationsMixin
 from .ingest import timestamp_to_datetime
-from .models import StripeEvent, StripeTransaction
+from .models import MAX_PUBLISH_ATTEMPTS, QuarantinedEvent, StripeEvent, StripeTransaction
 from .money import format_amount
 from .payment_state import status_of_event
 
@@ -36,6 +36,31 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class PublishingFilter(admin.SimpleListFilter):
+    """Where an event stands with the channel layer; "given up" lists the events the layer
+    refused to carry ``MAX_PUBLISH_ATTEMPTS`` times, which the relay no longer sends."""
+
+    title = _("publishing")
+    parameter_name = "publishing"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [
+            ("published", _("published")),
+            ("pending", _("pending")),
+            ("refused", _("refused by the layer")),
+            ("given_up", _("given up")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        unpublished = queryset.filter(published_at__isnull=True)
+        return {
+            "published": queryset.filter(published_at__isnull=False),
+            "pending": unpublished.filter(publish_attempts__lt=MAX_PUBLISH_ATTEMPTS),
+            "refused": unpublished.filter(publish_attempts__gt=0),
+            "given_up": unpublished.filter(publish_attempts__gte=MAX_PUBLISH_ATTEMPTS),
+        }.get(self.value() or "", queryset)
+
+
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
@@ -47,8 +72,14 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created",
         "received_at",
         "published",
+        "publishing",
     )
-    list_filter = ("type", "livemode", ("created", admin.DateFieldListFilter))
+    list_filter = (
+        "type",
+        "livemode",
+        PublishingFilter,
+        ("created", admin.DateFieldListFilter),
+    )
     search_fields = ("=event_id", "=transaction_id", "=object_id")
     date_hierarchy = "created"
     list_per_page = 50
@@ -65,6 +96,8 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created",
         "received_at",
         "published_at",
+        "publish_attempts",
+        "publish_error",
         "pretty_payload",
     )
     readonly_fields = fields
@@ -79,6 +112,17 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("published"), boolean=True)
     def published(self, obj: StripeEvent) -> bool:
         return obj.published_at is not None
+
+    @admin.display(description=_("publishing"))
+    def publishing(self, obj: StripeEvent) -> str:
+        """Published, pending, or refused by the channel layer (and whether the relay gave up)."""
+        if obj.published_at is not None:
+            return str(_("published"))
+        if obj.unpublishable:
+            return str(_("given up: refused %(n)d times") % {"n": obj.publish_attempts})
+        if obj.publish_attempts:
+            return str(_("refused %(n)d times, retrying") % {"n": obj.publish_attempts})
+        return str(_("pending"))
 
     @admin.display(description=_("payload"))
     def pretty_payload(self, obj: StripeEvent) -> str:
@@ -187,6 +231,45 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
                 for event in obj.events()[:200]
             ),
         )
+
+
+@admin.register(QuarantinedEvent)
+class QuarantinedEventAdmin(admin.ModelAdmin):
+    """Events the database refused to store (docs/webhooks.md, "Poison events"): read, fix
+    the cause, then delete the row (and resend the event from Stripe's Dashboard)."""
+
+    list_display = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "deliveries",
+        "first_received_at",
+        "last_received_at",
+        "error_summary",
+    )
+    list_filter = ("type",)
+    search_fields = ("=event_id", "=transaction_id")
+    fields = (
+        "event_id",
+        "type",
+        "transaction_id",
+        "deliveries",
+        "first_received_at",
+        "last_received_at",
+        "error",
+        "payload",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("error"))
+    def error_summary(self, obj: QuarantinedEvent) -> str:
+        return obj.error if len(obj.error) <= 80 else obj.error[:79] + "…"
 
 
 def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:

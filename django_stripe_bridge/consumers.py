@@ -182,17 +182,13 @@ class StripeEventConsumer(DropInputAfterClose, AsyncWebsocketConsumer):
         self, ids: frozenset[str], mode: str, selector: Selector
     ) -> list[dict[str, Any]]:
         """Stored events to replay, as channel-layer messages, in the order to send them."""
-        if mode == replay.LATEST:
-            return await replay.read_latest(ids, selector)
-        return await replay.run_in_replay_thread(replay.replay_messages, ids, mode, selector)
+        return await replay.read_replay(ids, mode, selector, owner=self)
 
     async def load_catch_up(
         self, ids: frozenset[str], selector: Selector, since: Any
     ) -> list[dict[str, Any]]:
         """Stored events of ``ids`` stored or published since ``since``, oldest first."""
-        return await replay.run_in_replay_thread(
-            replay.replay_messages, ids, replay.ALL, selector, since=since
-        )
+        return await replay.read_replay(ids, replay.ALL, selector, owner=self, since=since)
 
     async def send_message(
         self, subscription: Subscription, message: dict[str, Any], *, replayed: bool
@@ -236,6 +232,7 @@ class StripeEventConsumer(DropInputAfterClose, AsyncWebsocketConsumer):
                     if self._closed:
                         raise
                     _log_receive_failure(exc)
+                    recovery.receive_failed()  # what was in flight is caught up
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RECEIVE_RETRY_MAX_DELAY)
 
@@ -560,10 +557,8 @@ class StripeEventConsumer(DropInputAfterClose, AsyncWebsocketConsumer):
             # status the client sees is the current one (a pair of webhooks that lands while
             # the client subscribes would otherwise end on the older status).
             await self._send_older_held_back(sub, messages)
-        replayed = set()
-        for message in messages:
-            replayed.add(event_key(message))
-            await self.send_message(sub, message, replayed=True)
+        replayed = {event_key(message) for message in messages}
+        await replay.send_in_turns(messages, lambda m: self.send_message(sub, m, replayed=True))
         # Live events that arrived meanwhile, except copies of what was just replayed. Events
         # arriving while these are sent join the buffer; the loop ends with it empty, and the
         # switch to live happens without an await in between.

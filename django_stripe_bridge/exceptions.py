@@ -19,6 +19,16 @@ class InvalidEvent(StripeBridgeError, ValueError):
     """A payload is not a Stripe event; the message says what is wrong."""
 
 
+class EventQuarantined(StripeBridgeError):
+    """A verified event the database refused to store, kept apart instead
+    (:mod:`~django_stripe_bridge.quarantine`); the webhook answers it 200."""
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        super().__init__(f"Event {event_id} could not be stored ({reason}); it was quarantined.")
+        self.event_id = event_id
+        self.reason = reason
+
+
 class SignatureVerificationError(StripeBridgeError, SuspiciousOperation):
     """A webhook's ``Stripe-Signature`` header is missing, malformed, wrong or stale."""
 

@@ -4,9 +4,11 @@ Each request hands its verified event to :meth:`GroupCommitter.submit` and waits
 per event loop takes every event waiting, stores them with
 :func:`~django_stripe_bridge.ingest.ingest_events` (one transaction, one insert statement)
 in the committer's own database thread, and answers each request with its own result — or,
-when the batch failed, with the same error for all of them, having stored none. While one
-batch is being committed the next one gathers, so a lone request waits for nobody and a
-burst pays for one commit per batch instead of one per event.
+when the batch failed, with the same error for all of them, having stored none. A batch
+the database refuses for its data is split until only the events that cannot be stored
+fail (:mod:`~django_stripe_bridge.quarantine`): those are kept apart, the rest stored.
+While one batch is being committed the next one gathers, so a lone request waits for
+nobody and a burst pays for one commit per batch instead of one per event.
 
 Publishing follows on the event loop, batch after batch in commit order, while the next
 batch is being stored: a request is answered once its event is committed, not once it is
@@ -29,7 +31,9 @@ from asgiref.sync import sync_to_async
 
 from . import messaging
 from .db import release_connections
+from .exceptions import EventQuarantined
 from .ingest import IngestResult, ingest_events
+from .quarantine import ingest_isolating
 
 if TYPE_CHECKING:
     from .models import StripeEvent
@@ -68,8 +72,9 @@ class GroupCommitter:
     async def submit(self, event: Mapping[str, Any]) -> IngestResult:
         """Store ``event`` with whatever else is waiting; its result once committed.
 
-        Raises what storing the batch raised (a ``DatabaseError``…): then nothing of the
-        batch was stored.
+        Raises what storing the batch raised (an ``OperationalError``…): then nothing of the
+        batch was stored; or :class:`EventQuarantined` when the database refused this event
+        for its data (it was kept apart, and its batch-mates stored without it).
         """
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._pending.append((event, future))
@@ -106,10 +111,16 @@ class GroupCommitter:
         if not batch:
             return
         self.batch_sizes.append(len(batch))
+        stored: list[IngestResult] = []
         for (_, future), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):  # kept apart, or not stored after a split
+                if not future.done():
+                    future.set_exception(result)
+                continue
+            stored.append(result)
             if not future.done():
                 future.set_result(result)
-        self._to_publish += [result for result in results if result.created]
+        self._to_publish += [result for result in stored if result.created]
         if self._publisher is None or self._publisher.done():
             self._publisher = asyncio.create_task(self._publish(), name="stripe-bridge-publish")
         self._publish_wakeup.set()
@@ -128,13 +139,15 @@ class GroupCommitter:
 
     def _store(
         self, events: list[Mapping[str, Any]], marks: list[StripeEvent]
-    ) -> list[IngestResult]:
+    ) -> list[IngestResult | Exception]:
         failed = True
         try:
             if marks:
                 messaging.mark_published(marks)  # never raises
-            results = self._ingest(events, publish=False) if events else []
-            failed = False
+            results = ingest_isolating(events, ingest=self._ingest, publish=False)
+            failed = any(
+                isinstance(r, Exception) and not isinstance(r, EventQuarantined) for r in results
+            )
             return results
         finally:
             # The connection stays while more work waits (the loop thread only adds to

@@ -95,6 +95,28 @@ def _host_timeout(host: Any) -> float | None:
     return redis_default_socket_timeout()
 
 
+def receiving_connections(layer: Any) -> list[Any]:
+    """The redis-py connections ``layer`` subscribes on for the running event loop.
+
+    For channels-redis's ``RedisPubSubChannelLayer``: one per shard in use. Redis pub/sub
+    keeps nothing for a subscriber that is away, so what is published while one of these
+    reconnects is lost; redis-py calls back whoever registered with its
+    ``register_connect_callback()`` each time it connects again (after subscribing again).
+    Empty for other layers: ``RedisChannelLayer`` keeps messages in Redis, and a receive
+    that fails raises instead. channels-redis names none of this publicly, so it is looked
+    up defensively (``tests/test_layers.py`` checks it against the installed version).
+    """
+    get_loop_layer = getattr(layer, "_get_layer", None)
+    if not callable(get_loop_layer):
+        return []
+    found = []
+    for shard in getattr(get_loop_layer(), "_shards", None) or ():
+        connection = getattr(getattr(shard, "_pubsub", None), "connection", None)
+        if callable(getattr(connection, "register_connect_callback", None)):
+            found.append(connection)
+    return found
+
+
 def receive_timeout_problem(layer: Mapping[str, Any]) -> str | None:
     """Why ``layer`` (a ``CHANNEL_LAYERS`` entry) would time out its own blocking receive."""
     if layer.get("BACKEND") != CORE_BACKEND:

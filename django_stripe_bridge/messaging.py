@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -34,6 +35,11 @@ MAX_BROADCAST_BATCH = 50
 
 #: Seconds a publish may take before it counts as failed (the event stays unpublished).
 PUBLISH_TIMEOUT = 5.0
+
+#: What a layer raises when it cannot carry a message for its content: it could not
+#: serialize it (channels-redis's msgpack: ``OverflowError`` for an integer beyond 64 bits,
+#: ``TypeError`` for a type it does not know). Any other error means the layer failed.
+REFUSALS: tuple[type[Exception], ...] = (TypeError, ValueError, OverflowError)
 
 #: Fields of a charge, PaymentIntent, refund or dispute kept in the ``summary`` payload.
 #: Nothing that identifies a person: no billing details, e-mail, address or fingerprint.
@@ -175,9 +181,12 @@ async def _send(layer: Any, message: dict[str, Any]) -> None:
             await layer.group_send(group, message)
 
 
-def send_events(rows: Sequence[StripeEvent]) -> None:
+def send_events(rows: Sequence[StripeEvent]) -> dict[int, str]:
     """Hand events to the channel layer now, in order, each with its transaction's current
-    status; raises if the layer is missing or did not take every one of them."""
+    status; the ones it refused to carry (primary key → why).
+
+    Raises if the layer is missing or failed before it took or refused every one of them.
+    """
     layer = get_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured (CHANNEL_LAYERS)")
@@ -188,9 +197,10 @@ def send_events(rows: Sequence[StripeEvent]) -> None:
     messages = [
         build_message(row, status_after(row, transactions.get(row.transaction_id))) for row in rows
     ]
-    sent = async_to_sync(_send_in_order)(layer, messages)
-    if not all(sent):
-        raise RuntimeError(f"the channel layer took {sum(sent)} of {len(sent)} events")
+    outcome = async_to_sync(_send_in_order)(layer, messages)
+    if len(outcome.refused) + sum(outcome.sent) < len(rows):
+        raise RuntimeError(f"the channel layer took {sum(outcome.sent)} of {len(rows)} events")
+    return {rows[index].pk: reason for index, reason in outcome.refused.items()}
 
 
 def publish_event(row: StripeEvent, transaction: StripeTransaction | None = None) -> bool:
@@ -217,10 +227,10 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
     if layer is None:
         return 0
     try:
-        sent = async_to_sync(_send_in_order)(layer, messages)
+        outcome = async_to_sync(_send_in_order)(layer, messages)
     except Exception as exc:
         return _failed(items, exc)
-    return mark_published(_sent_rows(items, sent))
+    return mark_published(_sent_rows(items, outcome))
 
 
 async def asend_events(
@@ -234,11 +244,11 @@ async def asend_events(
     if layer is None:
         return []
     try:
-        sent = await _send_in_order(layer, messages)
+        outcome = await _send_in_order(layer, messages)
     except Exception as exc:
         _failed(items, exc)
         return []
-    return _sent_rows(items, sent)
+    return _sent_rows(items, outcome)
 
 
 def _prepare(
@@ -259,13 +269,15 @@ def _prepare(
 
 
 def _sent_rows(
-    items: Sequence[tuple[StripeEvent, StripeTransaction | None]], sent: list[bool]
+    items: Sequence[tuple[StripeEvent, StripeTransaction | None]], outcome: Outcome
 ) -> list[StripeEvent]:
+    """The rows sent; the refused ones stay unpublished, for the relay to count."""
     from . import metrics
 
-    published = [row for (row, _), ok in zip(items, sent, strict=True) if ok]
+    published = [row for (row, _), ok in zip(items, outcome.sent, strict=True) if ok]
     metrics.incr("events_published", len(published))
-    metrics.incr("publish_failures", len(items) - len(published))
+    metrics.incr("publish_refusals", len(outcome.refused))
+    metrics.incr("publish_failures", len(items) - len(published) - len(outcome.refused))
     return published
 
 
@@ -316,35 +328,85 @@ def _log_unpublished(rows: Sequence[StripeEvent], exc: BaseException) -> None:
     )
 
 
-async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> list[bool]:
-    """Send messages in the server's order; which went.
+@dataclass
+class Outcome:
+    """What became of messages handed to the layer: ``sent[i]`` for each, and the ones it
+    refused to carry (index → why; the layer itself did not fail on those)."""
+
+    sent: list[bool] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> Outcome:
+    """Send messages in the server's order; which went, and which the layer refused.
 
     Each goes to its transaction's group, and the broadcast group gets them in batches of
-    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). Stops at the first
-    failure: the layer is down, and the rest would each wait for the timeout. A batch whose
-    broadcast failed counts as not sent, and the outbox relay sends it again (subscribers
-    drop what they already had, by event id).
+    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). A batch that the
+    layer refuses for its content (:data:`REFUSALS`) is sent again one message at a time,
+    so that only the messages it cannot carry stay behind. Stops at the first failure of
+    the layer itself: it is down, and the rest would each wait for the timeout. A batch
+    whose broadcast failed counts as not sent, and the outbox relay sends it again
+    (subscribers drop what they already had, by event id).
     """
-    sent: list[bool] = []
+    outcome = Outcome()
     for start in range(0, len(messages), MAX_BROADCAST_BATCH):
         chunk = messages[start : start + MAX_BROADCAST_BATCH]
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT * 2):
-                for message in chunk:
-                    if message["transaction_id"]:
-                        group = transaction_group(message["transaction_id"])
-                        await layer.group_send(group, message)
-                batch = {"type": EVENTS_MESSAGE_TYPE, "events": chunk}
-                await layer.group_send(broadcast_group(), batch if len(chunk) > 1 else chunk[0])
+                await _send_chunk(layer, chunk)
+        except REFUSALS:
+            if not await _send_one_by_one(layer, chunk, start, outcome):
+                break
+            continue
         except Exception as exc:
-            logger.warning(
-                "Could not publish Stripe event %s%s to the channel layer (%s: %s); the "
-                "outbox relay publishes it once the layer answers.",
-                chunk[0]["headers"].get("event_id"),
-                f" and {len(chunk) - 1} more" if len(chunk) > 1 else "",
-                type(exc).__name__,
-                exc,
-            )
+            _log_layer_failure(chunk, exc)
             break
-        sent += [True] * len(chunk)
-    return sent + [False] * (len(messages) - len(sent))
+        outcome.sent += [True] * len(chunk)
+    outcome.sent += [False] * (len(messages) - len(outcome.sent))
+    return outcome
+
+
+async def _send_chunk(layer: Any, chunk: list[dict[str, Any]]) -> None:
+    for message in chunk:
+        if message["transaction_id"]:
+            await layer.group_send(transaction_group(message["transaction_id"]), message)
+    batch = {"type": EVENTS_MESSAGE_TYPE, "events": chunk}
+    await layer.group_send(broadcast_group(), batch if len(chunk) > 1 else chunk[0])
+
+
+async def _send_one_by_one(
+    layer: Any, chunk: list[dict[str, Any]], start: int, outcome: Outcome
+) -> bool:
+    """Send a refused batch's messages alone, noting the ones refused; ``False`` when the
+    layer itself failed (the rest are not sent)."""
+    for offset, message in enumerate(chunk):
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT * 2):
+                await _send_chunk(layer, [message])
+        except REFUSALS as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            outcome.refused[start + offset] = reason
+            outcome.sent.append(False)
+            logger.error(
+                "The channel layer refused to carry Stripe event %s (%s); it stays "
+                "unpublished, and the outbox relay gives up on it after a few refusals.",
+                message["headers"].get("event_id"),
+                reason,
+            )
+            continue
+        except Exception as exc:
+            _log_layer_failure(chunk[offset:], exc)
+            return False
+        outcome.sent.append(True)
+    return True
+
+
+def _log_layer_failure(chunk: list[dict[str, Any]], exc: Exception) -> None:
+    logger.warning(
+        "Could not publish Stripe event %s%s to the channel layer (%s: %s); the "
+        "outbox relay publishes it once the layer answers.",
+        chunk[0]["headers"].get("event_id"),
+        f" and {len(chunk) - 1} more" if len(chunk) > 1 else "",
+        type(exc).__name__,
+        exc,
+    )

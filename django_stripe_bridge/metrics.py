@@ -17,10 +17,12 @@ COUNTERS = {
     "events_published": "Events handed to the channel layer right after their commit.",
     "events_republished": "Unpublished events handed to the channel layer by the relay.",
     "publish_failures": "Publish attempts that failed (the relay retries them).",
+    "events_quarantined": "Webhook events the database refused to store, kept apart.",
+    "publish_refusals": "Events the channel layer refused to carry (could not serialize).",
     "frames_refused": "Client frames refused: bad, over a limit, or over the rate.",
     "connections_rate_limited": "Websockets closed (1008) for sending frames too fast.",
     "frames_dropped_after_close": "Client frames dropped unread: their socket was closed.",
-    "layer_recoveries": "Times this process found the channel layer had lost its state.",
+    "layer_recoveries": "Catch-ups after the channel layer lost its state or a connection dropped.",
 }
 #: Gauges (values that go up and down) and their help text.
 GAUGES = {

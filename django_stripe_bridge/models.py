@@ -14,6 +14,9 @@ from . import batch_sql
 from .events import transaction_kind_of
 from .payment_state import PaymentState, Summary
 
+#: Refusals by the channel layer after which the outbox relay skips an event for good.
+MAX_PUBLISH_ATTEMPTS = 3
+
 
 class StripeEvent(models.Model):
     """One Stripe event, stored exactly once, with the whole payload as received."""
@@ -29,6 +32,10 @@ class StripeEvent(models.Model):
     received_at = models.DateTimeField(_("received"), auto_now_add=True)
     payload = models.JSONField(_("payload"))
     published_at = models.DateTimeField(_("published"), null=True, blank=True)
+    #: Times the channel layer refused to carry this event (it could not serialize it); at
+    #: :data:`MAX_PUBLISH_ATTEMPTS` the outbox relay stops trying.
+    publish_attempts = models.PositiveSmallIntegerField(_("refused publishes"), default=0)
+    publish_error = models.CharField(_("publish error"), max_length=300, blank=True)
 
     class Meta:
         verbose_name = _("Stripe event")
@@ -53,6 +60,11 @@ class StripeEvent(models.Model):
     def created_timestamp(self) -> int:
         """Stripe's ``created`` as integer seconds, as in the payload."""
         return int(self.created.timestamp())
+
+    @property
+    def unpublishable(self) -> bool:
+        """Whether the relay gave up on this event: the layer refused it every time."""
+        return self.published_at is None and self.publish_attempts >= MAX_PUBLISH_ATTEMPTS
 
 
 class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
@@ -166,6 +178,32 @@ class StripeTransaction(models.Model):
     def events(self) -> models.QuerySet[StripeEvent]:
         """This transaction's events, oldest first."""
         return StripeEvent.objects.filter(transaction_id=self.id).order_by("created", "id")
+
+
+class QuarantinedEvent(models.Model):
+    """A signed event the database refused to store, kept apart for an operator.
+
+    Its batch-mates are stored without it, and Stripe is answered 200 so that its retries
+    do not go on for days (docs/webhooks.md). The payload is kept as ASCII JSON text, which
+    any database stores whatever the event holds.
+    """
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=100, blank=True)
+    transaction_id = models.CharField(_("transaction id"), max_length=255, blank=True)
+    error = models.TextField(_("error"))
+    payload = models.TextField(_("payload (JSON)"))
+    deliveries = models.PositiveIntegerField(_("deliveries"), default=1)
+    first_received_at = models.DateTimeField(_("first received"), auto_now_add=True)
+    last_received_at = models.DateTimeField(_("last received"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("quarantined Stripe event")
+        verbose_name_plural = _("quarantined Stripe events")
+        ordering = ("-last_received_at",)
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type})"
 
 
 class IdempotencyKey(models.Model):

@@ -2,16 +2,17 @@
 
 Mount the view where you like (``path("stripe-bridge/metrics", metrics_view)``). It answers
 staff users and requests carrying ``Authorization: Bearer <METRICS_TOKEN>``; everyone
-else gets 403. Database figures (events stored, unpublished backlog and its age) are the
-site's; counters and gauges (published, re-published, open sockets…) are those of the
-process that answers, as Prometheus expects of a scrape target.
+else gets 403. Database figures (events stored, unpublished backlog and its age, events the
+relay gave up on, events kept apart) are the site's; counters and gauges (published,
+re-published, open sockets…) are those of the process that answers, as Prometheus expects
+of a scrape target.
 """
 
 from __future__ import annotations
 
 import hmac
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from . import metrics
 from .conf import SETTING_NAME, bridge_settings
-from .models import StripeEvent
+from .models import MAX_PUBLISH_ATTEMPTS, QuarantinedEvent, StripeEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PREFIX = "stripe_bridge_"
@@ -48,9 +49,9 @@ def render() -> str:
     """The current figures, as Prometheus text exposition."""
     lines: list[str] = []
     stored = StripeEvent.objects.count()
-    backlog = StripeEvent.objects.filter(published_at__isnull=True).aggregate(
-        count=Count("id"), oldest=Min("received_at")
-    )
+    unpublished = StripeEvent.objects.filter(published_at__isnull=True)
+    given_up = Q(publish_attempts__gte=MAX_PUBLISH_ATTEMPTS)
+    backlog = unpublished.exclude(given_up).aggregate(count=Count("id"), oldest=Min("received_at"))
     oldest = backlog["oldest"]
     age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
     _family(lines, "events_stored", "gauge", "Stripe events stored in the database.", stored)
@@ -67,6 +68,20 @@ def render() -> str:
         "gauge",
         "Age of the oldest unpublished event (0 when there is none).",
         max(age, 0.0),
+    )
+    _family(
+        lines,
+        "unpublishable_events",
+        "gauge",
+        "Stored events the relay gave up on: the channel layer refused to carry them.",
+        unpublished.filter(given_up).count(),
+    )
+    _family(
+        lines,
+        "quarantined_events",
+        "gauge",
+        "Webhook events the database refused to store, kept apart for an operator.",
+        QuarantinedEvent.objects.count(),
     )
     figures = metrics.snapshot()
     for name, help_text in metrics.COUNTERS.items():

@@ -9,6 +9,12 @@ answers, up to ``RELAY_CHUNK`` events per claim and send. Several relays may run
 each event is claimed under a row lock (``SELECT … FOR UPDATE SKIP LOCKED`` where the
 database has it, else the conditional ``UPDATE`` that sets ``published_at``), so two relays
 never send the same event.
+
+An event the layer refuses to carry (it cannot serialize it: ``messaging.REFUSALS``) does
+not hold up the others: the rest of its chunk is sent, its refusal is counted on its row
+(``publish_attempts``, ``publish_error``), and after ``MAX_PUBLISH_ATTEMPTS`` refusals the
+relay skips it for good (the admin and the metrics show it). A layer that is down counts
+against no event.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ import threading
 import time
 
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import metrics
 from .conf import bridge_settings
 from .messaging import get_layer, send_events
-from .models import StripeEvent
+from .models import MAX_PUBLISH_ATTEMPTS, StripeEvent
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +44,8 @@ RELAY_CHUNK = 50
 
 
 def relay_unpublished(*, older_than: float | None = None, limit: int | None = None) -> int:
-    """Publish events unpublished for more than ``older_than`` seconds; how many were sent.
+    """Publish events unpublished for more than ``older_than`` seconds; how many were sent
+    or refused by the layer (each refused one is tried once a call).
 
     Stops at the first failure (the layer is down: the next round tries again).
     """
@@ -48,19 +56,28 @@ def relay_unpublished(*, older_than: float | None = None, limit: int | None = No
     if limit is None:
         limit = bridge_settings.OUTBOX_BATCH
     cutoff = timezone.now() - dt.timedelta(seconds=older_than)
-    sent = 0
-    while sent < limit:
-        relayed = _relay_chunk(cutoff, min(RELAY_CHUNK, limit - sent))
+    handled = after = 0
+    while handled < limit:
+        # Past the last chunk's events: one the layer refused is tried once a round.
+        relayed, after = _relay_chunk(cutoff, min(RELAY_CHUNK, limit - handled), after)
         if not relayed:
             break  # nothing left to claim, or the layer failed
-        sent += relayed
-    return sent
+        handled += relayed
+    return handled
 
 
-def _relay_chunk(cutoff: dt.datetime, size: int) -> int:
-    """Claim, send and mark up to ``size`` of the oldest unpublished events; how many."""
-    pending = StripeEvent.objects.filter(published_at__isnull=True, received_at__lte=cutoff)
+def _relay_chunk(cutoff: dt.datetime, size: int, after: int) -> tuple[int, int]:
+    """Claim, send and mark up to ``size`` of the oldest unpublished events with a key past
+    ``after``; how many were sent or refused (0: nothing to claim, or the layer failed),
+    and the last key claimed."""
+    pending = StripeEvent.objects.filter(
+        published_at__isnull=True,
+        received_at__lte=cutoff,
+        publish_attempts__lt=MAX_PUBLISH_ATTEMPTS,
+        pk__gt=after,
+    )
     rows: list[StripeEvent] = []
+    refused: dict[int, str] = {}
     try:
         with transaction.atomic():
             if connection.features.has_select_for_update_skip_locked:
@@ -69,7 +86,7 @@ def _relay_chunk(cutoff: dt.datetime, size: int) -> int:
             else:
                 rows = list(pending.order_by("id")[:size])
             if not rows:
-                return 0
+                return 0, after
             # The claim: a conditional UPDATE, so that of two relays that read the same rows
             # (no SKIP LOCKED) only one sets each; on SQLite it also takes the write lock.
             claimed_at = timezone.now()
@@ -79,8 +96,11 @@ def _relay_chunk(cutoff: dt.datetime, size: int) -> int:
                 ours = StripeEvent.objects.filter(pk__in=keys, published_at=claimed_at)
                 rows = list(ours.order_by("id"))
                 if not rows:
-                    return 0
-            send_events(rows)  # raises: the claim is rolled back, the rows stay unpublished
+                    return 0, after
+            # Raises when the layer fails: the claim is rolled back, the rows stay unpublished.
+            refused = send_events(rows)
+            if refused:
+                _count_refusals([row for row in rows if row.pk in refused], refused)
     except Exception as exc:
         metrics.incr("publish_failures", max(len(rows), 1))
         logger.warning(
@@ -89,15 +109,37 @@ def _relay_chunk(cutoff: dt.datetime, size: int) -> int:
             type(exc).__name__,
             exc,
         )
-        return 0
-    metrics.incr("events_republished", len(rows))
-    logger.info(
-        "Outbox relay published %d Stripe event(s): %s%s.",
-        len(rows),
-        ", ".join(row.event_id for row in rows[:5]),
-        " …" if len(rows) > 5 else "",
-    )
-    return len(rows)
+        return 0, after
+    sent = [row for row in rows if row.pk not in refused]
+    metrics.incr("events_republished", len(sent))
+    metrics.incr("publish_refusals", len(refused))
+    if sent:
+        logger.info(
+            "Outbox relay published %d Stripe event(s): %s%s.",
+            len(sent),
+            ", ".join(row.event_id for row in sent[:5]),
+            " …" if len(sent) > 5 else "",
+        )
+    return len(rows), rows[-1].pk
+
+
+def _count_refusals(rows: list[StripeEvent], reasons: dict[int, str]) -> None:
+    """Unclaim the events the layer refused, counting the refusal on each row."""
+    for row in rows:
+        StripeEvent.objects.filter(pk=row.pk).update(
+            published_at=None,
+            publish_attempts=F("publish_attempts") + 1,
+            publish_error=reasons[row.pk][:300],
+        )
+        if row.publish_attempts + 1 >= MAX_PUBLISH_ATTEMPTS:
+            logger.error(
+                "Outbox relay gives up on Stripe event %s: the channel layer refused it %d "
+                "times (%s). It stays stored, unpublished; the admin lists it under "
+                "'publishing: given up'.",
+                row.event_id,
+                MAX_PUBLISH_ATTEMPTS,
+                reasons[row.pk],
+            )
 
 
 def _run() -> None:

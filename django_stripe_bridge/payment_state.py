@@ -120,6 +120,14 @@ _PI_STATUS = {
 #: ``charges``): Stripe embeds at most 10; more is not Stripe, and must not grow the state.
 MAX_EMBEDDED = 100
 
+#: The most snapshots of one kind a state keeps (docs/models.md, "Bounds"); other kinds
+#: keep :data:`MAX_KEPT_OTHER`. Beyond, the oldest are let go (by their own ``created``,
+#: then id), so that what one transaction stores, and the time each of its events takes,
+#: stay bounded whatever its events embed. A charge's ``amount_refunded`` still counts the
+#: refunds let go, so the totals stay exact.
+MAX_KEPT = {"charge": 100, "refund": 250, "dispute": 20}
+MAX_KEPT_OTHER = 20
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -178,20 +186,23 @@ class PaymentState:
     ) -> bool:
         """Take in an object as known at time ``at`` (an event's ``created``, or the object's
         own for a create call's answer); ``True`` when any snapshot moved forward."""
-        changed = False
+        changed: set[str] = set()
         for snapshot in _snapshots(obj, at=at, api_version=api_version, event_type=event_type):
             current = self.objects.get(snapshot["id"])
             if current is None or snapshot["key"] > current["key"]:
                 if current is not None and current.get("expired"):
                     snapshot["expired"] = True
                 self.objects[snapshot["id"]] = snapshot
-                changed = True
+                changed.add(snapshot["id"])
             elif snapshot.get("expired") and not current.get("expired"):
                 # An expiry never un-happens, whichever snapshot of the charge is newest
                 # (before API 2025-03-31 Stripe also refunds the expired authorization).
                 current["expired"] = True
-                changed = True
-        return changed
+                changed.add(snapshot["id"])
+        if changed:
+            _keep_bounded(self.objects)
+        # A snapshot let go at once changed nothing.
+        return any(object_id in self.objects for object_id in changed)
 
     def summary(self) -> Summary:
         """The transaction's status and amounts by the rules in docs/models.md."""
@@ -256,6 +267,23 @@ def _snapshots(
         yield _refund(obj, object_id, at)
     else:
         yield _dispute(obj, object_id, at)
+
+
+def _keep_bounded(objects: dict[str, dict[str, Any]]) -> None:
+    """Let go of the oldest snapshots of each kind beyond its bound (:data:`MAX_KEPT`).
+
+    The ones kept are the newest of all ever taken in, whatever the order they came in, so
+    the fold still does not depend on delivery order.
+    """
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for snapshot in objects.values():
+        by_kind.setdefault(snapshot["object"], []).append(snapshot)
+    for kind, snapshots in by_kind.items():
+        extra = len(snapshots) - MAX_KEPT.get(kind, MAX_KEPT_OTHER)
+        if extra > 0:
+            snapshots.sort(key=lambda s: (s.get("created") or 0, s["id"]))
+            for snapshot in snapshots[:extra]:
+                del objects[snapshot["id"]]
 
 
 def _embedded(value: Any) -> list[Mapping[str, Any]]:

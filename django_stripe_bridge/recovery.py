@@ -1,4 +1,4 @@
-"""Noticing that the channel layer lost its state, and bringing the open sockets back.
+"""Noticing that the channel layer lost its state or dropped its connection, and catching up.
 
 A flush, an eviction, a fail-over to a replica without the keys or a Redis restart makes
 channels-redis forget group memberships: the sockets stay open and hear nothing. Each event
@@ -7,6 +7,17 @@ seconds it sends a probe to sentinel groups of its own (one per Redis shard) and
 it to come back. When it does not, the memberships are presumed lost: every consumer of the
 loop joins its groups again and replays, for the ids it pins, the events stored or published
 since the last good probe; events it already delivered are dropped by event id.
+
+A probe cannot see a blip: Redis killed and restarted at once, or a connection cut and
+opened again, between two probes. The pub/sub layer keeps its memberships in the process
+and subscribes again on its own, so the next probe comes back, but Redis pub/sub dropped
+whatever was published while the subscribing connection was away. So the watch also
+listens for the connection itself: redis-py calls it back whenever the pub/sub layer's
+subscribing connection connects again (:func:`~django_stripe_bridge.layers.receiving_connections`),
+and :func:`receive_failed` is told when the core layer's ``receive()`` fails. Either runs
+the same catch-up, from the last probe that came back before the drop, once a probe shows
+the layer carries messages again (so the catch-up reads the store only after the
+subscriptions are back: nothing falls in between).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer
 from django.utils import timezone
 
-from . import metrics
+from . import layers, metrics
 from .conf import bridge_settings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +67,17 @@ def watch(consumer: Recoverable, layer: Any) -> None:
     if current is None or current.layer is not layer or current.stopped:
         current = _watches[loop] = LayerWatch(layer)
     current.add(consumer)
+
+
+def receive_failed() -> None:
+    """Tell the running loop's watch that a ``receive()`` on the layer failed: the
+    connection it reads from dropped, and what was in flight may be lost."""
+    try:
+        current = _watches.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return
+    if current is not None and not current.stopped:
+        current.disrupted()
 
 
 def unwatch(consumer: Recoverable) -> None:
@@ -107,6 +129,14 @@ class LayerWatch:
         self.stopped = False
         self._task: asyncio.Task[None] | None = None
         self._arrived: dict[str, asyncio.Event] = {}
+        self._started = timezone.now()
+        #: Start of the last probe that came back (the layer carried messages then).
+        self._last_ok: dt.datetime | None = None
+        #: Set when a connection dropped: the catch-up starts there.
+        self._disrupted_since: dt.datetime | None = None
+        self._wake = asyncio.Event()
+        #: Receiving connections this watch is called back by (weakly: they come and go).
+        self._hooked: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def add(self, consumer: Recoverable) -> None:
         self.consumers.add(consumer)
@@ -120,36 +150,83 @@ class LayerWatch:
             self._task.cancel()
             self._task = None
 
+    def disrupted(self) -> None:
+        """A connection to the layer dropped: catch up from the last good probe before it."""
+        if self._disrupted_since is None:
+            # Messages that came back before the drop was noticed were carried: anything
+            # lost was published after the last good probe.
+            self._disrupted_since = self._last_ok or self._started
+        self._wake.set()
+
+    def _reconnected(self, connection: Any) -> None:
+        # redis-py's connect callback: it runs after the connection has subscribed again.
+        self.disrupted()
+
+    def _hook_reconnects(self) -> None:
+        for connection in layers.receiving_connections(self.layer):
+            if connection not in self._hooked:
+                # Kept as a weak method by redis-py: it goes with this watch.
+                connection.register_connect_callback(self._reconnected)
+                self._hooked.add(connection)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a connection drops meanwhile."""
+        if self._disrupted_since is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+        self._wake.clear()
+
     async def _run(self) -> None:
         channel = await self.layer.new_channel()
         groups = _sentinel_groups(self.layer, uuid.uuid4().hex[:12])
         receiver = asyncio.ensure_future(self._receive(channel))
-        last_ok: dt.datetime | None = None
         lost_since: dt.datetime | None = None
         joined = await self._join(channel, groups)
         try:
             while True:
+                self._hook_reconnects()
                 start = timezone.now()
+                if joined is not None and _due(joined, self.layer):
+                    # Before the probe: memberships lost after this join fail the probe.
+                    joined = await self._join(channel, groups)  # outlive group_expiry
                 ok = joined is not None and await self._probe(groups)
-                if ok and lost_since is None:
-                    last_ok = start
-                    if _due(joined, self.layer):
-                        joined = await self._join(channel, groups)  # outlive group_expiry
-                elif not ok and lost_since is None:
-                    lost_since = last_ok or start
+                dropped, self._disrupted_since = self._disrupted_since, None
+                if lost_since is None and dropped is not None:
+                    lost_since = dropped
+                    metrics.incr("layer_recoveries")
+                    logger.warning(
+                        "The connection to the channel layer dropped; sockets catch up from "
+                        "the database on what was published while it was away."
+                    )
+                elif lost_since is None and not ok:
+                    lost_since = self._last_ok or start
                     metrics.incr("layer_recoveries")
                     logger.warning(
                         "The channel layer lost its state (a probe did not come back); "
                         "sockets join their groups again and replay what they missed."
                     )
+                elif lost_since is None:
+                    self._last_ok = start
+                elif dropped is not None:
+                    lost_since = min(lost_since, dropped)
                 if lost_since is not None:
                     joined = await self._join(channel, groups)
-                    if joined is not None and await self._recover(lost_since):
+                    # A fresh probe, even after one that came back: the store is read only
+                    # once the layer carries messages again, so nothing falls in between.
+                    if (
+                        joined is not None
+                        and await self._probe(groups)
+                        and await self._recover(lost_since)
+                    ):
                         lost_since = None
-                        last_ok = start
+                        self._last_ok = start
+                        self._hook_reconnects()
                 interval = bridge_settings.LAYER_PROBE_INTERVAL or 10.0
-                # After a failure, try again soon: the layer may be back in a moment.
-                await asyncio.sleep(interval if lost_since is None else min(interval, 2.0))
+                if lost_since is None:
+                    await self._pause(interval)
+                else:
+                    await asyncio.sleep(min(interval, 2.0))  # the layer may be back in a moment
         finally:
             receiver.cancel()
             # Memberships left behind expire with the layer's group_expiry.
@@ -175,6 +252,7 @@ class LayerWatch:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.disrupted()
                 await asyncio.sleep(1.0)
                 continue
             arrived = self._arrived.get(message.get("nonce"))

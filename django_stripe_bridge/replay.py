@@ -9,7 +9,9 @@ Messages have the shape the channel layer carries (``messaging.build_message``),
 consumer treats replayed and live events alike.
 
 These functions are synchronous and touch the database: a consumer calls them through
-:func:`run_in_replay_thread`.
+:func:`read_replay`, which runs them in the replay threads (``REPLAY_THREADS``), fairly
+between connections (:mod:`~django_stripe_bridge.replay_queue`), and
+:func:`send_in_turns` sends what they read without holding the event loop.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ import datetime as dt
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from itertools import groupby
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
@@ -34,6 +34,7 @@ from .db import release_connections
 from .events import event_object
 from .models import StripeEvent, StripeTransaction
 from .payment_state import PaymentState
+from .replay_queue import ANYONE, FairQueue
 
 T = TypeVar("T")
 
@@ -41,28 +42,41 @@ T = TypeVar("T")
 MAX_REPLAY_PER_ID = 100
 #: ``latest`` looks this far back for the newest event that matches a narrower selector.
 LATEST_SCAN = 100
+#: An ``all`` replay is read this many ids at a time, each read queued on its own: a
+#: replay of 100 ids holds a thread for a fraction of its time, and others' reads go
+#: between its parts.
+IDS_PER_READ = 10
+#: Seconds of replayed frames one replay sends before the other replays of the event loop
+#: get their turn (and every other task in between); a turn that leaves frames to send
+#: ends with a pause of half as long, in which the replay threads get the interpreter.
+SEND_SLICE = 0.002
+#: A replay of at most this many events is sent at once, without waiting for a turn: it
+#: costs less than a turn, and a new client's replay is usually this small.
+SMALL_REPLAY = 10
 
 LATEST, ALL, NONE = "latest", "all", "none"
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+_queue: FairQueue | None = None
+_queue_lock = threading.Lock()
 
 
-def _replay_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=max(1, int(bridge_settings.REPLAY_THREADS)),
-                thread_name_prefix="stripe-bridge-replay",
-            )
-        return _executor
+def replay_queue() -> FairQueue:
+    """The process's replay threads (``REPLAY_THREADS`` of them, started on first use)."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            threads = max(1, int(bridge_settings.REPLAY_THREADS))
+            _queue = FairQueue(threads, "stripe-bridge-replay")
+        return _queue
 
 
-async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a replay read in the replay threads (``REPLAY_THREADS``), not in the one thread
-    Channels shares for database work: a flood of replays cannot delay a handshake's
-    session lookup, and connections' reads run side by side."""
+async def run_in_replay_thread(
+    function: Callable[..., T], *args: Any, owner: Any = ANYONE, **kwargs: Any
+) -> T:
+    """Run a replay read in the replay threads, not in the one thread Channels shares for
+    database work: a flood of replays cannot delay a handshake's session lookup, and
+    connections' reads run side by side. ``owner`` (the connection) is what the threads
+    are fair between."""
 
     def call() -> T:
         try:
@@ -70,7 +84,62 @@ async def run_in_replay_thread(function: Callable[..., T], *args: Any, **kwargs:
         finally:
             release_connections()
 
-    return await sync_to_async(call, thread_sensitive=False, executor=_replay_executor())()
+    return await asyncio.wrap_future(replay_queue().submit(owner, call))
+
+
+async def read_replay(
+    ids: Iterable[str], mode: str, selector: Any, *, owner: Any, since: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """:func:`replay_messages` for ``owner`` (a connection), in the replay threads: ``latest``
+    read together with other subscriptions' (:func:`read_latest`), ``all`` in parts of
+    ``IDS_PER_READ`` ids, each queued fairly."""
+    if mode == LATEST and since is None:
+        return await read_latest(ids, selector)
+    wanted = sorted(set(ids))
+    messages: list[dict[str, Any]] = []
+    for start in range(0, len(wanted), IDS_PER_READ):
+        part = wanted[start : start + IDS_PER_READ]
+        messages += await run_in_replay_thread(
+            replay_messages, part, mode, selector, since=since, owner=owner
+        )
+    messages.sort(key=_send_order)
+    return messages
+
+
+_send_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def send_in_turns(
+    messages: Sequence[dict[str, Any]], send: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """``await send(message)`` for each of ``messages``, in turns of ``SEND_SLICE`` seconds
+    shared by every replay of the event loop: a connection sending thousands of replayed
+    frames cannot keep another's handshake or replay waiting for long. A small replay
+    (``SMALL_REPLAY``) goes at once."""
+    if len(messages) <= SMALL_REPLAY:
+        for message in messages:
+            await send(message)
+        return
+    loop = asyncio.get_running_loop()
+    turn = _send_turns.get(loop)
+    if turn is None:
+        turn = _send_turns[loop] = asyncio.Lock()
+    index = 0
+    while index < len(messages):
+        async with turn:  # released also when the replay is cancelled
+            end = loop.time() + SEND_SLICE
+            while index < len(messages):
+                await send(messages[index])
+                index += 1
+                if loop.time() >= end:
+                    break
+            if index < len(messages):
+                # Still holding the turn: the loop idles a moment, and the threads (a
+                # newcomer's read) get the interpreter.
+                await asyncio.sleep(SEND_SLICE / 2)
+        await asyncio.sleep(0)  # the next turn goes to another replay, or any other task
 
 
 #: Ids of the ``latest`` replays read together at most (one subscription pins up to 100).
@@ -116,7 +185,9 @@ class _LatestReader:
             batch = self._pending[:count]
             del self._pending[:count]
             try:
-                results = await run_in_replay_thread(latest_many, [(i, s) for i, s, _ in batch])
+                results = await run_in_replay_thread(
+                    latest_many, [(i, s) for i, s, _ in batch], owner=self
+                )
             except Exception as exc:
                 for _, _, future in batch:
                     if not future.done():

@@ -451,7 +451,10 @@ def webhook_operation(error_ref: str = "#/components/schemas/Error") -> dict[str
         },
         "responses": {
             "200": {
-                "description": "Stored (or already stored: duplicate true).",
+                "description": (
+                    "Stored (or already stored: duplicate true); or refused by the database "
+                    "for its data and kept apart for an operator (quarantined true)."
+                ),
                 "content": {
                     "application/json": {
                         "schema": {
@@ -460,13 +463,21 @@ def webhook_operation(error_ref: str = "#/components/schemas/Error") -> dict[str
                             "properties": {
                                 "received": {"type": "boolean", "const": True},
                                 "duplicate": {"type": "boolean"},
+                                "quarantined": {"type": "boolean", "const": True},
+                                "message": {"type": "string"},
                             },
                         },
                         "example": {"received": True, "duplicate": False},
                     }
                 },
             },
-            "400": {"description": "Bad or stale signature, or not a Stripe event.", **error},
+            "400": {
+                "description": (
+                    "Bad or stale signature, not a Stripe event, or one created ahead of the "
+                    "server's clock."
+                ),
+                **error,
+            },
             "413": {"description": "Body larger than WEBHOOK_MAX_BYTES.", **error},
             "503": {"description": "Database unavailable or no secret set; retry.", **error},
         },

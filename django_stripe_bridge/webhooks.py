@@ -26,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import ingest
 from .conf import SETTING_NAME, bridge_settings
 from .events import validate_event
-from .exceptions import InvalidEvent, SignatureVerificationError
+from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ SIGNATURE_SCHEME = "v1"
 MAX_SIGNATURE_HEADER_LENGTH = 4096
 #: A ``t=`` with more digits is refused (Unix time has 10 until the year 2286).
 MAX_TIMESTAMP_DIGITS = 12
+#: The bound on an event's ``created`` ahead of the clock when ``WEBHOOK_TOLERANCE`` is off.
+DEFAULT_TOLERANCE = 300
 #: Seconds Stripe is asked to wait before retrying after a 503.
 RETRY_AFTER = 60
 
@@ -149,6 +151,25 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
     return validate_event(event)
 
 
+def check_created(
+    event: Mapping[str, Any], tolerance: int | None, now: float | None = None
+) -> None:
+    """Raise :class:`InvalidEvent` if ``event`` was ``created`` more than ``tolerance``
+    seconds (``None``: the default, 300) ahead of the server's clock.
+
+    Stripe creates an event before it signs a delivery of it, and the signature's timestamp
+    is within the tolerance of the clock: a later ``created`` is no Stripe event's, and
+    would outrank every true event of its payment (docs/webhooks.md).
+    """
+    limit = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    ahead = event["created"] - (time.time() if now is None else now)
+    if ahead > limit:
+        raise InvalidEvent(
+            f"'created' is {int(ahead)} s ahead of the server's clock, beyond the {limit} s "
+            "tolerance: Stripe creates an event before it sends it. Check the server clock."
+        )
+
+
 # -- errors the endpoint answers with ------------------------------------------------------------
 
 
@@ -214,6 +235,12 @@ def database_unavailable(exc: Exception) -> ServiceUnavailable:
     )
 
 
+def quarantined_body(exc: EventQuarantined) -> dict[str, Any]:
+    """The 200 answer to an event kept apart: received, not stored, and why (Stripe shows
+    the body in the Dashboard; docs/webhooks.md says why it is not an error status)."""
+    return {"received": True, "duplicate": False, "quarantined": True, "message": str(exc)}
+
+
 def log_refusal(client: str, exc: WebhookRefused) -> None:
     """Log a refused webhook: the reason and the client, never the body or a secret."""
     level = logging.ERROR if exc.status >= 500 else logging.WARNING
@@ -274,8 +301,17 @@ class WebhookView(View):
         return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
-        """Store one verified event (publishing and signals follow its commit)."""
-        return ingest.ingest_event(event)
+        """Store one verified event (publishing and signals follow its commit).
+
+        Raises :class:`EventQuarantined` when the database refused the event for its data
+        and it was kept apart instead.
+        """
+        from .quarantine import DATA_ERRORS, quarantine
+
+        try:
+            return ingest.ingest_event(event)
+        except DATA_ERRORS as exc:
+            raise quarantine(event, exc) from exc
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -299,11 +335,15 @@ class WebhookView(View):
             try:
                 self.validate_request(request)
                 events = self.parse_events(request)
+                for event in events:
+                    check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
             except SignatureVerificationError as exc:
                 raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
             results = [self.handle_event(event) for event in events]
+        except EventQuarantined as exc:
+            return JsonResponse(quarantined_body(exc))
         except WebhookRefused as exc:
             self.log_refusal(request, exc)
             return error_response(exc)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import socket
+import subprocess
+import time
 from types import ModuleType
 from urllib.parse import urlparse
 
@@ -77,3 +80,44 @@ def owned_redis_url() -> str:
     if base <= current <= db:
         db += 1  # step over REDIS_URL's database
     return parsed._replace(path=f"/{db}").geturl()
+
+
+class PrivateRedis:
+    """A ``redis-server`` of a test's own on a free loopback port, without persistence, that
+    the test may kill and start again (on the same port). Use it as a context manager."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            missing("redis-server is not installed (a test starts and kills its own)")
+        assert binary is not None
+        options = ["--port", str(self.port), "--bind", "127.0.0.1"]
+        options += ["--save", "", "--appendonly", "no"]  # a restart forgets everything
+        self.process = subprocess.Popen([binary, *options], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not reachable(self.url, self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.005)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to its clients, every key and subscription gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart_at_once(self) -> None:
+        self.kill()
+        self.start()
+
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()

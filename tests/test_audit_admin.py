@@ -32,8 +32,11 @@ def test_event_list_columns_in_the_specified_order(admin_client):
 
 def test_event_list_filters_by_type_livemode_and_date(admin_client):
     model_admin = admin.site._registry[StripeEvent]
-    names = [f if isinstance(f, str) else f[0] for f in model_admin.list_filter]
-    assert names == ["type", "livemode", "created"]
+    names = [
+        f if isinstance(f, str) else f[0] if isinstance(f, tuple) else f.parameter_name
+        for f in model_admin.list_filter
+    ]
+    assert names == ["type", "livemode", "publishing", "created"]
 
     now = int(dt.datetime.now(tz=dt.UTC).timestamp())
     recent = StripeEventFactory(charge_id="ch_recent", created_ts=now)

@@ -21,6 +21,9 @@ EVENT_FIELDS = {
     "received_at",
     "payload",
     "published_at",
+    # The channel layer's refusals to carry it (the outbox relay gives up after a few).
+    "publish_attempts",
+    "publish_error",
 }
 TRANSACTION_FIELDS = {
     "id",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -224,6 +225,59 @@ def test_a_long_key_is_shortened_in_the_message():
     assert refusal(stripe_event(obj={"metadata": {forty_one: "\x00"}})) == (
         f"'data.object.metadata.{'k' * 37}...' holds {NUL}, which cannot be stored."
     )
+
+
+class Text(str):
+    pass
+
+
+class Number(float):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "what"),
+    [
+        ((1, "a\x00"), "data.object.extra[1]", f"holds {NUL}"),
+        (MappingProxyType({"k": "\ud800"}), "data.object.extra.k", "holds a lone surrogate"),
+        (MappingProxyType({"\x00": 1}), "a key of 'data.object.extra", f"holds {NUL}"),
+        (Text("\x00"), "data.object.extra", f"holds {NUL}"),
+        (Number("nan"), "data.object.extra", "is nan"),
+        ([{"deep": [Number("inf")]}], "data.object.extra[0].deep[0]", "is inf"),
+    ],
+    ids=["tuple", "mapping", "mapping-key", "str-subclass", "float-subclass", "nested"],
+)
+def test_values_of_other_types_than_json_s_are_checked_as_carefully(value, where, what):
+    message = refusal(stripe_event(obj={"extra": value}))
+    assert where in message and what in message
+
+
+def test_values_of_other_types_that_can_be_stored_are_accepted():
+    event = stripe_event(
+        obj={
+            "fees": (1, "a", 2.5),
+            "meta": MappingProxyType({"k": "v", 7: None}),
+            "text": Text("x"),
+            "rate": Number("1.5"),
+            3: [True, None],
+        }
+    )
+    assert validate_event(event) is event
+
+
+def test_a_half_million_values_are_checked_in_a_blink():
+    """The check runs once per delivery on every value: a 1 MiB event may hold 500,000."""
+    import time
+
+    event = stripe_event(obj={"items": [0] * 500_000, "names": ["ab"] * 100_000})
+    started = time.perf_counter()
+    assert validate_event(event) is event
+    assert time.perf_counter() - started < 0.3  # 0.7 s before the quick pass
+    event["data"]["object"]["items"][-1] = "\x00"
+    assert "'data.object.items[499999]'" in refusal(event)
+    event["data"]["object"]["items"][-1] = None
+    event["data"]["object"]["items"][0] = float("inf")  # checked last: past every other
+    assert "'data.object.items[0]' is inf" in refusal(event)
 
 
 def test_finite_numbers_and_printable_unicode_are_stored_as_they_are():

@@ -98,3 +98,26 @@ async def test_a_short_socket_timeout_breaks_an_idle_receive_and_the_helper_does
     finally:
         await short.close_pools()
         await safe.close_pools()
+
+
+@pytest.mark.redis
+async def test_receiving_connections_are_the_pubsub_layers_subscribed_ones(redis_url):
+    """``receiving_connections`` reaches into channels-redis: this pins it to the installed
+    version. The pub/sub layer subscribes on one redis-py connection per shard in use, which
+    takes connect callbacks; the core layer has none (a failing receive raises instead)."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    config = layers.redis_channel_layer(redis_url, pubsub=True, prefix=unique_prefix())["CONFIG"]
+    pubsub = RedisPubSubChannelLayer(**config)
+    try:
+        assert layers.receiving_connections(pubsub) == []  # nothing subscribed yet
+        await pubsub.new_channel()
+        (connection,) = layers.receiving_connections(pubsub)
+        assert connection.is_connected
+        assert callable(connection.register_connect_callback)
+    finally:
+        await pubsub.flush()
+    core = RedisChannelLayer(**layers.redis_channel_layer(redis_url)["CONFIG"])
+    await core.new_channel()
+    assert layers.receiving_connections(core) == []
+    await core.close_pools()

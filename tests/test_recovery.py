@@ -7,6 +7,7 @@ memberships were gone (by catch-up replay) and every later event live — each e
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import pytest
@@ -14,10 +15,12 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
-from django_stripe_bridge import metrics
+from django_stripe_bridge import metrics, recovery
 from django_stripe_bridge.layers import redis_channel_layer
 from tests import services
+from tests.live import free_port
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import charge_event, ingest, open_client, unique_prefix
 
@@ -73,3 +76,49 @@ async def test_socket_recovers_after_flushdb_exactly_once(flushable_layer):
 
     await client.close()
     await other.close()
+
+
+class Recorder:
+    """A consumer that records what the watch asks it to catch up on."""
+
+    def __init__(self) -> None:
+        self.since: list[dt.datetime] = []
+
+    async def recover(self, since: dt.datetime) -> bool:
+        self.since.append(since)
+        return True
+
+
+@pytest.fixture
+def killable_redis():
+    with services.PrivateRedis(free_port()) as redis:
+        yield redis
+
+
+@pytest.mark.parametrize("pubsub", [True, False], ids=["pubsub", "core"])
+async def test_a_dropped_connection_is_caught_up_from_before_the_drop(killable_redis, pubsub):
+    """Redis killed and started again at once, long before the next probe: the watch hears
+    of it from the connection itself (the pub/sub layer's reconnect, the core layer's failed
+    receive) and asks for a catch-up that starts before the drop."""
+    url = killable_redis.url
+    layers = {"default": redis_channel_layer(url, pubsub=pubsub, prefix=unique_prefix())}
+    bridge = {**settings.STRIPE_BRIDGE, "LAYER_PROBE_INTERVAL": 300}  # no probe in time
+    with override_settings(CHANNEL_LAYERS=layers, STRIPE_BRIDGE=bridge):
+        layer = get_channel_layer()
+        consumer = Recorder()
+        recovery.watch(consumer, layer)
+        try:
+            await asyncio.sleep(1.0)  # the first probe came back
+            assert consumer.since == []
+            dropped = timezone.now()
+            killable_redis.restart_at_once()
+            async with asyncio.timeout(20):
+                while not consumer.since:
+                    await asyncio.sleep(0.05)
+            assert consumer.since[0] <= dropped - dt.timedelta(seconds=recovery.REPLAY_MARGIN)
+            await asyncio.sleep(1.0)
+            assert len(consumer.since) == 1, "one drop, one catch-up"
+        finally:
+            recovery.unwatch(consumer)
+            close = getattr(layer, "close_pools", None) or layer.flush
+            await close()

@@ -30,13 +30,13 @@ def current_connection() -> Any:
 
 def test_a_replay_thread_keeps_its_connection_unless_a_pool_lends_it(settings: Any) -> None:
     settings.STRIPE_BRIDGE = {**settings.STRIPE_BRIDGE, "REPLAY_THREADS": 1}
-    replay._executor = None  # a one-thread executor for this test
+    replay._queue = None  # one replay thread for this test
     try:
         first = async_to_sync(run_in_replay_thread)(current_connection)
         second = async_to_sync(run_in_replay_thread)(current_connection)
         after = async_to_sync(run_in_replay_thread)(lambda: connection.connection)
     finally:
-        replay._executor = None
+        replay._queue = None
     if pooled():
         # Handed back after every read: a small shared pool is not held by idle threads.
         assert after is None

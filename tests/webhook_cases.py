@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,6 +205,29 @@ class WebhookCases:
         answer = self.deliver(body, sign_payload(body, self.secret, future))
         self.assert_refused(answer, before=before)
         assert "future" in answer.json["error"]["message"]
+
+    def test_event_created_beyond_the_tolerance_ahead_of_the_clock_is_refused(self) -> None:
+        """An event "created" in 2100 would outrank every later event of its payment, and
+        freeze its status: it is refused, and the true events that follow are read."""
+        before = self.stored_count()
+        intent = f"pi_future_{uuid.uuid4().hex[:12]}"
+        future = fresh_event("payment_intent.requires_action", obj={"id": intent})
+        future["created"] = 4_102_444_800  # 2100-01-01
+        answer = self.deliver_event(future)
+        self.assert_refused(answer, before=before)
+        assert answer.json["error"]["code"] == "invalid_event"
+        assert "ahead of the server's clock" in answer.json["error"]["message"]
+        succeeded = fresh_event("payment_intent.succeeded", obj={"id": intent})
+        succeeded["created"] = int(time.time())
+        assert self.deliver_event(succeeded).status == 200
+        assert self.transaction_status(intent) == "succeeded"
+
+    def test_event_created_just_within_the_tolerance_ahead_is_stored(self) -> None:
+        event = fresh_event("charge.succeeded")
+        event["created"] = int(time.time()) + self.tolerance - 30
+        answer = self.deliver_event(event)
+        assert answer.status == 200, answer
+        assert self.stored_event(event["id"]) is not None
 
     def test_tampered_body(self) -> None:
         before = self.stored_count()
