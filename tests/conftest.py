@@ -52,30 +52,8 @@ def _uses_database(item: pytest.Item) -> bool:
     return item.get_closest_marker("django_db") is not None or "django_db_setup" in fixtures
 
 
-def _module_wide_fixture(item: pytest.Item) -> bool:
-    """Whether ``item`` uses a module- or session-scoped fixture of its own module (a live
-    server, a built package…): its module then runs on one xdist worker, which starts it once.
-    """
-    module = item.nodeid.split("::", 1)[0]
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in info.name2fixturedefs.values() if info else ():
-        fixture = defs[-1]
-        if fixture.scope in ("module", "session") and fixture.baseid == module:
-            return True
-    return False
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep each module that shares a server on one xdist worker (``--dist loadgroup``
-    hands the largest groups out first); on the PostgreSQL pass, run only the tests that
-    touch the database."""
-    if config.pluginmanager.hasplugin("xdist"):
-        shared = {item.nodeid.split("::", 1)[0] for item in items if _module_wide_fixture(item)}
-        for item in items:
-            module = item.nodeid.split("::", 1)[0]
-            if module in shared:
-                item.add_marker(pytest.mark.xdist_group(module))
+    """On the PostgreSQL pass, run only the tests that touch the database."""
     if not _is_postgres():
         return
     db = settings.DATABASES["default"]
