@@ -9,6 +9,7 @@ reads (``DATABASE_URL``, ``REDIS_URL``, …).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -17,6 +18,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django_stripe_bridge.testing import StripeStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -27,12 +32,36 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)  # noqa: S603
 
 
+def standin_state(env: dict[str, str]) -> Path:
+    """Where the stand-in keeps its objects: beside the demo's database, so that a restart
+    finds the charges its payments refer to. A new SQLite database gets a new stand-in."""
+    var_dir = Path(env.get("DEMO_VAR_DIR") or ROOT / "var")
+    url = env.get("DATABASE_URL")
+    if url:
+        return var_dir / f"stripe-standin-{hashlib.sha256(url.encode()).hexdigest()[:12]}.pickle"
+    state = var_dir / "demo.sqlite3.stripe-standin"
+    if not (var_dir / "demo.sqlite3").exists():
+        state.unlink(missing_ok=True)
+    return state
+
+
 @contextlib.contextmanager
-def embedded_stripe(env: dict[str, str], port: int) -> Iterator[None]:
-    """Start the offline Stripe stand-in and point the demo at it, with its webhook registered."""
+def embedded_stripe(
+    env: dict[str, str],
+    port: int,
+    state_file: Path | None = None,
+    *,
+    async_delay: float = 1.0,
+) -> Iterator[StripeStandIn]:
+    """Start the offline Stripe stand-in and point the demo at it, with its webhook registered.
+
+    ``state_file`` keeps its objects across restarts (``./run demo``'s); without it the
+    stand-in starts empty. ``async_delay``: seconds until what Stripe does "later" (a bank
+    debit settling) happens.
+    """
     from django_stripe_bridge.testing import TEST_API_KEY, TEST_PUBLISHABLE_KEY, run_stripe_standin
 
-    with run_stripe_standin() as standin:
+    with run_stripe_standin(state_file=state_file, async_delay=async_delay) as standin:
         secret = "whsec_demo_" + secrets.token_hex(16)
         standin.register_webhook(f"http://{HOST}:{port}{WEBHOOK_PATH}", secret, name="demo")
         env.update(
@@ -44,7 +73,12 @@ def embedded_stripe(env: dict[str, str], port: int) -> Iterator[None]:
         print(
             f"Offline Stripe stand-in (localstripe) at {standin.base_url}; webhooks go to the demo."
         )
-        yield
+        if state_file is not None:
+            print(
+                f"Its payments are kept in {state_file}, with the demo's database: delete both "
+                "to start afresh."
+            )
+        yield standin
 
 
 ADMIN_CODE = """
@@ -165,7 +199,9 @@ def serve() -> int:
             f"  stripe listen --forward-to {HOST}:{port}{WEBHOOK_PATH}\n"
             "and restart with STRIPE_WEBHOOK_SECRET set to the whsec_… secret it prints."
         )
-    stripe = contextlib.nullcontext() if real_stripe else embedded_stripe(env, port)
+    stripe = (
+        contextlib.nullcontext() if real_stripe else embedded_stripe(env, port, standin_state(env))
+    )
     with stripe:
         manage("migrate", "--noinput", "-v", "0", env=env)
         ensure_admin(env, port)

@@ -164,6 +164,9 @@ STRIPE_BRIDGE = {
         if secret.strip()
     ],
     "CHARGE_THROTTLE_RATE": None if _throttle.lower() in ("off", "none", "") else _throttle,
+    # Stripe Checkout brings the customer back here (paths: made absolute on the request's host).
+    "CHECKOUT_SUCCESS_URL": "/checkout/success?session_id={CHECKOUT_SESSION_ID}",
+    "CHECKOUT_CANCEL_URL": "/?checkout=canceled",
 }
 
 LOGGING = {

@@ -1,5 +1,5 @@
 """Read-only admin for events and transactions, with staff operations on transactions
-(capture, cancel, refund: :mod:`~django_stripe_bridge.admin_operations`)."""
+(capture, cancel, refund: ``admin_operations``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from django.utils.translation import gettext_lazy as _
 
 from .admin_operations import PaymentOperationsMixin
 from .ingest import timestamp_to_datetime
-from .models import MAX_PUBLISH_ATTEMPTS, QuarantinedEvent, StripeEvent, StripeTransaction
+from .models import (
+    MAX_PUBLISH_ATTEMPTS,
+    QuarantinedEvent,
+    StripeEvent,
+    StripeTransaction,
+    ThinEvent,
+)
 from .money import format_amount
 from .payment_state import status_of_event
 
@@ -34,6 +40,30 @@ class ReadOnlyAdminMixin:
         # A deleted event would be ingested again as new by stripe_bridge_sync, and a deleted
         # transaction would lose the ordering of its statuses: stripe_bridge_prune is the way.
         return False
+
+
+class AccountFilter(admin.SimpleListFilter):
+    """The platform's own payments, or one connected account's (the accounts seen so far)."""
+
+    title = _("connected account")
+    parameter_name = "account"
+    #: Accounts listed in the filter at most (search by ``acct_…`` finds the others).
+    MAX_CHOICES = 100
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        accounts = (
+            model_admin.model.objects.exclude(account="")
+            .order_by("account")
+            .values_list("account", flat=True)
+            .distinct()[: self.MAX_CHOICES]
+        )
+        return [("-", str(_("platform (none)"))), *((a, a) for a in accounts)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(account="" if value == "-" else value)
 
 
 class PublishingFilter(admin.SimpleListFilter):
@@ -73,14 +103,16 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "received_at",
         "published",
         "publishing",
+        "account",
     )
     list_filter = (
         "type",
         "livemode",
         PublishingFilter,
         ("created", admin.DateFieldListFilter),
+        AccountFilter,
     )
-    search_fields = ("=event_id", "=transaction_id", "=object_id")
+    search_fields = ("=event_id", "=transaction_id", "=object_id", "=account")
     date_hierarchy = "created"
     list_per_page = 50
     show_full_result_count = False
@@ -91,6 +123,7 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "transaction_id",
         "object_type",
         "object_id",
+        "account",
         "livemode",
         "api_version",
         "created",
@@ -163,13 +196,20 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "amount_display",
         "captured_display",
         "refunded_display",
+        "account",
         "livemode",
         "user",
         "created_at",
         "updated_at",
     )
-    list_filter = ("status", "kind", "livemode", ("created_at", admin.DateFieldListFilter))
-    search_fields = ("=id",)
+    list_filter = (
+        "status",
+        "kind",
+        "livemode",
+        ("created_at", admin.DateFieldListFilter),
+        AccountFilter,
+    )
+    search_fields = ("=id", "=account")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
     fields = (
@@ -179,6 +219,7 @@ class StripeTransactionAdmin(PaymentOperationsMixin, ReadOnlyAdminMixin, admin.M
         "amount_display",
         "captured_display",
         "refunded_display",
+        "account",
         "livemode",
         "user",
         "idempotency_key",
@@ -280,3 +321,38 @@ def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
     head = format_html_join("", "<th>{}</th>", ((cell,) for cell in header))
     lines = format_html_join("", "<tr>{}</tr>", ((line,) for line in body))
     return format_html("<table><tr>{}</tr>{}</table>", head, lines)
+
+
+@admin.register(ThinEvent)
+class ThinEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Thin event notifications and their fetch: waiting, done, or refused (and why)."""
+
+    list_display = (
+        "event_id",
+        "type",
+        "context",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "stripe_event_id",
+        "received_at",
+    )
+    list_filter = ("status", "endpoint", ("received_at", admin.DateFieldListFilter))
+    search_fields = ("=event_id", "=context", "=stripe_event_id")
+    list_per_page = 50
+    show_full_result_count = False
+    fields = (
+        "event_id",
+        "type",
+        "context",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "stripe_event_id",
+        "received_at",
+        "done_at",
+        "notification",
+    )
+    readonly_fields = fields

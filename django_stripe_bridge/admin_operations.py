@@ -1,7 +1,7 @@
 """Admin actions for staff operations on a transaction: capture, cancel, refund.
 
 Each action shows a confirmation page for one transaction (with an amount for a partial
-capture or refund), then calls :mod:`~django_stripe_bridge.operations`. The page never
+capture or refund), then calls ``operations``. The page never
 changes the transaction: Stripe's webhooks do. Staff need the "Can change Stripe
 transaction" permission (superusers have it).
 """
@@ -81,7 +81,7 @@ class OperationForm(forms.Form):
 
 
 class PaymentOperationsMixin:
-    """Actions on a ``ModelAdmin`` of :class:`StripeTransaction`."""
+    """Actions on a ``ModelAdmin`` of ``StripeTransaction``."""
 
     operation_template = "admin/django_stripe_bridge/stripetransaction/payment_operation.html"
 
@@ -141,7 +141,7 @@ class PaymentOperationsMixin:
                     for error in field_errors
                 )
                 self.message_user(  # type: ignore[attr-defined]
-                    request, _("Nothing was sent to Stripe. %s") % errors, messages.ERROR
+                    request, not_sent(operation, transaction, errors), messages.ERROR
                 )
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
@@ -169,13 +169,14 @@ class PaymentOperationsMixin:
             else:
                 reason = form.cleaned_data.get("reason") or None
                 result = operations.refund(transaction, amount, reason=reason, idempotency_key=key)
-        except (OperationRefused, StripeRequestError) as exc:
-            message = exc.message if isinstance(exc, StripeRequestError) else str(exc)
+        except OperationRefused as exc:
             self.message_user(  # type: ignore[attr-defined]
-                request,
-                _("Stripe did not %(operation)s %(id)s: %(message)s")
-                % {"operation": operation.value, "id": transaction.pk, "message": message},
-                messages.ERROR,
+                request, not_sent(operation, transaction, str(exc)), messages.ERROR
+            )
+            return False
+        except StripeRequestError as exc:
+            self.message_user(  # type: ignore[attr-defined]
+                request, stripe_refused(operation, transaction, exc), messages.ERROR
             )
             return False
         shown = format_amount(amount, transaction.currency) if amount is not None else _("in full")
@@ -195,3 +196,31 @@ class PaymentOperationsMixin:
             messages.SUCCESS,
         )
         return True
+
+
+# The two ways an operation fails, each in one wording that says whether Stripe was asked.
+
+
+def not_sent(operation: Operation, transaction: StripeTransaction, reason: str) -> str:
+    """The bridge refused the operation: Stripe was not asked to do it."""
+    return _("Not sent to Stripe: the %(operation)s of %(id)s was refused here. %(reason)s") % {
+        "operation": operation.value,
+        "id": transaction.pk,
+        "reason": reason,
+    }
+
+
+def stripe_refused(
+    operation: Operation, transaction: StripeTransaction, error: StripeRequestError
+) -> str:
+    """Stripe was asked, and refused or did not answer."""
+    values = {"operation": operation.value, "id": transaction.pk, "message": error.message}
+    if error.http_status is None:
+        return (
+            _(
+                "Sent to Stripe, which did not answer the %(operation)s of %(id)s: %(message)s "
+                "Confirm again to ask once more: the same confirmation is never done twice."
+            )
+            % values
+        )
+    return _("Sent to Stripe, which refused to %(operation)s %(id)s: %(message)s") % values

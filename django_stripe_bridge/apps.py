@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class StripeBridgeConfig(AppConfig):
-    """Registers the bridge's system checks."""
+    """Registers the bridge's system checks and starts the outbox relay with the first publish."""
 
     name = "django_stripe_bridge"
     label = "django_stripe_bridge"
@@ -11,4 +11,8 @@ class StripeBridgeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        # checks: imported to register the system checks.
+        from . import checks, messaging, outbox  # noqa: F401
+
+        if outbox.ensure_relay not in messaging.before_publish:
+            messaging.before_publish.append(outbox.ensure_relay)

@@ -2,12 +2,12 @@
 
 ``with_stripe_webhook(django_asgi_app)`` in a site's ``asgi.py`` answers POSTs to the
 bridge's webhook URL itself and hands every other request to the site, through
-:class:`~django_stripe_bridge.body_limit.BodyLimitMiddleware` (an oversized body for one of
+``BodyLimitMiddleware`` (an oversized body for one of
 the bridge's other routes is refused before it is read). It keeps the
 webhook's contract (docs/webhooks.md): the signature is checked on the raw body, a body
 over ``WEBHOOK_MAX_BYTES`` is refused from its ``Content-Length`` or cut off while it
 streams in, and 200 is answered only once the event is committed — in one transaction with
-the other deliveries that arrived meanwhile (:mod:`~django_stripe_bridge.group_commit`).
+the other deliveries that arrived meanwhile (``group_commit``).
 
 The view (``webhooks.WebhookView``) stays for WSGI sites and for subclassing; this path
 does not call the view's hooks.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,8 +26,9 @@ from typing import Any
 from django.db import DatabaseError, InterfaceError
 from django.urls import NoReverseMatch, reverse
 
+from . import metrics
 from .body_limit import BodyLimitMiddleware
-from .conf import bridge_settings
+from .conf import DEFAULT_ENDPOINT, bridge_settings
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
 __all__ = ["BodyLimitMiddleware", "StripeWebhookApp", "with_stripe_webhook"]
@@ -70,26 +72,40 @@ class StripeWebhookApp:
         return self._path or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self._is_webhook(scope):
-            await handle_webhook(scope, receive, send)
+        endpoint = self._endpoint(scope) if scope["type"] == "http" else None
+        if endpoint is not None:
+            await handle_webhook(scope, receive, send, endpoint=endpoint)
         else:
             await self.app(scope, receive, send)
 
-    def _is_webhook(self, scope: Scope) -> bool:
+    def _endpoint(self, scope: Scope) -> str | None:
+        """The webhook endpoint a request is for (``handler`` or a ``WEBHOOK_ENDPOINTS``
+        name), or ``None`` for the site's other routes."""
         path: str = scope.get("path", "")
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        return self.path is not None and path.rstrip("/") == self.path
+        if self.path is None:
+            return None
+        path = path.rstrip("/")
+        if path == self.path:
+            return DEFAULT_ENDPOINT
+        parent, _, name = path.rpartition("/")
+        if parent == self.path.rpartition("/")[0] and bridge_settings.endpoint_secrets(name):
+            return name
+        return None
 
 
-async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+async def handle_webhook(
+    scope: Scope, receive: Receive, send: Send, *, endpoint: str = DEFAULT_ENDPOINT
+) -> None:
     """Answer one webhook request (the ASGI counterpart of ``WebhookView.post``)."""
     # Imported here: this module is imported by asgi.py files before Django is set up.
     from . import webhooks
     from .group_commit import get_committer
 
     client = (scope.get("client") or ("?",))[0]
+    arrived = time.monotonic()
     try:
         if scope.get("method") != "POST":
             raise webhooks.WebhookRefused(
@@ -97,9 +113,9 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
                 status=405,
                 code="method_not_allowed",
             )
-        secrets = bridge_settings.webhook_secrets
+        secrets = bridge_settings.endpoint_secrets(endpoint) or []
         if not secrets:
-            raise webhooks.not_configured()
+            raise webhooks.not_configured(endpoint)
         headers = _headers(scope)
         payload = await _read_body(receive, headers.get("content-length"))
         try:
@@ -109,16 +125,25 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
                 secrets,
                 bridge_settings.WEBHOOK_TOLERANCE,
             )
-            event = await _parse(payload)
-            webhooks.check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
+            notification = webhooks.parse_notification(
+                payload, headers.get(webhooks.SIGNATURE_HEADER.lower()), secrets
+            )
+            event = await _parse(payload) if notification is None else None
+            if event is not None:
+                webhooks.check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
         except SignatureVerificationError as exc:
             raise webhooks.WebhookRefused(str(exc), code="signature_verification_failed") from exc
         except InvalidEvent as exc:
             raise webhooks.WebhookRefused(str(exc), code="invalid_event") from exc
         try:
-            result = await get_committer().submit(event)
+            if notification is not None:
+                created = await _record_notification(notification, endpoint)
+            else:
+                assert event is not None
+                created = (await get_committer().submit(event)).created
         except (DatabaseError, InterfaceError) as exc:
             raise webhooks.database_unavailable(exc) from exc
+        metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
     except EventQuarantined as exc:
         await _answer(send, 200, webhooks.quarantined_body(exc))
         return
@@ -137,7 +162,16 @@ async def handle_webhook(scope: Scope, receive: Receive, send: Send) -> None:
             send, 503, webhooks.error_body(refused), {"Retry-After": str(webhooks.RETRY_AFTER)}
         )
         return
-    await _answer(send, 200, {"received": True, "duplicate": not result.created})
+    await _answer(send, 200, {"received": True, "duplicate": not created})
+
+
+async def _record_notification(notification: Any, endpoint: str) -> bool:
+    """Store a thin event notification once, in a worker thread (its fetch follows)."""
+    from channels.db import database_sync_to_async
+
+    from . import thin
+
+    return bool(await database_sync_to_async(thin.record)(notification, endpoint=endpoint))
 
 
 #: Bodies larger than this are parsed and validated off the event loop: a 1 MiB event

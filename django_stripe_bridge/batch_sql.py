@@ -1,15 +1,15 @@
 """Batch statements the ORM does not offer, one round trip each, for the ingest's hot path.
 
-- :func:`insert_new` inserts the rows whose unique key is not stored yet and says which it
+- ``insert_new()`` inserts the rows whose unique key is not stored yet and says which it
   inserted (the webhook's events: stored exactly once under concurrent deliveries);
-- :func:`insert_and_lock` inserts the missing rows and returns every row, new or stored,
+- ``insert_and_lock()`` inserts the missing rows and returns every row, new or stored,
   locked until the transaction ends (the transactions an ingest batch folds events into);
-- :func:`update_fields` writes some fields of many rows, each row its own values.
+- ``update_fields()`` writes some fields of many rows, each row its own values.
 
 ``bulk_create(ignore_conflicts=True)`` returns no ids, locking what it skipped takes a
 second statement, and ``bulk_update`` builds a ``CASE`` per field and row. The first two
 need ``INSERT … ON CONFLICT … RETURNING`` (PostgreSQL; SQLite 3.35 and newer:
-:func:`supported`). Only the model's own quoted names and column types are formatted into
+``supported()``). Only the model's own quoted names and column types are formatted into
 the SQL; every value is a parameter.
 
 On PostgreSQL the statements go through psycopg's ``RawCursor``: ``$1`` placeholders, the
@@ -91,7 +91,7 @@ def insert_and_lock(objs: Sequence[M], *, using: str) -> list[M]:
 def update_fields(objs: Sequence[Model], fields: Sequence[str], *, using: str) -> None:
     """Write ``fields`` of every object to its row (by primary key), in one statement.
 
-    Needs ``UPDATE … FROM`` (PostgreSQL; SQLite 3.33 and newer, as :func:`supported`
+    Needs ``UPDATE … FROM`` (PostgreSQL; SQLite 3.33 and newer, as ``supported()``
     implies).
     """
     model = type(objs[0])

@@ -2,8 +2,8 @@
 
 Django's ASGI handler reads a whole body (into a temporary file) before any view runs, so
 the views' own limits (``WEBHOOK_MAX_BYTES``, 64 KiB for the JSON endpoints) come after the
-upload. :func:`django_stripe_bridge.asgi.with_stripe_webhook` applies this middleware to
-everything it hands to the site; on its own::
+upload. ``django_stripe_bridge.asgi.with_stripe_webhook()`` applies this middleware to
+everything it hands to the site; on its own:
 
     application = BodyLimitMiddleware(get_asgi_application())
 

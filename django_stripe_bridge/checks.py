@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import re
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.apps import apps as django_apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -11,7 +15,9 @@ from django.core.handlers.asgi import ASGIHandler
 from django.utils.module_loading import import_string
 
 from .conf import (
+    DEFAULT_ENDPOINT,
     DEFAULTS,
+    ENDPOINT_NAME,
     MESSAGE_PAYLOADS,
     REPLAY_MODES,
     SETTING_NAME,
@@ -19,11 +25,15 @@ from .conf import (
 )
 from .error_reports import SafeExceptionReporterFilter, hide_url_passwords
 from .exceptions import ConfigurationError
-from .layers import receive_timeout_problem
-from .policy import get_policy
+from .realtime.layers import receive_timeout_problem
+from .realtime.policy import get_policy
 
 _IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 _KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
+#: API keys that are sometimes pasted where a webhook signing secret (``whsec_…``) belongs.
+_API_KEY_PREFIXES = ("sk_", "rk_", "pk_")
+#: Seconds ``check --deploy`` waits for the channel layer to answer.
+LAYER_CHECK_TIMEOUT = 3.0
 
 
 @register(Tags.compatibility)
@@ -86,6 +96,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
 
+    misplaced = [
+        secret
+        for secret in bridge_settings.webhook_secrets
+        if isinstance(secret, str) and secret.startswith(_API_KEY_PREFIXES)
+    ]
+    if misplaced:
+        kinds = ", ".join(sorted({f"{secret[:3]}…" for secret in misplaced}))
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['WEBHOOK_SECRETS'] holds an API key ({kinds}), not a webhook "
+                "signing secret: every webhook will be refused.",
+                hint="A signing secret starts with whsec_: take it from 'stripe listen', the "
+                "Dashboard's webhook endpoint, or 'manage.py stripe_bridge_webhook_setup'.",
+                id="stripe_bridge.E009",
+            )
+        )
+
     layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
     default_layer = layers.get("default") if isinstance(layers, dict) else None
     if not default_layer:
@@ -141,7 +168,76 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="stripe_bridge.E005",
                 )
             )
-    return messages + _check_limits(user_settings) + _check_numbers(user_settings)
+    return (
+        messages
+        + _check_limits(user_settings)
+        + _check_numbers(user_settings)
+        + _check_connect(user_settings)
+    )
+
+
+def _check_connect(user_settings: dict[str, Any]) -> list[CheckMessage]:
+    """``WEBHOOK_ENDPOINTS`` of the wrong shape, and Connect hooks that cannot be imported."""
+    messages: list[CheckMessage] = []
+    endpoints = user_settings.get("WEBHOOK_ENDPOINTS", DEFAULTS["WEBHOOK_ENDPOINTS"])
+    shape_hint = (
+        "Use a dict of endpoint name → its signing secrets, served at webhooks/<name>: "
+        "{'connect': ['whsec_…'], 'thin': ['whsec_…']} (docs/connect.md)."
+    )
+    if not isinstance(endpoints, dict):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'] must be a dict, not "
+                f"{type(endpoints).__name__}.",
+                hint=shape_hint,
+                id="stripe_bridge.E020",
+            )
+        )
+        endpoints = {}
+    for name, secrets in endpoints.items():
+        problem = None
+        if not isinstance(name, str) or not re.fullmatch(ENDPOINT_NAME, name):
+            problem = "is not a name of 1 to 40 letters, digits, '-' or '_'"
+        elif name == DEFAULT_ENDPOINT:
+            problem = "is the name of the endpoint whose secrets are WEBHOOK_SECRETS"
+        elif isinstance(secrets, str):
+            secrets = [secrets]
+        if problem is None and (
+            not isinstance(secrets, list | tuple)
+            or not secrets
+            or not all(isinstance(x, str) and x.startswith("whsec_") for x in secrets)
+        ):
+            problem = "must be a non-empty list of signing secrets (whsec_…)"
+        if problem:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'][{name!r}] {problem}.",
+                    hint=shape_hint,
+                    id="stripe_bridge.E020",
+                )
+            )
+    for name, signature in (
+        ("SUBSCRIBE_ACCOUNTS", "(user) -> the connected accounts (acct_…) the user may follow"),
+        ("CONNECT_POLICY", "(request, account) -> a ConnectCharge, or None to refuse"),
+    ):
+        value = user_settings.get(name, DEFAULTS[name])
+        if value is None or callable(value):
+            continue
+        try:
+            hook = import_string(value) if isinstance(value, str) else value
+        except ImportError as exc:
+            hook, reason = None, f"cannot be imported: {exc}"
+        else:
+            reason = "is not callable"
+        if not callable(hook):
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] = {value!r} {reason}.",
+                    hint=f"Set it to the dotted path of a callable {signature}, or None.",
+                    id="stripe_bridge.E021",
+                )
+            )
+    return messages
 
 
 def _check_limits(user_settings: dict[str, Any]) -> list[CheckMessage]:
@@ -199,10 +295,13 @@ _NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
     "MAX_FRAMES_PER_SECOND": (False, 0, True, False),
     "FRAME_BURST": (True, 1, False, False),
     "REPLAY_THREADS": (True, 1, False, False),
+    "SSE_HEARTBEAT": (False, 0, True, False),
     "OUTBOX_DELAY": (False, 0, False, False),
     "OUTBOX_INTERVAL": (False, 0, True, False),
     "OUTBOX_BATCH": (True, 1, False, False),
     "LAYER_PROBE_INTERVAL": (False, 0, False, True),
+    "THIN_RETRY_DELAY": (False, 0, True, False),
+    "THIN_MAX_RETRY_DELAY": (False, 0, True, False),
 }
 
 
@@ -312,7 +411,7 @@ def _runserver_speaks_websockets() -> bool:
 def _reaches_consumer(app: Any, depth: int = 0) -> bool | None:
     """Whether ``app`` routes websockets to the bridge's consumer; ``None`` when it cannot
     be told (a wrapper this walk does not know), so that no site is warned wrongly."""
-    from .consumers import StripeEventConsumer
+    from .realtime.websocket import StripeEventConsumer
 
     if depth > 30:
         return None
@@ -374,3 +473,53 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             id="stripe_bridge.W010",
         )
     ]
+
+
+# --- deployment: does the channel layer answer? -----------------------------------------------
+
+
+@register(Tags.compatibility, deploy=True)
+def check_layer_answers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Report a default channel layer that does not answer (``check --deploy`` only).
+
+    Sends one message to a group nobody joins, through a new instance of the layer, and
+    waits ``LAYER_CHECK_TIMEOUT`` seconds. Without an answering layer every event stays
+    unpublished and websockets cannot join their groups.
+    """
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    default_layer = layers.get("default") if isinstance(layers, dict) else None
+    if not isinstance(default_layer, dict) or default_layer.get("BACKEND") == _IN_MEMORY_LAYER:
+        return []  # W003 and W005 speak of these
+    from channels.layers import channel_layers
+
+    try:
+        layer = channel_layers.make_backend("default")
+        async_to_sync(_send_to_nobody)(layer)
+    except Exception as exc:  # any failure to reach the layer is what this check reports
+        reason = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+        return [
+            Warning(
+                f"The channel layer CHANNEL_LAYERS['default'] does not answer ({reason} within "
+                f"{LAYER_CHECK_TIMEOUT:g} s): events are stored but not pushed, and websockets "
+                "cannot subscribe.",
+                hint="Start Redis, or point the layer's hosts (REDIS_URL) at a running one; "
+                "see docs/scaling.md.",
+                id="stripe_bridge.W011",
+            )
+        ]
+    return []
+
+
+async def _send_to_nobody(layer: Any) -> None:
+    try:
+        await asyncio.wait_for(
+            layer.group_send("stripe_bridge.check", {"type": "stripe_bridge.check"}),
+            LAYER_CHECK_TIMEOUT,
+        )
+    finally:
+        # Close the connections this instance opened (channels-redis core, then pub/sub).
+        with contextlib.suppress(Exception):
+            if hasattr(layer, "close_pools"):
+                await layer.close_pools()
+            elif type(layer).__name__ == "RedisPubSubChannelLayer":
+                await layer.flush()

@@ -5,7 +5,7 @@ client may still have thousands of frames on the way: the ASGI server (Daphne) q
 one for the consumer, which would take them one by one through Channels' dispatch (a
 thread hop each, to close old database connections) only to ignore them. A flood of
 ~29,000 frames kept a process at 100% CPU for ~10 s after its client had gone that way.
-:class:`DropInputAfterClose` drops each such frame at the top of the dispatch instead.
+``DropInputAfterClose`` drops each such frame at the top of the dispatch instead.
 """
 
 from __future__ import annotations

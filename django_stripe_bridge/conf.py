@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_NETWORK_RETRIES": 2,
     "TIMEOUT": 30,
     "WEBHOOK_SECRETS": [],
+    "WEBHOOK_ENDPOINTS": {},
+    "THIN_RELAY": True,
+    "THIN_RETRY_DELAY": 1.0,
+    "THIN_MAX_RETRY_DELAY": 3600.0,
     "WEBHOOK_TOLERANCE": 300,
     "WEBHOOK_MAX_BYTES": 1024 * 1024,
     "DEFAULT_CURRENCY": "usd",
@@ -34,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "CHARGE_THROTTLE_RATE": "10/min",
     "CHANNEL": "stripe",
     "SUBSCRIBE_POLICY": "pinned",
+    "SUBSCRIBE_ACCOUNTS": None,
+    "CONNECT_POLICY": None,
     "MESSAGE_PAYLOAD": "summary",
     "REPLAY": "latest",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION": 100,
@@ -46,7 +52,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FRAMES_PER_SECOND": 20,
     "FRAME_BURST": 60,
     "REPLAY_THREADS": 4,
+    "SSE_HEARTBEAT": 15.0,
     "METRICS_TOKEN": None,
+    "CHECKOUT_SUCCESS_URL": None,
+    "CHECKOUT_CANCEL_URL": None,
+    "CHECKOUT_REDIRECT_HOSTS": None,
 }
 
 #: Settings holding dotted paths (or lists of them) that are imported on access.
@@ -56,6 +66,10 @@ IMPORT_STRINGS = {"CHARGE_PERMISSION_CLASSES"}
 SUBSCRIBE_POLICIES = ("pinned", "open", "staff")
 #: Values of ``REPLAY`` (and of a subscribe frame's ``replay``).
 REPLAY_MODES = ("latest", "all", "none")
+#: The webhook endpoint whose secrets are ``WEBHOOK_SECRETS`` (``webhooks/handler``).
+DEFAULT_ENDPOINT = "handler"
+#: What a name in ``WEBHOOK_ENDPOINTS`` may be (it is a path segment: ``webhooks/<name>``).
+ENDPOINT_NAME = r"[A-Za-z0-9_-]{1,40}"
 #: Values of ``MESSAGE_PAYLOAD``.
 MESSAGE_PAYLOADS = ("summary", "full")
 
@@ -100,6 +114,21 @@ class BridgeSettings:
         """``WEBHOOK_SECRETS`` as a list, also when a single string was given."""
         secrets = self.WEBHOOK_SECRETS or []
         return [secrets] if isinstance(secrets, str) else [s for s in secrets if s]
+
+    def endpoint_secrets(self, name: str) -> list[str] | None:
+        """The secrets of webhook endpoint ``name``: ``handler`` is ``WEBHOOK_SECRETS``, any
+        other a key of ``WEBHOOK_ENDPOINTS``; ``None`` when there is no such endpoint."""
+        if name == DEFAULT_ENDPOINT:
+            return self.webhook_secrets
+        endpoints = self.WEBHOOK_ENDPOINTS
+        if not isinstance(endpoints, dict) or name not in endpoints:
+            return None
+        secrets = endpoints[name] or []
+        if isinstance(secrets, str):
+            return [secrets]
+        if not isinstance(secrets, list | tuple):
+            return []
+        return [s for s in secrets if isinstance(s, str) and s]
 
     def reload(self) -> None:
         self._cache.clear()

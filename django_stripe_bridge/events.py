@@ -1,7 +1,7 @@
 """What a Stripe event is to the bridge: its shape and the transaction it belongs to.
 
 Pure functions over the event as a dict (as Stripe sends it); no database access. The status
-an event leads to is :mod:`~django_stripe_bridge.payment_state`'s business.
+an event leads to is ``payment_state``'s business.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 def validate_event(event: Any) -> Mapping[str, Any]:
-    """Return ``event`` if it has the shape of a Stripe event, else raise :class:`InvalidEvent`.
+    """Return ``event`` if it has the shape of a Stripe event, else raise ``InvalidEvent``.
 
     Beyond the shape, an event must hold nothing a database cannot store (a NUL character,
     a lone surrogate, a number that is not finite): refusing it says what is wrong, where
@@ -58,6 +58,11 @@ def validate_event(event: Any) -> Mapping[str, Any]:
     kind = data["object"].get("object")
     if kind is not None and not isinstance(kind, str):
         raise InvalidEvent("'data.object.object' must be a string such as \"charge\".")
+    account = event.get("account")
+    if account is not None and not is_account_id(account):
+        raise InvalidEvent(
+            "'account' must be a connected account's id: 'acct_' and at most 255 characters."
+        )
     # The quick pass finds whether; the careful one, only then, says where.
     problem = _unstorable(event) if _holds_unstorable(event) else None
     if problem is not None:
@@ -65,12 +70,23 @@ def validate_event(event: Any) -> Mapping[str, Any]:
     return event
 
 
+def is_account_id(value: Any) -> bool:
+    """Whether ``value`` looks like a Stripe account id (``acct_…``, at most 255 characters)."""
+    return (
+        isinstance(value, str)
+        and value.startswith("acct_")
+        and len(value) <= 255
+        and value.isascii()
+        and value[5:].replace("_", "").isalnum()
+    )
+
+
 def _holds_unstorable(event: Mapping[str, Any]) -> bool:
     """Whether anything in ``event`` cannot be stored.
 
     The quick pass over every value (a 1 MiB event may hold half a million): no path is
     built, and JSON's own types are told apart by ``type()``, which costs a fraction of an
-    ``isinstance`` check against ``Mapping``. :func:`_unstorable` then says where.
+    ``isinstance`` check against ``Mapping``. ``_unstorable()`` then says where.
     """
     search = _UNSTORABLE_CHARACTER.search
     stack: list[Any] = [event]
@@ -150,9 +166,51 @@ def transaction_id_of(event: Mapping[str, Any]) -> str:
         return _id_of(obj.get("payment_intent")) or _id_of(obj.get("id")) or ""
     if kind in ("refund", "dispute"):
         return _id_of(obj.get("payment_intent")) or _id_of(obj.get("charge")) or ""
+    if kind == "checkout.session":
+        # Paid through a PaymentIntent, a session is that payment (docs/models.md).
+        return _id_of(obj.get("payment_intent")) or _id_of(obj.get("id")) or ""
     return _id_of(obj.get("id")) or ""
 
 
+def checkout_session_link(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(session id, PaymentIntent id)`` of a Checkout Session event whose session names its
+    PaymentIntent; else ``None``."""
+    obj = event_object(event)
+    if obj.get("object") != "checkout.session":
+        return None
+    session_id, intent_id = _id_of(obj.get("id")), _id_of(obj.get("payment_intent"))
+    if not session_id or not intent_id or session_id == intent_id:
+        return None
+    return session_id[:255], intent_id[:255]
+
+
+def account_of(event: Mapping[str, Any]) -> str:
+    """The connected account a verified event's payment is for; ``""`` for the platform's own.
+
+    A Connect event names it in ``account`` (a direct charge, made on the connected account).
+    A destination charge is the platform's own object, made for the account its
+    ``transfer_data.destination`` (else its ``on_behalf_of``) names. Stripe wrote all of these:
+    nothing a client sends reaches here.
+    """
+    account = event.get("account")
+    if is_account_id(account):
+        return str(account)
+    obj = event_object(event)
+    if obj.get("object") not in ("charge", "payment_intent", "checkout.session"):
+        return ""
+    transfer = obj.get("transfer_data")
+    destination = _id_of(transfer.get("destination")) if isinstance(transfer, Mapping) else None
+    for candidate in (destination, _id_of(obj.get("on_behalf_of"))):
+        if is_account_id(candidate):
+            return str(candidate)
+    return ""
+
+
 def transaction_kind_of(transaction_id: str) -> str:
-    """``payment_intent`` for ``pi_…`` ids, ``charge`` otherwise."""
-    return "payment_intent" if transaction_id.startswith("pi_") else "charge"
+    """``payment_intent`` for ``pi_…`` ids, ``checkout_session`` for ``cs_…``, ``charge``
+    otherwise."""
+    if transaction_id.startswith("pi_"):
+        return "payment_intent"
+    if transaction_id.startswith("cs_"):
+        return "checkout_session"
+    return "charge"

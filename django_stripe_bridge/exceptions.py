@@ -21,7 +21,7 @@ class InvalidEvent(StripeBridgeError, ValueError):
 
 class EventQuarantined(StripeBridgeError):
     """A verified event the database refused to store, kept apart instead
-    (:mod:`~django_stripe_bridge.quarantine`); the webhook answers it 200."""
+    (``quarantine``); the webhook answers it 200."""
 
     def __init__(self, event_id: str, reason: str) -> None:
         super().__init__(f"Event {event_id} could not be stored ({reason}); it was quarantined.")
@@ -106,3 +106,11 @@ class NotConfigured(StripeRequestError, ConfigurationError):
     status_code = 503
     error_type = "api_error"
     default_code = "not_configured"
+
+
+class AccountRefused(StripeRequestError):
+    """A create call named a connected account this request may not charge for (HTTP 403)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "account_forbidden"

@@ -1,12 +1,12 @@
 """Group commit: the webhook deliveries that arrive together share one database transaction.
 
-Each request hands its verified event to :meth:`GroupCommitter.submit` and waits. One task
+Each request hands its verified event to ``GroupCommitter.submit()`` and waits. One task
 per event loop takes every event waiting, stores them with
-:func:`~django_stripe_bridge.ingest.ingest_events` (one transaction, one insert statement)
+``ingest_events()`` (one transaction, one insert statement)
 in the committer's own database thread, and answers each request with its own result — or,
 when the batch failed, with the same error for all of them, having stored none. A batch
 the database refuses for its data is split until only the events that cannot be stored
-fail (:mod:`~django_stripe_bridge.quarantine`): those are kept apart, the rest stored.
+fail (``quarantine``): those are kept apart, the rest stored.
 While one batch is being committed the next one gathers, so a lone request waits for
 nobody and a burst pays for one commit per batch instead of one per event.
 
@@ -73,7 +73,7 @@ class GroupCommitter:
         """Store ``event`` with whatever else is waiting; its result once committed.
 
         Raises what storing the batch raised (an ``OperationalError``…): then nothing of the
-        batch was stored; or :class:`EventQuarantined` when the database refused this event
+        batch was stored; or ``EventQuarantined`` when the database refused this event
         for its data (it was kept apart, and its batch-mates stored without it).
         """
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()

@@ -1,6 +1,6 @@
 """Whose an ``Idempotency-Key`` is: a retry never pays twice, and never answers another client.
 
-A client's key is claimed (an :class:`~django_stripe_bridge.models.IdempotencyKey` row,
+A client's key is claimed (an ``IdempotencyKey`` row,
 committed) before its create call reaches Stripe, by the client's *scope*: the signed-in
 user, else a random token in the signed ``stripe_bridge_client`` cookie. Requests in the
 owner's scope go to Stripe with the owner's key, so Stripe replays the first answer. A
@@ -57,18 +57,18 @@ CONFLICT_MESSAGE = (
     "a new key for a new payment, or the same request from the same client to get the first "
     "result again."
 )
-#: The fields of an object that :func:`summary` keeps.
+#: The fields of an object that ``summary()`` keeps.
 SUMMARY_FIELDS = ("id", "object", "status", "amount", "currency", "livemode", "created")
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """The outcome of :func:`claim`: the key to send Stripe, and who is asking."""
+    """The outcome of ``claim()``: the key to send Stripe, and who is asking."""
 
     #: The key for Stripe: the owner's, so that Stripe replays the first request.
     stripe_key: str
     #: ``False``: a request with the same content as the owner's, from a client that cannot
-    #: show it is the owner. Answer it without secrets (:func:`summary`, or fewer fields).
+    #: show it is the owner. Answer it without secrets (``summary()``, or fewer fields).
     owner: bool
 
 
@@ -102,7 +102,7 @@ def claim(
     ``operation`` names the create call (``"charge"``…) and ``body`` its validated
     parameters. ``presented=False`` says the client showed no scope and ``scope`` was made
     for it just now (a new cookie): the key is then bound to the request's content as well.
-    Raises :class:`~django_stripe_bridge.exceptions.StripeIdempotencyConflict` (409) when
+    Raises ``StripeIdempotencyConflict`` (409) when
     the key belongs to another client and the content does not bind it to this request.
     Call it outside a transaction (the views are ``non_atomic_requests``): the claim must be
     committed before Stripe is called, so that a concurrent retry sees it.

@@ -1,10 +1,10 @@
 """The one path by which verified Stripe events become rows.
 
 The webhook (its view and its ASGI path), ``stripe_bridge_sync`` and the tests all call
-:func:`ingest_events` (or :func:`ingest_event` for one). A batch is one database
+``ingest_events()`` (or ``ingest_event()`` for one). A batch is one database
 transaction: its events are inserted in one statement that skips the ones already stored,
 folded into their transactions' states under row locks
-(:mod:`~django_stripe_bridge.payment_state`), and, after the commit, the signals are sent
+(``payment_state``), and, after the commit, the signals are sent
 and the new events published to the channel layer.
 """
 
@@ -22,8 +22,17 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from . import batch_sql, signals
-from .events import TRANSACTION_OBJECTS, event_object, transaction_id_of, validate_event
+from .events import (
+    TRANSACTION_OBJECTS,
+    account_of,
+    checkout_session_link,
+    event_object,
+    is_account_id,
+    transaction_id_of,
+    validate_event,
+)
 from .models import StripeEvent, StripeTransaction
+from .payment_state import PaymentState
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +50,11 @@ class IngestResult:
     transaction: StripeTransaction | None = None
     old_status: str | None = None
     status_changed: bool = False
+    #: This event joined a Checkout Session to its PaymentIntent.
+    linked: bool = False
+    #: ``(session id, its old status)`` when this event changed the status a linked Checkout
+    #: Session's row shows (its own ``transaction_status_changed`` is sent too).
+    session_change: tuple[str, str | None] | None = None
 
 
 def timestamp_to_datetime(value: int) -> dt.datetime:
@@ -53,7 +67,7 @@ def ingest_event(event: Mapping[str, Any], *, publish: bool = True) -> IngestRes
 
     Safe under concurrent deliveries of the same event: one call creates the row, every
     other returns ``created=False`` and changes nothing. Raises
-    :class:`~django_stripe_bridge.exceptions.InvalidEvent` for a payload that is not an event.
+    ``InvalidEvent`` for a payload that is not an event.
     """
     return ingest_events([event], publish=publish)[0]
 
@@ -66,7 +80,7 @@ def ingest_events(
     An event stored before (by an earlier call, another process, or earlier in the same
     batch) gives ``created=False`` and changes nothing. Either the whole batch is committed
     or, on a database error, nothing of it is. Raises
-    :class:`~django_stripe_bridge.exceptions.InvalidEvent` (storing nothing) if one of the
+    ``InvalidEvent`` (storing nothing) if one of the
     payloads is not an event.
     """
     for event in events:
@@ -97,6 +111,7 @@ def _new_row(event: Mapping[str, Any]) -> StripeEvent:
         object_type=object_type[:100] if isinstance(object_type, str) else "",
         object_id=object_id[:255] if isinstance(object_id, str) else "",
         livemode=event.get("livemode") is True,
+        account=account_of(event),
         api_version=str(event.get("api_version") or "")[:50],
         created=timestamp_to_datetime(event["created"]),
         payload=dict(event),
@@ -166,21 +181,52 @@ def _update_transactions(
         and row.transaction_id
         and event_object(event).get("object") in TRANSACTION_OBJECTS
     ]
+    wanted = {row.transaction_id: row.livemode for row, _ in new}
+    links = {}
+    for row, event in new:
+        link = checkout_session_link(event)
+        if link is not None:
+            links[link[0]] = link[1]
+            wanted.setdefault(link[0], row.livemode)
     transactions = StripeTransaction.objects.lock_all(
-        {row.transaction_id: row.livemode for row, _ in new}
+        wanted, {row.transaction_id: row.account for row, _ in new if row.account}
     )
+    _lock_linked(transactions)
+    given_account = _share_accounts(new, transactions)
     states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
     _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
 
     after: dict[int, IngestResult] = {}
     changed_fields: dict[str, set[str]] = {}
-    last_of = {row.transaction_id: row.pk for row, _ in new}
+    holder_of = {row.pk: _holder(transactions, row.transaction_id) for row, _ in new}
+    last_of = {holder_of[row.pk]: row.pk for row, _ in new}
+    # What each linked session's row shows, as the batch goes (it mirrors its payment's).
+    shown = {
+        tx.linked_id: _status_of(transactions, tx.linked_id, tx)
+        for tx in transactions.values()
+        if tx.linked_id and tx.holds_state
+    }
     for row, event in new:
-        tx = transactions[row.transaction_id]
+        tx_id = holder_of[row.pk]
+        tx = transactions[tx_id]
         old_status = tx.status or None
-        state = states[row.transaction_id]
-        fields = tx.take_state(state) if state.apply(event) else []
+        state = states[tx_id]
+        moved = state.apply(event)
+        session_id = _session_to_link(event, tx, transactions, links)
+        if session_id is not None:
+            moved = _link(transactions[session_id], tx, states) or moved
+            changed_fields.setdefault(session_id, set()).update(("linked_id", "kind"))
+            changed_fields.setdefault(tx_id, set()).add("linked_id")
+        fields = tx.take_state(state) if moved else []
+        if row.transaction_id in given_account:
+            changed_fields.setdefault(row.transaction_id, set()).update(("account", "direct"))
         changed_fields.setdefault(tx.pk, set()).update(fields)
+        session_change = None
+        if session_id is not None:
+            shown[session_id] = transactions[session_id].status or None
+        if tx.linked_id and tx.holds_state and shown.get(tx.linked_id) != (tx.status or None):
+            session_change = (tx.linked_id, shown.get(tx.linked_id))
+            shown[tx.linked_id] = tx.status or None
         after[row.pk] = IngestResult(
             event=row,
             created=True,
@@ -188,7 +234,10 @@ def _update_transactions(
             transaction=tx if last_of[tx.pk] == row.pk else copy.copy(tx),
             old_status=old_status,
             status_changed="status" in fields,
+            linked=session_id is not None,
+            session_change=session_change,
         )
+    _mirror_linked(transactions, changed_fields)
     _save(transactions, changed_fields)
     results = []
     for row, created in rows:
@@ -197,6 +246,136 @@ def _update_transactions(
         else:
             results.append(IngestResult(event=row, created=created))
     return results
+
+
+def _share_accounts(
+    new: list[tuple[StripeEvent, Mapping[str, Any]]],
+    transactions: Mapping[str, StripeTransaction],
+) -> set[str]:
+    """Give a transaction the account its first event with one names, and an event without
+    one (a destination charge's refund) its transaction's: a seller follows the whole payment.
+    Returns the ids of the transactions given an account (or found to be direct charges).
+
+    A transaction's account is set once; an event naming another is stored as it came, and
+    logged (Stripe's ids are unique across accounts: it would be a bug, not a payment).
+    """
+    inherited: dict[str, list[int]] = {}
+    given: set[str] = set()
+    for row, event in new:
+        tx = transactions[row.transaction_id]
+        if is_account_id(event.get("account")) and not tx.direct:
+            # A Connect event: the payment lives on the connected account.
+            tx.direct = True
+            given.add(tx.pk)
+        if row.account and not tx.account:
+            tx.account = row.account
+            given.add(tx.pk)
+        elif not row.account and tx.account:
+            row.account = tx.account
+            inherited.setdefault(tx.account, []).append(row.pk)
+        elif row.account != tx.account:
+            logger.warning(
+                "Event %s names account %s, but transaction %s belongs to %s; kept as is.",
+                row.event_id,
+                row.account,
+                tx.pk,
+                tx.account,
+            )
+    for account, pks in inherited.items():
+        StripeEvent.objects.filter(pk__in=pks).update(account=account)
+    return given
+
+
+# --- Checkout Sessions: two transactions of one payment ------------------------------------------
+
+
+def _holder(transactions: Mapping[str, StripeTransaction], tx_id: str) -> str:
+    """The transaction whose row folds the events of ``tx_id`` (its PaymentIntent's, once a
+    session is linked)."""
+    tx = transactions[tx_id]
+    return tx_id if tx.holds_state else tx.linked_id
+
+
+def _status_of(
+    transactions: Mapping[str, StripeTransaction], session_id: str, intent: StripeTransaction
+) -> str | None:
+    """The status a linked session's row shows now: its own when locked, else its payment's
+    (the two are written together)."""
+    session = transactions.get(session_id)
+    return (session.status if session is not None else intent.status) or None
+
+
+def _lock_linked(transactions: dict[str, StripeTransaction]) -> None:
+    """Lock the PaymentIntents of linked sessions among ``transactions`` too.
+
+    Only an event of a linked session that does not name its PaymentIntent needs this (not
+    seen from Stripe); the lock then comes after the session's, out of id order.
+    """
+    missing = {
+        tx.linked_id: tx.livemode
+        for tx in transactions.values()
+        if not tx.holds_state and tx.linked_id not in transactions
+    }
+    if missing:
+        transactions.update(StripeTransaction.objects.lock_all(missing))
+
+
+def _session_to_link(
+    event: Mapping[str, Any],
+    tx: StripeTransaction,
+    transactions: Mapping[str, StripeTransaction],
+    links: Mapping[str, str],
+) -> str | None:
+    """The session ``event`` links to ``tx`` for the first time, if it does."""
+    link = checkout_session_link(event)
+    if link is None or links.get(link[0]) != tx.pk:
+        return None
+    session = transactions[link[0]]
+    if session.linked_id:
+        return None  # linked before (to this PaymentIntent, or to another: the first stays)
+    return link[0]
+
+
+def _link(
+    session: StripeTransaction, intent: StripeTransaction, states: dict[str, PaymentState]
+) -> bool:
+    """Join a session's transaction to its PaymentIntent's: the PaymentIntent's row takes
+    what the session's knew (its create call's answer); ``True`` when that moved the state."""
+    session.linked_id, intent.linked_id = intent.pk, session.pk
+    session.kind = StripeTransaction.Kind.CHECKOUT_SESSION
+    return states[intent.pk].merge(states[session.pk])
+
+
+def _mirror_linked(
+    transactions: Mapping[str, StripeTransaction], changed: dict[str, set[str]]
+) -> None:
+    """Show a payment's status and amounts on its session's row too."""
+    for tx_id, fields in list(changed.items()):
+        tx = transactions[tx_id]
+        if not fields or not tx.linked_id or not tx.holds_state:
+            continue
+        session = transactions.get(tx.linked_id)
+        if session is None:
+            StripeTransaction.objects.filter(pk=tx.linked_id).update(
+                **{field: getattr(tx, field) for field in _MIRRORED}, updated_at=timezone.now()
+            )
+            continue
+        for field in _MIRRORED:
+            if getattr(session, field) != getattr(tx, field):
+                setattr(session, field, getattr(tx, field))
+                changed.setdefault(session.pk, set()).add(field)
+
+
+#: What a session's row shows of its payment.
+_MIRRORED = (
+    "status",
+    "amount",
+    "amount_captured",
+    "amount_refunded",
+    "currency",
+    "account",
+    "direct",
+)
 
 
 def _fold_histories(
@@ -224,14 +403,18 @@ def _fold_histories(
         states[stored.transaction_id].apply(stored.payload)
 
 
-#: What a fold may change on a transaction (``StripeTransaction.take_state``).
+#: What a fold may change on a transaction (``StripeTransaction.take_state``, and the account).
 _FOLDED_FIELDS = (
+    "account",
+    "direct",
     "status",
     "amount",
     "amount_captured",
     "amount_refunded",
     "currency",
     "state",
+    "linked_id",
+    "kind",
     "updated_at",
 )
 
@@ -275,9 +458,15 @@ def _after_commit(results: list[IngestResult], *, publish: bool) -> None:
         )
         if result.status_changed and result.transaction is not None:
             send_status_changed(result.transaction, result.old_status, result.event)
+        if result.session_change is not None:
+            _send_session_changed(result, *result.session_change)
     if publish:
-        from .messaging import publish_events
+        from .messaging import publish_events, publish_link
 
+        for result in results:
+            if result.linked and result.transaction is not None:
+                # Before the event that links them: what the other id's subscribers missed.
+                publish_link(result.transaction, exclude={r.event.pk for r in results})
         publish_events([(r.event, r.transaction) for r in results if r.created])
 
 
@@ -293,6 +482,15 @@ def _send_robust(signal: Signal, sender: type, **kwargs: Any) -> None:
                 subject,
                 exc_info=response,
             )
+
+
+def _send_session_changed(result: IngestResult, session_id: str, old_status: str | None) -> None:
+    """``transaction_status_changed`` for a Checkout Session's row, whose status follows its
+    PaymentIntent's (docs/checkout.md: fulfil from this signal)."""
+    session = StripeTransaction.objects.filter(pk=session_id).first()
+    if session is not None and result.transaction is not None:
+        session.status = result.transaction.status  # as right after this event
+        send_status_changed(session, old_status, result.event)
 
 
 def send_status_changed(

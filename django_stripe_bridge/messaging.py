@@ -11,13 +11,14 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
+from . import metrics
 from .conf import bridge_settings
 from .events import event_object
 
@@ -41,7 +42,8 @@ PUBLISH_TIMEOUT = 5.0
 #: ``TypeError`` for a type it does not know). Any other error means the layer failed.
 REFUSALS: tuple[type[Exception], ...] = (TypeError, ValueError, OverflowError)
 
-#: Fields of a charge, PaymentIntent, refund or dispute kept in the ``summary`` payload.
+#: Fields of a charge, PaymentIntent, refund, dispute or Checkout Session kept in the
+#: ``summary`` payload.
 #: Nothing that identifies a person: no billing details, e-mail, address or fingerprint.
 SUMMARY_FIELDS = (
     "id",
@@ -50,8 +52,10 @@ SUMMARY_FIELDS = (
     "amount_captured",
     "amount_received",
     "amount_refunded",
+    "amount_total",
     "currency",
     "status",
+    "payment_status",
     "paid",
     "captured",
     "refunded",
@@ -112,7 +116,8 @@ def summarize_object(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_headers(row: StripeEvent, status: str | None) -> dict[str, Any]:
-    """The headers selectors see: ``id``, ``type``, ``event_id``, ``object``, ``status``…"""
+    """The headers selectors see: ``id``, ``type``, ``event_id``, ``object``, ``status``,
+    ``account``…"""
     obj = event_object(row.payload)
     amount = obj.get("amount")
     currency = obj.get("currency")
@@ -126,6 +131,8 @@ def build_headers(row: StripeEvent, status: str | None) -> dict[str, Any]:
         "currency": currency if isinstance(currency, str) else None,
         "livemode": row.livemode,
         "created": row.created_timestamp,
+        # The connected account, from the verified event (or its transaction): never a client's.
+        "account": row.account or None,
     }
 
 
@@ -150,19 +157,97 @@ def status_after(row: StripeEvent, transaction: StripeTransaction | None) -> str
     return status if isinstance(status, str) else None
 
 
-def build_message(row: StripeEvent, status: str | None) -> dict[str, Any]:
-    """The channel-layer message for one event."""
-    return {
+def build_message(
+    row: StripeEvent, status: str | None, transaction: StripeTransaction | None = None
+) -> dict[str, Any]:
+    """The channel-layer message for one event.
+
+    An event of a payment known by two ids (a Checkout Session and its PaymentIntent) names
+    the other in ``linked_ids``: its subscribers get a copy under that id (`relabel`).
+    """
+    message = {
         "type": EVENT_MESSAGE_TYPE,
         "event_pk": row.pk,
         "event_id": row.event_id,
         "transaction_id": row.transaction_id,
         "headers": build_headers(row, status),
         "data": build_data(row),
+        "sent_at": metrics.handed_over(),  # for the delivery-delay histogram
     }
+    others = linked_ids(row, transaction)
+    if others:
+        message["linked_ids"] = others
+    return message
+
+
+def linked_ids(row: StripeEvent, transaction: StripeTransaction | None) -> list[str]:
+    """The payment's ids other than the event's own transaction id."""
+    if transaction is None or not transaction.linked_id:
+        return []
+    return [tx_id for tx_id in transaction.payment_ids if tx_id != row.transaction_id]
+
+
+def relabel(message: dict[str, Any], transaction_id: str) -> dict[str, Any]:
+    """``message`` as the subscribers of ``transaction_id``, another id of the same payment,
+    see it: their id in ``transaction_id`` and in the ``id`` header."""
+    copy = {k: v for k, v in message.items() if k != "linked_ids"}
+    copy["transaction_id"] = transaction_id
+    copy["headers"] = {**message["headers"], "id": transaction_id}
+    return copy
+
+
+def publish_link(transaction: StripeTransaction, *, exclude: set[int]) -> int:
+    """Send the subscribers of each id of a payment just linked (a Checkout Session and its
+    PaymentIntent) the events stored under the other id before the link; how many were sent.
+
+    They went only to the other id's group when published. Never raises: a subscriber that
+    misses them gets them by replay.
+    """
+    from .models import StripeEvent
+
+    try:
+        layer = get_layer()
+        if layer is None:
+            return 0
+        rows = (
+            StripeEvent.objects.filter(transaction_id__in=transaction.payment_ids)
+            .exclude(pk__in=exclude)
+            .order_by("created", "id")
+        )
+        copies = []
+        for row in rows[:MAX_LINK_CATCH_UP]:
+            message = build_message(row, status_after(row, transaction), transaction)
+            copies += [relabel(message, other) for other in message.get("linked_ids", ())]
+        async_to_sync(_send_copies)(layer, copies)
+    except Exception as exc:
+        logger.warning(
+            "Could not send the earlier events of %s to the subscribers of %s (%s: %s); they "
+            "get them by replay.",
+            transaction.pk,
+            transaction.linked_id,
+            type(exc).__name__,
+            exc,
+        )
+        return 0
+    return len(copies)
+
+
+#: Events sent at most when a link is made (a payment has a handful; replay has the rest).
+MAX_LINK_CATCH_UP = 100
+
+
+async def _send_copies(layer: Any, copies: list[dict[str, Any]]) -> None:
+    async with asyncio.timeout(PUBLISH_TIMEOUT * 2):
+        for copy in copies:
+            await layer.group_send(transaction_group(copy["transaction_id"]), copy)
 
 
 # -- publishing ---------------------------------------------------------------------------
+
+#: Called before every publish. The app's ``ready()`` puts the outbox relay's starter here,
+#: so the first publish of a process starts the relay that retries what fails, without
+#: this module importing the outbox (which imports this module).
+before_publish: list[Callable[[], None]] = []
 
 
 def get_layer() -> Any:
@@ -193,10 +278,13 @@ def send_events(rows: Sequence[StripeEvent]) -> dict[int, str]:
     from .models import StripeTransaction
 
     ids = {row.transaction_id for row in rows if row.transaction_id}
-    transactions = StripeTransaction.objects.only("id", "status").in_bulk(list(ids))
-    messages = [
-        build_message(row, status_after(row, transactions.get(row.transaction_id))) for row in rows
-    ]
+    transactions = StripeTransaction.objects.only("id", "status", "kind", "linked_id").in_bulk(
+        list(ids)
+    )
+    messages = []
+    for row in rows:
+        tx = transactions.get(row.transaction_id)
+        messages.append(build_message(row, status_after(row, tx), tx))
     outcome = async_to_sync(_send_in_order)(layer, messages)
     if len(outcome.refused) + sum(outcome.sent) < len(rows):
         raise RuntimeError(f"the channel layer took {sum(outcome.sent)} of {len(rows)} events")
@@ -236,7 +324,7 @@ def publish_events(items: Sequence[tuple[StripeEvent, StripeTransaction | None]]
 async def asend_events(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> list[StripeEvent]:
-    """Send events in order from the event loop; the rows sent, for :func:`mark_published`.
+    """Send events in order from the event loop; the rows sent, for ``mark_published()``.
 
     Never raises: what is not sent stays unpublished for the outbox relay.
     """
@@ -255,9 +343,8 @@ def _prepare(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]],
 ) -> tuple[Any, list[dict[str, Any]]]:
     """The layer to publish to (``None``: nothing to do) and the messages, in order."""
-    from . import outbox
-
-    outbox.ensure_relay()
+    for hook in before_publish:
+        hook()
     if not items:
         return None, []
     try:
@@ -265,25 +352,30 @@ def _prepare(
     except Exception as exc:
         _failed(items, exc)
         return None, []
-    return layer, [build_message(row, status_after(row, tx)) for row, tx in items]
+    return layer, [build_message(row, status_after(row, tx), tx) for row, tx in items]
 
 
 def _sent_rows(
     items: Sequence[tuple[StripeEvent, StripeTransaction | None]], outcome: Outcome
 ) -> list[StripeEvent]:
     """The rows sent; the refused ones stay unpublished, for the relay to count."""
-    from . import metrics
-
     published = [row for (row, _), ok in zip(items, outcome.sent, strict=True) if ok]
     metrics.incr("events_published", len(published))
     metrics.incr("publish_refusals", len(outcome.refused))
     metrics.incr("publish_failures", len(items) - len(published) - len(outcome.refused))
+    observe_publish_delay(published)
     return published
 
 
-def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
-    from . import metrics
+def observe_publish_delay(rows: Sequence[StripeEvent]) -> None:
+    """Record, for each event just handed to the layer, how long ago its row was stored."""
+    now = timezone.now()
+    for row in rows:
+        if row.received_at is not None:
+            metrics.observe("publish_delay_seconds", (now - row.received_at).total_seconds())
 
+
+def _failed(items: Sequence[tuple[StripeEvent, StripeTransaction | None]], exc: Exception) -> int:
     _log_unpublished([row for row, _ in items], exc)
     metrics.incr("publish_failures", len(items))
     return 0
@@ -341,8 +433,8 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> Outcome:
     """Send messages in the server's order; which went, and which the layer refused.
 
     Each goes to its transaction's group, and the broadcast group gets them in batches of
-    :data:`MAX_BROADCAST_BATCH` (one send each instead of one per event). A batch that the
-    layer refuses for its content (:data:`REFUSALS`) is sent again one message at a time,
+    ``MAX_BROADCAST_BATCH`` (one send each instead of one per event). A batch that the
+    layer refuses for its content (``REFUSALS``) is sent again one message at a time,
     so that only the messages it cannot carry stay behind. Stops at the first failure of
     the layer itself: it is down, and the rest would each wait for the timeout. A batch
     whose broadcast failed counts as not sent, and the outbox relay sends it again
@@ -367,11 +459,18 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> Outcome:
 
 
 async def _send_chunk(layer: Any, chunk: list[dict[str, Any]]) -> None:
+    plain = []
     for message in chunk:
+        # A payment known by two ids: each id's subscribers get it under their id.
+        for other in message.get("linked_ids", ()):
+            await layer.group_send(transaction_group(other), relabel(message, other))
+        if "linked_ids" in message:
+            message = {k: v for k, v in message.items() if k != "linked_ids"}
+        plain.append(message)
         if message["transaction_id"]:
             await layer.group_send(transaction_group(message["transaction_id"]), message)
-    batch = {"type": EVENTS_MESSAGE_TYPE, "events": chunk}
-    await layer.group_send(broadcast_group(), batch if len(chunk) > 1 else chunk[0])
+    batch = {"type": EVENTS_MESSAGE_TYPE, "events": plain}
+    await layer.group_send(broadcast_group(), batch if len(plain) > 1 else plain[0])
 
 
 async def _send_one_by_one(

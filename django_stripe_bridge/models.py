@@ -27,13 +27,16 @@ class StripeEvent(models.Model):
     object_type = models.CharField(_("object type"), max_length=100, blank=True)
     object_id = models.CharField(_("object id"), max_length=255, blank=True)
     livemode = models.BooleanField(_("live mode"), default=False)
+    #: The connected account (``acct_…``) the event's payment belongs to; blank for the
+    #: platform's own. Taken only from the verified event (``account_of()``).
+    account = models.CharField(_("connected account"), max_length=255, blank=True)
     api_version = models.CharField(_("API version"), max_length=50, blank=True)
     created = models.DateTimeField(_("created at Stripe"))
     received_at = models.DateTimeField(_("received"), auto_now_add=True)
     payload = models.JSONField(_("payload"))
     published_at = models.DateTimeField(_("published"), null=True, blank=True)
     #: Times the channel layer refused to carry this event (it could not serialize it); at
-    #: :data:`MAX_PUBLISH_ATTEMPTS` the outbox relay stops trying.
+    #: ``MAX_PUBLISH_ATTEMPTS`` the outbox relay stops trying.
     publish_attempts = models.PositiveSmallIntegerField(_("refused publishes"), default=0)
     publish_error = models.CharField(_("publish error"), max_length=300, blank=True)
 
@@ -45,6 +48,8 @@ class StripeEvent(models.Model):
             # Replay and the admin's transaction inline: a transaction's events in order.
             models.Index(fields=["transaction_id", "created", "id"], name="stripe_evt_tx_created"),
             models.Index(fields=["-created", "-id"], name="stripe_evt_created"),
+            # The admin's filter and a seller's view: one connected account's events.
+            models.Index(fields=["account", "-created"], name="stripe_evt_account"),
             # `stripe_bridge_republish --unpublished`.
             models.Index(
                 fields=["id"],
@@ -68,13 +73,18 @@ class StripeEvent(models.Model):
 
 
 class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
-    def lock(self, transaction_id: str, *, livemode: bool = False) -> StripeTransaction:
+    def lock(
+        self, transaction_id: str, *, livemode: bool = False, account: str = ""
+    ) -> StripeTransaction:
         """The transaction's row, created if missing, locked until the atomic block ends."""
-        return self.lock_all({transaction_id: livemode})[transaction_id]
+        return self.lock_all({transaction_id: livemode}, {transaction_id: account})[transaction_id]
 
-    def lock_all(self, livemode_of: Mapping[str, bool]) -> dict[str, StripeTransaction]:
-        """The transactions named (id → livemode for a new row), created if missing and
-        locked until the atomic block ends.
+    def lock_all(
+        self, livemode_of: Mapping[str, bool], account_of: Mapping[str, str] | None = None
+    ) -> dict[str, StripeTransaction]:
+        """The transactions named (id → livemode for a new row; ``account_of``: id → the
+        connected account of a new row), created if missing and locked until the atomic
+        block ends.
 
         The webhook ingest, the create calls and the rebuild all go through here, so two
         writers of one transaction apply one after the other; rows are created and locked in
@@ -82,8 +92,14 @@ class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
         """
         if not livemode_of:
             return {}
+        accounts = account_of or {}
         new = [
-            self.model(id=tx_id, kind=transaction_kind_of(tx_id), livemode=livemode)
+            self.model(
+                id=tx_id,
+                kind=transaction_kind_of(tx_id),
+                livemode=livemode,
+                account=accounts.get(tx_id, ""),
+            )
             for tx_id, livemode in sorted(livemode_of.items())
         ]
         if batch_sql.supported(self.db):
@@ -95,11 +111,12 @@ class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
 
 
 class StripeTransaction(models.Model):
-    """The current state of one charge or PaymentIntent."""
+    """The current state of one charge, PaymentIntent or Checkout Session."""
 
     class Kind(models.TextChoices):
         CHARGE = "charge", _("Charge")
         PAYMENT_INTENT = "payment_intent", _("PaymentIntent")
+        CHECKOUT_SESSION = "checkout_session", _("Checkout Session")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -124,6 +141,12 @@ class StripeTransaction(models.Model):
     currency = models.CharField(_("currency"), max_length=3, blank=True)
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, blank=True)
     livemode = models.BooleanField(_("live mode"), default=False)
+    #: The connected account (``acct_…``) the payment is for, blank for the platform's own:
+    #: set once, by the server (a create call's policy-approved account) or a verified event.
+    account = models.CharField(_("connected account"), max_length=255, blank=True)
+    #: Made on the connected account itself (a direct charge: calls about it carry
+    #: ``Stripe-Account``), not on the platform for it (a destination charge).
+    direct = models.BooleanField(_("direct charge"), default=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("user"),
@@ -133,8 +156,12 @@ class StripeTransaction(models.Model):
         related_name="stripe_transactions",
     )
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
+    #: The other transaction of the same payment: a Checkout Session's PaymentIntent, and the
+    #: PaymentIntent's session (docs/models.md, "Checkout Sessions"). The PaymentIntent's
+    #: row holds the state; both rows show its status and amounts.
+    linked_id = models.CharField(_("linked transaction"), max_length=255, blank=True)
     #: The latest known snapshot of each of the payment's Stripe objects
-    #: (:class:`~django_stripe_bridge.payment_state.PaymentState`): what the status derives from.
+    #: (``PaymentState``): what the status derives from.
     state = models.JSONField(_("state"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -145,7 +172,10 @@ class StripeTransaction(models.Model):
         verbose_name = _("Stripe transaction")
         verbose_name_plural = _("Stripe transactions")
         ordering = ("-created_at",)
-        indexes = [models.Index(fields=["-created_at"], name="stripe_tx_created")]
+        indexes = [
+            models.Index(fields=["-created_at"], name="stripe_tx_created"),
+            models.Index(fields=["account", "-created_at"], name="stripe_tx_account"),
+        ]
 
     def __str__(self) -> str:
         return self.id
@@ -175,9 +205,20 @@ class StripeTransaction(models.Model):
                 changed.append(field)
         return changed
 
+    @property
+    def payment_ids(self) -> tuple[str, ...]:
+        """The ids this payment is known by: its own, and its linked transaction's."""
+        return (self.id, self.linked_id) if self.linked_id else (self.id,)
+
+    @property
+    def holds_state(self) -> bool:
+        """Whether the payment's state is folded on this row (not on the linked one)."""
+        return not (self.linked_id and self.kind == self.Kind.CHECKOUT_SESSION)
+
     def events(self) -> models.QuerySet[StripeEvent]:
-        """This transaction's events, oldest first."""
-        return StripeEvent.objects.filter(transaction_id=self.id).order_by("created", "id")
+        """The payment's events (the linked transaction's too), oldest first."""
+        ids = self.payment_ids
+        return StripeEvent.objects.filter(transaction_id__in=ids).order_by("created", "id")
 
 
 class QuarantinedEvent(models.Model):
@@ -208,7 +249,7 @@ class QuarantinedEvent(models.Model):
 
 class IdempotencyKey(models.Model):
     """Whose a client's ``Idempotency-Key`` is: claimed before the create call reaches Stripe
-    (:mod:`~django_stripe_bridge.idempotency`). Digests only, never the key or the scope."""
+    (``idempotency``). Digests only, never the key or the scope."""
 
     #: SHA-256 of the client's key: one owner per key, whatever the endpoint.
     key_digest = models.CharField(_("key digest"), max_length=64, primary_key=True)
@@ -227,3 +268,47 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.stripe_key
+
+
+class ThinEvent(models.Model):
+    """A thin event notification (Event Destinations, API v2), stored once when it arrives,
+    and the durable queue of the fetches that turn it into a ``StripeEvent``."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        DONE = "done", _("Done")
+        REFUSED = "refused", _("Refused")
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=100)
+    #: The notification's ``context``: the connected account it is about (blank: the platform).
+    context = models.CharField(_("context"), max_length=255, blank=True)
+    endpoint = models.CharField(_("endpoint"), max_length=40, blank=True)
+    notification = models.JSONField(_("notification"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    #: When the next fetch may start (a claimed fetch pushes it on: a crash retries later).
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    #: The snapshot event the fetch stored (or found stored), once done.
+    stripe_event_id = models.CharField(_("Stripe event"), max_length=255, blank=True)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    done_at = models.DateTimeField(_("done"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("thin event")
+        verbose_name_plural = _("thin events")
+        ordering = ("-received_at", "-id")
+        indexes = [
+            # The queue: pending notifications whose next attempt is due.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=models.Q(status="pending"),
+                name="stripe_thin_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} ({self.type}, {self.status})"

@@ -1,29 +1,38 @@
-"""Operator visibility: the bridge's figures in the Prometheus text format.
+"""Operator visibility: the bridge's metrics for Prometheus (``prometheus_client``).
 
 Mount the view where you like (``path("stripe-bridge/metrics", metrics_view)``). It answers
 staff users and requests carrying ``Authorization: Bearer <METRICS_TOKEN>``; everyone
-else gets 403. Database figures (events stored, unpublished backlog and its age, events the
-relay gave up on, events kept apart) are the site's; counters and gauges (published,
-re-published, open sockets…) are those of the process that answers, as Prometheus expects
-of a scrape target.
+else gets 403. The counters, gauges and histograms are ``metrics.py``'s: those of the
+process that answers, or, with ``PROMETHEUS_MULTIPROC_DIR`` set, of every process of the
+site added up. The database's figures (the relay's backlog and its age, the events it gave
+up on, the events kept apart) are the site's, read by indexed queries whose cost does not
+grow with the table (never a ``COUNT(*)`` of every event).
 """
 
 from __future__ import annotations
 
 import hmac
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Count, Min, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import metrics
 from .conf import SETTING_NAME, bridge_settings
 from .models import MAX_PUBLISH_ATTEMPTS, QuarantinedEvent, StripeEvent
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-PREFIX = "stripe_bridge_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+PREFIX = metrics.PREFIX
+#: The backlog is counted up to this many events (the count stops there: "at least").
+BACKLOG_CAP = 10_000
 
 
 def _allowed(request: HttpRequest) -> bool:
@@ -37,58 +46,95 @@ def _allowed(request: HttpRequest) -> bool:
     return hmac.compare_digest(header[len("Bearer ") :].encode(), str(token).encode())
 
 
-def _family(lines: list[str], name: str, kind: str, help_text: str, value: float) -> None:
-    lines += [
-        f"# HELP {PREFIX}{name} {help_text}",
-        f"# TYPE {PREFIX}{name} {kind}",
-        f"{PREFIX}{name} {value:g}",
-    ]
+class BacklogCollector:
+    """The database's figures, read at each scrape."""
+
+    def describe(self) -> Iterator[Any]:
+        yield from self._families(Backlog())
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._families(backlog())
+
+    def _families(self, figures: Backlog) -> Iterator[Any]:
+        yield GaugeMetricFamily(
+            PREFIX + "unpublished_events",
+            "Stored events not yet handed to the channel layer (the relay's backlog), "
+            f"counted up to {BACKLOG_CAP}.",
+            value=figures.count,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "unpublished_oldest_age_seconds",
+            "Age of the oldest unpublished event (0 when there is none).",
+            value=figures.oldest_age,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "unpublishable_events",
+            "Stored events the relay gave up on: the channel layer refused to carry them "
+            f"(counted up to {BACKLOG_CAP}).",
+            value=figures.given_up,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "quarantined_events",
+            "Webhook events the database refused to store, kept apart for an operator "
+            f"(counted up to {BACKLOG_CAP}).",
+            value=figures.quarantined,
+        )
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits in the database: unpublished events (the relay's backlog, without those
+    it gave up on), the oldest one's age in seconds, the given-up ones, the quarantined."""
+
+    count: int = 0
+    oldest_age: float = 0.0
+    given_up: int = 0
+    quarantined: int = 0
+
+
+def backlog() -> Backlog:
+    """The database's figures, each count stopping at ``BACKLOG_CAP`` rows.
+
+    The unpublished events are read through their partial index (``stripe_evt_unpublished``,
+    rows whose ``published_at`` is empty), so no read grows with the events stored; the
+    oldest is the first by id.
+    """
+    unpublished = StripeEvent.objects.filter(published_at__isnull=True).order_by()
+    pending = unpublished.filter(publish_attempts__lt=MAX_PUBLISH_ATTEMPTS)
+    oldest = pending.order_by("id").values_list("received_at", flat=True).first()
+    age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
+    return Backlog(
+        count=pending[:BACKLOG_CAP].count(),
+        oldest_age=max(age, 0.0),
+        given_up=unpublished.filter(publish_attempts__gte=MAX_PUBLISH_ATTEMPTS)[
+            :BACKLOG_CAP
+        ].count(),
+        quarantined=QuarantinedEvent.objects.order_by()[:BACKLOG_CAP].count(),
+    )
+
+
+def multiprocess_dir() -> str | None:
+    """``prometheus_client``'s multiprocess directory, when the site runs in that mode."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def registry() -> CollectorRegistry:
+    """A registry of the bridge's metrics for one scrape: this process's, or every
+    process's in multiprocess mode, and the backlog."""
+    scrape = CollectorRegistry()
+    path = multiprocess_dir()
+    if path:
+        MultiProcessCollector(scrape, path=path)
+    else:
+        for collector in metrics.collectors():
+            scrape.register(collector)
+    scrape.register(BacklogCollector())
+    return scrape
 
 
 def render() -> str:
     """The current figures, as Prometheus text exposition."""
-    lines: list[str] = []
-    stored = StripeEvent.objects.count()
-    unpublished = StripeEvent.objects.filter(published_at__isnull=True)
-    given_up = Q(publish_attempts__gte=MAX_PUBLISH_ATTEMPTS)
-    backlog = unpublished.exclude(given_up).aggregate(count=Count("id"), oldest=Min("received_at"))
-    oldest = backlog["oldest"]
-    age = (timezone.now() - oldest).total_seconds() if oldest is not None else 0.0
-    _family(lines, "events_stored", "gauge", "Stripe events stored in the database.", stored)
-    _family(
-        lines,
-        "unpublished_events",
-        "gauge",
-        "Stored events not yet handed to the channel layer (the relay's backlog).",
-        backlog["count"],
-    )
-    _family(
-        lines,
-        "unpublished_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest unpublished event (0 when there is none).",
-        max(age, 0.0),
-    )
-    _family(
-        lines,
-        "unpublishable_events",
-        "gauge",
-        "Stored events the relay gave up on: the channel layer refused to carry them.",
-        unpublished.filter(given_up).count(),
-    )
-    _family(
-        lines,
-        "quarantined_events",
-        "gauge",
-        "Webhook events the database refused to store, kept apart for an operator.",
-        QuarantinedEvent.objects.count(),
-    )
-    figures = metrics.snapshot()
-    for name, help_text in metrics.COUNTERS.items():
-        _family(lines, f"{name}_total", "counter", f"{help_text} (this process)", figures[name])
-    for name, help_text in metrics.GAUGES.items():
-        _family(lines, name, "gauge", help_text, figures[name])
-    return "\n".join(lines) + "\n"
+    return generate_latest(registry()).decode()
 
 
 @never_cache

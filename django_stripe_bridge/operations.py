@@ -1,13 +1,13 @@
 """Staff operations on a payment: capture an authorization, cancel it, refund.
 
-Each one asks Stripe (through :mod:`~django_stripe_bridge.stripe_api`) and returns what
+Each one asks Stripe (through ``stripe_api``) and returns what
 Stripe returned. None of them writes the transaction: Stripe answers an operation with
 webhooks (``charge.captured``, ``payment_intent.canceled``, ``charge.refunded`` …), and those
 move the transaction's status and amounts, as for a change made in the Dashboard.
 
-Errors: :class:`~django_stripe_bridge.exceptions.OperationRefused` when the operation cannot
+Errors: ``OperationRefused`` when the operation cannot
 be asked for (an amount out of range, a captured charge to "cancel"), or the
-:class:`~django_stripe_bridge.exceptions.StripeRequestError` Stripe's refusal was translated
+``StripeRequestError`` Stripe's refusal was translated
 to; both carry a message fit for staff.
 """
 
@@ -38,6 +38,12 @@ def operation_key(operation: Operation, transaction: StripeTransaction, token: s
     return f"bridge-{operation}:{transaction.pk}:{token or uuid.uuid4().hex}"[:255]
 
 
+def on_account(transaction: StripeTransaction) -> str | None:
+    """The ``Stripe-Account`` of calls about a payment: its connected account's for a direct
+    charge, none for the platform's own and for destination charges (made on the platform)."""
+    return transaction.account or None if transaction.direct else None
+
+
 def capture(
     transaction: StripeTransaction, amount: int | None = None, *, idempotency_key: str = ""
 ) -> dict[str, Any]:
@@ -46,8 +52,15 @@ def capture(
     _check_amount(amount, transaction.amount, transaction, "capture", "authorized")
     key = idempotency_key or operation_key(Operation.CAPTURE, transaction)
     if transaction.kind == StripeTransaction.Kind.PAYMENT_INTENT:
-        return stripe_api.capture_payment_intent(transaction.pk, amount=amount, idempotency_key=key)
-    return stripe_api.capture_charge(transaction.pk, amount=amount, idempotency_key=key)
+        return stripe_api.capture_payment_intent(
+            transaction.pk,
+            amount=amount,
+            idempotency_key=key,
+            stripe_account=on_account(transaction),
+        )
+    return stripe_api.capture_charge(
+        transaction.pk, amount=amount, idempotency_key=key, stripe_account=on_account(transaction)
+    )
 
 
 def cancel(transaction: StripeTransaction, *, idempotency_key: str = "") -> dict[str, Any]:
@@ -56,15 +69,19 @@ def cancel(transaction: StripeTransaction, *, idempotency_key: str = "") -> dict
     returned (the PaymentIntent, or the refund)."""
     key = idempotency_key or operation_key(Operation.CANCEL, transaction)
     if transaction.kind == StripeTransaction.Kind.PAYMENT_INTENT:
-        return stripe_api.cancel_payment_intent(transaction.pk, idempotency_key=key)
-    charge = stripe_api.retrieve_charge(transaction.pk)
+        return stripe_api.cancel_payment_intent(
+            transaction.pk, idempotency_key=key, stripe_account=on_account(transaction)
+        )
+    charge = stripe_api.retrieve_charge(transaction.pk, stripe_account=on_account(transaction))
     if charge.get("captured") or charge.get("status") != "succeeded":
         raise OperationRefused(
             f"Charge {transaction.pk} is not an authorization waiting for capture "
             f"(status {charge.get('status')}, captured: {bool(charge.get('captured'))}): "
             "only an uncaptured charge can be canceled. Refund a captured one."
         )
-    return stripe_api.create_refund(charge=transaction.pk, idempotency_key=key)
+    return stripe_api.create_refund(
+        charge=transaction.pk, idempotency_key=key, stripe_account=on_account(transaction)
+    )
 
 
 def refund(
@@ -89,7 +106,13 @@ def refund(
         if transaction.kind == StripeTransaction.Kind.PAYMENT_INTENT
         else {"charge": transaction.pk}
     )
-    return stripe_api.create_refund(**target, amount=amount, reason=reason, idempotency_key=key)
+    return stripe_api.create_refund(
+        **target,
+        amount=amount,
+        reason=reason,
+        idempotency_key=key,
+        stripe_account=on_account(transaction),
+    )
 
 
 def _check_amount(

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from . import metrics
 from .conf import bridge_settings
-from .messaging import get_layer, send_events
+from .messaging import get_layer, observe_publish_delay, send_events
 from .models import MAX_PUBLISH_ATTEMPTS, StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ def _relay_chunk(cutoff: dt.datetime, size: int, after: int) -> tuple[int, int]:
         return 0, after
     sent = [row for row in rows if row.pk not in refused]
     metrics.incr("events_republished", len(sent))
+    observe_publish_delay(sent)
     metrics.incr("publish_refusals", len(refused))
     if sent:
         logger.info(
@@ -150,6 +151,10 @@ def _run() -> None:
         try:
             close_old_connections()
             relay_unpublished()
+            if bridge_settings.THIN_RELAY:
+                from . import thin
+
+                thin.drain()  # thin events whose fetch failed, and any left by a restart
         except Exception:
             logger.exception("Outbox relay round failed; retrying later.")
         finally:

@@ -1,8 +1,9 @@
 """The state of a payment: a transaction's Stripe objects folded into one status and amounts.
 
 A transaction (a PaymentIntent, or a charge made without one) is followed through several
-Stripe objects: the PaymentIntent, its charges (one per attempt), their refunds and disputes.
-:class:`PaymentState` keeps the latest known snapshot of each object and derives the
+Stripe objects: the PaymentIntent, its charges (one per attempt), their refunds and disputes,
+and the Checkout Session the PaymentIntent was paid through, if any.
+``PaymentState`` keeps the latest known snapshot of each object and derives the
 transaction's status and amounts from all of them (docs/models.md has the table).
 
 Stripe delivers webhooks late, twice and in any order. A snapshot replaces an object's
@@ -58,7 +59,8 @@ STATUSES = (
 )
 
 #: The objects whose snapshots make up a payment's state.
-PAYMENT_OBJECTS = frozenset({"charge", "payment_intent", "refund", "dispute"})
+PAYMENT_OBJECTS = frozenset({"charge", "payment_intent", "refund", "dispute", "checkout.session"})
+CHECKOUT_SESSION = "checkout.session"
 
 #: Since this API version a partial capture releases the uncaptured rest; before it, Stripe
 #: refunded the rest, so the charge's ``amount_refunded`` counts money never taken.
@@ -99,6 +101,22 @@ _DISPUTE_WON = frozenset({"won", "warning_closed", "prevented"})
 _DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented", "charge_refunded"})
 _REFUND_VOID = frozenset({"failed", "canceled"})
 
+# A Checkout Session's lifecycle: open, then complete (unpaid, then paid or failed) or expired.
+_SESSION_STAGE = {"open": 0, "complete": 1, "expired": 2}
+#: What a session event says about its object whatever the object's own fields say (Stripe's
+#: example event of ``checkout.session.completed`` carries an ``open`` session).
+_SESSION_EVENTS = {
+    "checkout.session.completed": "complete",
+    "checkout.session.async_payment_succeeded": "complete",
+    "checkout.session.async_payment_failed": "complete",
+    "checkout.session.expired": "expired",
+}
+# While the session is complete but unpaid, these word of the attempt stand; any other
+# (an older "requires_action", say) is read as the debit being processed.
+_UNPAID_ATTEMPTS = frozenset(
+    {Status.REQUIRES_CAPTURE, Status.FAILED, Status.CANCELED, Status.EXPIRED}
+)
+
 # Among a payment's attempts (the PaymentIntent and its charges) that are not final, the
 # newest wins; in one second, the one further along (same reasoning as ``_PI_STAGE``).
 _ATTEMPT_ORDER = {
@@ -121,7 +139,7 @@ _PI_STATUS = {
 MAX_EMBEDDED = 100
 
 #: The most snapshots of one kind a state keeps (docs/models.md, "Bounds"); other kinds
-#: keep :data:`MAX_KEPT_OTHER`. Beyond, the oldest are let go (by their own ``created``,
+#: keep ``MAX_KEPT_OTHER``. Beyond, the oldest are let go (by their own ``created``,
 #: then id), so that what one transaction stores, and the time each of its events takes,
 #: stay bounded whatever its events embed. A charge's ``amount_refunded`` still counts the
 #: refunds let go, so the totals stay exact.
@@ -143,8 +161,8 @@ class Summary:
 class PaymentState:
     """The latest known snapshot of each Stripe object of one transaction.
 
-    Stored as JSON on the transaction (:meth:`to_json`, :meth:`from_json`); the derived
-    status and amounts are :meth:`summary`.
+    Stored as JSON on the transaction (``to_json()``, ``from_json()``); the derived
+    status and amounts are ``summary()``.
     """
 
     def __init__(self, objects: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -152,7 +170,7 @@ class PaymentState:
 
     @classmethod
     def from_json(cls, data: Any) -> PaymentState:
-        """The state stored by :meth:`to_json` (an empty one for anything else)."""
+        """The state stored by ``to_json()`` (an empty one for anything else)."""
         objects = data.get("objects") if isinstance(data, Mapping) else None
         if not isinstance(objects, Mapping):
             return cls()
@@ -203,6 +221,26 @@ class PaymentState:
             _keep_bounded(self.objects)
         # A snapshot let go at once changed nothing.
         return any(object_id in self.objects for object_id in changed)
+
+    def merge(self, other: PaymentState) -> bool:
+        """Take in ``other``'s snapshots (a transaction joining this one); ``True`` when any
+        snapshot moved forward."""
+        changed = False
+        for object_id, snapshot in other.objects.items():
+            current = self.objects.get(object_id)
+            if current is None or snapshot["key"] > current["key"]:
+                self.objects[object_id] = dict(snapshot)
+                changed = True
+        return changed
+
+    def linked_ids(self) -> tuple[str, str] | None:
+        """``(session id, PaymentIntent id)`` when a Checkout Session was paid through a
+        PaymentIntent, as its newest snapshot says; else ``None``."""
+        sessions = [s for s in self.objects.values() if s["object"] == CHECKOUT_SESSION]
+        session = max(sessions, key=lambda s: s["key"], default=None)
+        if session is None or not session["payment_intent"]:
+            return None
+        return session["id"], session["payment_intent"]
 
     def summary(self) -> Summary:
         """The transaction's status and amounts by the rules in docs/models.md."""
@@ -265,12 +303,14 @@ def _snapshots(
             yield from _snapshots(charge, at=at, api_version=api_version, event_type=None)
     elif kind == "refund":
         yield _refund(obj, object_id, at)
-    else:
+    elif kind == "dispute":
         yield _dispute(obj, object_id, at)
+    else:
+        yield _checkout_session(obj, object_id, at, event_type=event_type)
 
 
 def _keep_bounded(objects: dict[str, dict[str, Any]]) -> None:
-    """Let go of the oldest snapshots of each kind beyond its bound (:data:`MAX_KEPT`).
+    """Let go of the oldest snapshots of each kind beyond its bound (``MAX_KEPT``).
 
     The ones kept are the newest of all ever taken in, whatever the order they came in, so
     the fold still does not depend on delivery order.
@@ -367,6 +407,31 @@ def _dispute(obj: Mapping[str, Any], object_id: str, at: int) -> dict[str, Any]:
     return _keyed(snapshot, at, _DISPUTE_STAGE.get(status, -1))
 
 
+def _checkout_session(
+    obj: Mapping[str, Any], object_id: str, at: int, *, event_type: str | None
+) -> dict[str, Any]:
+    status = _SESSION_EVENTS.get(event_type or "") or _text(obj.get("status")) or ""
+    failed = event_type == "checkout.session.async_payment_failed"
+    paid = not failed and (
+        event_type == "checkout.session.async_payment_succeeded"
+        or obj.get("payment_status") in ("paid", "no_payment_required")
+    )
+    stage = _SESSION_STAGE.get(status, -1)
+    if status == "complete" and (paid or failed):
+        stage = 2  # the delayed payment's outcome, after the completion that came unpaid
+    snapshot: dict[str, Any] = {
+        "id": object_id,
+        "object": CHECKOUT_SESSION,
+        "status": status,
+        "paid": paid,
+        "failed": failed,
+        "payment_intent": _id_of(obj.get("payment_intent")),
+        "amount": _amount(obj.get("amount_total")),
+        "currency": _currency(obj.get("currency")),
+    }
+    return _keyed(snapshot, at, stage)
+
+
 def _keyed(snapshot: dict[str, Any], at: int, stage: int, *progress: int) -> dict[str, Any]:
     """``snapshot`` with ``at`` and its ordering key: time, lifecycle stage, amounts, content.
 
@@ -389,18 +454,23 @@ def _summarize(snapshots: Iterable[Mapping[str, Any]]) -> Summary:
     refunds, disputes = by_kind["refund"], by_kind["dispute"]
     intent = max(intents, key=lambda s: s["key"], default=None)
     latest_charge = max(charges, key=lambda s: s["key"], default=None)
-    source = intent or latest_charge or {}
+    session = max(by_kind[CHECKOUT_SESSION], key=lambda s: s["key"], default=None)
+    source = intent or latest_charge or session or {}
 
     captured = sum(c["amount_captured"] for c in charges)
     if intent is not None:
         captured = max(captured, intent["amount_received"])
+    if session is not None and session["paid"]:
+        captured = max(captured, session["amount"] or 0)
     refunded = sum(_refunded_of(c, refunds) for c in charges)
     refunded += _refunds_of_unknown_charges(charges, refunds)
-    if charges or intent is not None:
+    if charges or intent is not None or session is not None:
         # Nothing beyond what was taken is given back (a released authorization is no refund).
         refunded = min(refunded, captured)
 
     status = _attempt_status(intent, charges)
+    if session is not None:
+        status = _with_session(session, status)
     if status is None and (refunds or disputes):
         status = Status.SUCCEEDED  # a refund or a dispute means money was taken
     if status == Status.SUCCEEDED:
@@ -439,6 +509,25 @@ def _attempt_status(
         if status is not None:
             attempts.append((charge["at"], _ATTEMPT_ORDER[status], status))
     return max(attempts)[2] if attempts else None
+
+
+def _with_session(session: Mapping[str, Any], attempt: str | None) -> str:
+    """Where a payment made through a Checkout Session stands, before refunds and disputes.
+
+    Money taken (by the session's or the PaymentIntent's word) comes first; then the delayed
+    payment's failure, the session's expiry, a completed session still unpaid (the debit
+    is processing, unless the attempt says more), and an open session (the customer's
+    latest attempt, else pending).
+    """
+    if attempt == Status.SUCCEEDED or session["paid"]:
+        return Status.SUCCEEDED
+    if session["failed"]:
+        return Status.FAILED
+    if session["status"] == "expired":
+        return Status.EXPIRED
+    if session["status"] == "complete":
+        return attempt if attempt in _UNPAID_ATTEMPTS else Status.PROCESSING
+    return attempt or Status.PENDING
 
 
 def _after_success(refunded: int, captured: int, disputes: list[Mapping[str, Any]]) -> str:

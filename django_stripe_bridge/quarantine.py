@@ -2,10 +2,10 @@
 
 A group-commit batch is one transaction, so one event the database cannot store (amounts
 whose sum overflows a ``bigint``, a value too long for its column…) would fail every event
-of its batch, on every retry. :func:`ingest_isolating` stores a batch and, when the
+of its batch, on every retry. ``ingest_isolating()`` stores a batch and, when the
 database refuses it for its data, splits it in halves and stores each alone, down to the
-single events that cannot be stored. Those are written to :class:`QuarantinedEvent` for an
-operator and reported as :class:`~django_stripe_bridge.exceptions.EventQuarantined`; the
+single events that cannot be stored. Those are written to ``QuarantinedEvent`` for an
+operator and reported as ``EventQuarantined``; the
 webhook answers them 200, so that Stripe stops retrying (docs/webhooks.md says why).
 
 Only data errors are isolated. An error of the connection or of the moment (the database
@@ -48,8 +48,8 @@ def ingest_isolating(
 ) -> list[IngestResult | Exception]:
     """Store ``events`` as ``ingest`` does; an event the database refuses is quarantined.
 
-    A result per event, in order: its :class:`IngestResult`, the
-    :class:`EventQuarantined` error of an event stored apart, or, when the database failed
+    A result per event, in order: its ``IngestResult``, the
+    ``EventQuarantined`` error of an event stored apart, or, when the database failed
     otherwise once part of the batch was stored, the error of each event not stored. A
     batch that fails on a data error is halved until each part stores or is one event, so
     ``k`` bad events among ``n`` cost about ``2·k·log2(n)`` extra attempts. Raises what any

@@ -2,8 +2,8 @@
 
 from django.urls import re_path
 
-from . import consumers
+from .realtime.websocket import StripeEventConsumer
 
 websocket_urlpatterns = [
-    re_path(r"^ws/stripe/?$", consumers.StripeEventConsumer.as_asgi()),
+    re_path(r"^ws/stripe/?$", StripeEventConsumer.as_asgi()),
 ]

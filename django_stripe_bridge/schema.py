@@ -3,7 +3,7 @@
 drf-spectacular generates it from the views and serializers; the extensions here give each
 of the bridge's strict fields the schema of what it accepts (patterns, bounds read from
 the settings, ``additionalProperties: false`` where unknown fields are refused), and
-:class:`BridgeSchemaGenerator` adds what a serializer cannot say: the one-element-array
+``BridgeSchemaGenerator`` adds what a serializer cannot say: the one-element-array
 form of the bodies and the webhook, a plain Django view. ``tests/test_schemathesis.py``
 holds the API to it.
 """
@@ -43,6 +43,8 @@ IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 #: No NUL character (refused by every string field).
 NO_NUL = "^[^\\u0000]*$"
 STRIPE_ID_PATTERN = "^[A-Za-z0-9_]+$"
+#: A connected account's id.
+ACCOUNT_ID_PATTERN = "^acct_[A-Za-z0-9_]+$"
 #: Stripe-Signature as Stripe sends it (any other shape is refused as unsigned).
 SIGNATURE_PATTERN = r"^t=[0-9]{1,12}(,v1=[0-9a-f]{64})+$"
 SIGNATURE_EXAMPLE = (
@@ -110,6 +112,19 @@ class StripeIdFieldSchema(OpenApiSerializerFieldExtension):
         }
 
 
+class AccountIdFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = serializers.AccountIdField
+    priority = 1  # before StripeIdFieldSchema, which matches its subclasses
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "type": "string",
+            "pattern": ACCOUNT_ID_PATTERN,
+            "minLength": 6,
+            "maxLength": self.target.max_length,
+        }
+
+
 class StrictCharFieldSchema(OpenApiSerializerFieldExtension):
     target_class = serializers.StrictCharField
 
@@ -159,6 +174,51 @@ class MetadataFieldSchema(OpenApiSerializerFieldExtension):
         }
 
 
+class LineItemsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = serializers.LineItemsField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": serializers.MAX_LINE_ITEMS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "price": {"type": "string", "pattern": "^(price|plan)_[A-Za-z0-9_]{1,250}$"},
+                    "quantity": {"type": "integer", "minimum": 1, "maximum": 999_999},
+                },
+                "required": ["price"],
+                "additionalProperties": False,
+            },
+        }
+
+
+class PaymentMethodTypesFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = serializers.PaymentMethodTypesField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": serializers.MAX_PAYMENT_METHOD_TYPES,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,49}$"},
+        }
+
+
+class RedirectURLFieldSchema(OpenApiSerializerFieldExtension):
+    """An http(s) URL on one of the hosts allowed now: the pattern the field checks."""
+
+    target_class = serializers.RedirectURLField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        from .checkout import URL_MAX_LENGTH, redirect_url_pattern
+
+        url = {"type": "string", "maxLength": URL_MAX_LENGTH, "pattern": redirect_url_pattern()}
+        return {"anyOf": [url, {"type": "null"}]}
+
+
 # --- serializers -----------------------------------------------------------------------------
 
 
@@ -180,6 +240,21 @@ class RequestBodySchema(OpenApiSerializerExtension):
             options = field_schema.get("oneOf")
             if isinstance(options, list) and len(options) == 2 and options[1] == _BLANK:
                 schema["properties"][name] = options[0]
+        if _is(self.target, serializers.CheckoutSessionRequestSerializer):
+            # amount with name, or line_items (CheckoutSessionRequestSerializer.validate).
+            schema["oneOf"] = [
+                {"required": ["amount", "name"], "not": {"required": ["line_items"]}},
+                {
+                    "required": ["line_items"],
+                    "not": {
+                        "anyOf": [
+                            {"required": ["amount"]},
+                            {"required": ["name"]},
+                            {"required": ["currency"]},
+                        ]
+                    },
+                },
+            ]
         if isinstance(self.target, serializers.PaymentIntentRequestSerializer) or (
             self.target is serializers.PaymentIntentRequestSerializer
         ):
@@ -195,13 +270,17 @@ class RequestBodySchema(OpenApiSerializerExtension):
         return schema
 
 
+def _is(target: Any, cls: type) -> bool:
+    return isinstance(target, cls) or target is cls
+
+
 def _id(prefixes: tuple[str, ...]) -> dict[str, Any]:
     either = "|".join(re.escape(prefix) for prefix in prefixes)
     return {"type": "string", "pattern": f"^({either})[A-Za-z0-9_]+$"}
 
 
 def _shape_properties(name: str) -> dict[str, Any]:
-    """The JSON Schema of what :func:`upstream.validated` checks of ``name`` objects."""
+    """The JSON Schema of what ``upstream.validated()`` checks of ``name`` objects."""
     shape = upstream.SHAPES[name]
     amount = {"type": "integer", "minimum": 0}
     properties: dict[str, Any] = {
@@ -238,6 +317,32 @@ class ChargeSchema(OpenApiSerializerExtension):
             "description": "Stripe's charge object, whole; these fields are always there.",
             "properties": properties,
             "required": list(properties),
+        }
+
+
+class CheckoutSessionSchema(OpenApiSerializerExtension):
+    """What ``POST checkout-sessions`` answers."""
+
+    target_class = serializers.CheckoutSessionSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> Any:
+        shape = _shape_properties("checkout.session")
+        properties = {
+            "id": {**shape["id"], "description": "The transaction id to subscribe to (cs_…)."},
+            "url": {
+                "type": "string",
+                "pattern": "^https?://",
+                "description": "Stripe's payment page: send the customer there.",
+            },
+            "status": shape["status"],
+            "payment_status": {"type": "string", "enum": list(upstream.CHECKOUT_PAYMENT_STATUSES)},
+            "expires_at": {"type": "integer", "minimum": 0},
+        }
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
         }
 
 
@@ -313,7 +418,10 @@ COMMON_ERRORS = {
         ),
     ),
     401: error_response("CHARGE_PERMISSION_CLASSES asks for credentials that were not sent."),
-    403: error_response("CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure)."),
+    403: error_response(
+        "CHARGE_PERMISSION_CLASSES refused the request (or a CSRF failure), or "
+        "CONNECT_POLICY refused the connected `account` it names (code `account_forbidden`)."
+    ),
     409: error_response(
         "The Idempotency-Key was used before by another client, or with another body.",
         _error(
@@ -358,6 +466,14 @@ PAYMENT_INTENT_EXAMPLE = {
     "amount": 1000,
     "currency": "usd",
     "next_action": {"type": "use_stripe_sdk"},
+}
+
+CHECKOUT_SESSION_EXAMPLE = {
+    "id": "cs_test_a1b2c3d4e5f6g7h8",
+    "url": "https://checkout.stripe.com/c/pay/cs_test_a1b2c3d4e5f6g7h8",
+    "status": "open",
+    "payment_status": "unpaid",
+    "expires_at": 1767312000,
 }
 
 CARD_DECLINED_EXAMPLE = _error(
@@ -527,6 +643,10 @@ class BridgeSchemaGenerator(SchemaGenerator):
 def _accept_one_element_array(operation: Any) -> None:
     if not isinstance(operation, dict):
         return
+    if "requestBody" in operation:
+        # Every create call needs a body, also one whose fields are each optional alone
+        # (checkout-sessions: amount with name, or line_items).
+        operation["requestBody"]["required"] = True
     content = operation.get("requestBody", {}).get("content", {})
     for media in content.values():
         body = media.get("schema")

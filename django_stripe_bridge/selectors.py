@@ -4,7 +4,7 @@ A selector chooses which messages a subscriber receives by testing the message h
 the way JMS message selectors do. It is parsed once into a tree of closures; nothing is
 ever passed to ``eval`` or to a database. This module does not import Django.
 
-Grammar (keywords are case-insensitive; ``[...]`` is optional, ``{...}`` repeats)::
+Grammar (keywords are case-insensitive; ``[...]`` is optional, ``{...}`` repeats):
 
     selector   := [ or_expr ]                      -- empty: every message matches
     or_expr    := and_expr { OR and_expr }
@@ -55,6 +55,9 @@ MAX_SELECTOR_LENGTH = 4096
 MAX_DEPTH = 32
 """Deepest nesting accepted; each open parenthesis and each ``NOT`` is one level."""
 MAX_IN_ITEMS = 1000
+#: Headers whose values a selector can pin (``pinned_values``): who may subscribe depends
+#: on them (a transaction, a connected account).
+PINNABLE_HEADERS = ("id", "account")
 """Most items accepted in one ``IN`` list."""
 
 Headers = Mapping[str, object]
@@ -269,13 +272,44 @@ class _Value(NamedTuple):
     tok: _Tok
 
     @property
-    def is_id(self) -> bool:
-        return self.tok.kind == "word" and self.tok.value == "id"
+    def pinnable(self) -> str | None:
+        """The header's name if it is one a selector can pin (``id``, ``account``)."""
+        if self.tok.kind == "word" and self.tok.value in PINNABLE_HEADERS:
+            return str(self.tok.value)
+        return None
+
+
+#: Pinnable header → the values a matching message must have one of (absent: not pinned).
+Pins = Mapping[str, frozenset[str]]
+_NO_PINS: Pins = {}
 
 
 class _Cond(NamedTuple):
     test: Test
-    pins: frozenset[str] | None
+    pins: Pins
+
+
+def _pins_of_or(conds: Sequence[_Cond]) -> Pins:
+    """OR unites: a header stays pinned only if every branch pins it."""
+    union: dict[str, frozenset[str]] = {}
+    for name in PINNABLE_HEADERS:
+        values: frozenset[str] = frozenset()
+        for cond in conds:
+            if name not in cond.pins:
+                break
+            values |= cond.pins[name]
+        else:
+            union[name] = values
+    return union
+
+
+def _pins_of_and(conds: Sequence[_Cond]) -> Pins:
+    """AND intersects: a header is pinned if any term pins it."""
+    common: dict[str, frozenset[str]] = {}
+    for cond in conds:
+        for name, values in cond.pins.items():
+            common[name] = common[name] & values if name in common else values
+    return common
 
 
 class _Parser:
@@ -323,21 +357,14 @@ class _Parser:
         while self.at("kw", "OR"):
             self.next()
             conds.append(self.and_expr())
-        union: frozenset[str] | None = frozenset()
-        for cond in conds:
-            union = None if union is None or cond.pins is None else union | cond.pins
-        return _Cond(_any([c.test for c in conds]), union)
+        return _Cond(_any([c.test for c in conds]), _pins_of_or(conds))
 
     def and_expr(self) -> _Cond:
         conds = [self.not_expr()]
         while self.at("kw", "AND"):
             self.next()
             conds.append(self.not_expr())
-        common: frozenset[str] | None = None
-        for cond in conds:
-            if cond.pins is not None:
-                common = cond.pins if common is None else common & cond.pins
-        return _Cond(_all([c.test for c in conds]), common)
+        return _Cond(_all([c.test for c in conds]), _pins_of_and(conds))
 
     def not_expr(self) -> _Cond:
         nots = 0
@@ -348,7 +375,7 @@ class _Parser:
         if not nots:
             return cond
         self.depth -= nots
-        return _Cond(_negate(cond.test) if nots % 2 else cond.test, None)
+        return _Cond(_negate(cond.test) if nots % 2 else cond.test, _NO_PINS)
 
     def primary(self) -> _Cond:
         if self.at("("):
@@ -376,11 +403,11 @@ class _Parser:
             op = self.next().value
             right = self.value()
             get_right = right.get
-            pins = None
-            if op == "=" and left.is_id and right.tok.kind == "str":
-                pins = frozenset({right.tok.value})
-            elif op == "=" and right.is_id and left.tok.kind == "str":
-                pins = frozenset({left.tok.value})
+            pins: Pins = _NO_PINS
+            if op == "=" and left.pinnable and right.tok.kind == "str":
+                pins = {left.pinnable: frozenset({right.tok.value})}
+            elif op == "=" and right.pinnable and left.tok.kind == "str":
+                pins = {right.pinnable: frozenset({left.tok.value})}
             return _Cond(lambda h: _compare(op, get(h), get_right(h)), pins)
         if self.at("kw", "IS"):
             self.next()
@@ -388,7 +415,7 @@ class _Parser:
             if negated:
                 self.next()
             self.expect("kw", "NULL")
-            return _Cond(lambda h: (get(h) is None) is not negated, None)
+            return _Cond(lambda h: (get(h) is None) is not negated, _NO_PINS)
         negated = self.at("kw", "NOT") and any(
             self.at("kw", word, ahead=1) for word in ("IN", "LIKE", "BETWEEN")
         )
@@ -405,12 +432,12 @@ class _Parser:
             high = self.value().get
             above: Test = lambda h: _compare(">=", get(h), low(h))  # noqa: E731
             below: Test = lambda h: _compare("<=", get(h), high(h))  # noqa: E731
-            cond = _Cond(_all([above, below]), None)
+            cond = _Cond(_all([above, below]), _NO_PINS)
         elif left.tok.kind == "word" or (left.tok.kind == "kw" and left.tok.value != "NULL"):
-            return _Cond(lambda h: _as_truth(get(h)), None)
+            return _Cond(lambda h: _as_truth(get(h)), _NO_PINS)
         else:
             raise self.unexpected()
-        return _Cond(_negate(cond.test), None) if negated else cond
+        return _Cond(_negate(cond.test), _NO_PINS) if negated else cond
 
     def in_list(self, left: _Value) -> _Cond:
         self.next()
@@ -436,7 +463,8 @@ class _Parser:
             value = get(headers)
             return value in choices if _kind(value) == kind else None
 
-        pins = choices if kind == "str" and left.is_id else None
+        name = left.pinnable
+        pins = {name: choices} if kind == "str" and name else _NO_PINS
         return _Cond(test, pins)
 
     def like(self, left: _Value) -> _Cond:
@@ -456,7 +484,7 @@ class _Parser:
             value = get(headers)
             return _like(items, value) if isinstance(value, str) else None
 
-        return _Cond(test, None)
+        return _Cond(test, _NO_PINS)
 
 
 def _match_all(headers: Headers) -> Truth:
@@ -464,12 +492,12 @@ def _match_all(headers: Headers) -> Truth:
 
 
 class Selector:
-    """A compiled selector: test headers with :meth:`matches`; immutable and hashable."""
+    """A compiled selector: test headers with ``matches()``; immutable and hashable."""
 
-    __slots__ = ("_parts", "_pinned", "_test", "_text")
+    __slots__ = ("_parts", "_pins", "_test", "_text")
     _text: str
     _test: Test
-    _pinned: frozenset[str] | None
+    _pins: Pins
     _parts: tuple[str, Selector] | None  # (id, selector) of a pin_id() result
 
     def __init__(self, text: str | None = None) -> None:
@@ -486,10 +514,10 @@ class Selector:
             raise SelectorError(
                 f"unexpected character {forbidden.group()!r}", forbidden.start() + 1
             )
-        cond = _Parser(source).parse() if stripped else _Cond(_match_all, None)
+        cond = _Parser(source).parse() if stripped else _Cond(_match_all, _NO_PINS)
         object.__setattr__(self, "_text", stripped)
         object.__setattr__(self, "_test", cond.test)
-        object.__setattr__(self, "_pinned", cond.pins)
+        object.__setattr__(self, "_pins", cond.pins)
         object.__setattr__(self, "_parts", None)
 
     @property
@@ -500,7 +528,17 @@ class Selector:
     @property
     def pinned_ids(self) -> frozenset[str] | None:
         """The ``id`` values a matching message must have, or None if ``id`` is not pinned."""
-        return self._pinned
+        return self._pins.get("id")
+
+    @property
+    def pinned_accounts(self) -> frozenset[str] | None:
+        """The ``account`` values a matching message must have, or None if not pinned."""
+        return self._pins.get("account")
+
+    def pinned_values(self, header: str) -> frozenset[str] | None:
+        """The values of ``header`` (one of ``PINNABLE_HEADERS``) a matching message
+        must have one of, or None if the selector does not pin it."""
+        return self._pins.get(header)
 
     def matches(self, headers: Headers) -> bool:
         """Whether the selector is TRUE for these headers (unknown counts as no match)."""
@@ -531,7 +569,7 @@ class Selector:
 
 
 def compile_selector(text: str | None) -> Selector:
-    """Parse ``text`` into a :class:`Selector`; raise :class:`SelectorError` if it is invalid.
+    """Parse ``text`` into a ``Selector``; raise ``SelectorError`` if it is invalid.
 
     None, an empty string, or whitespace gives a broad selector that matches every message.
     """
@@ -548,14 +586,12 @@ def pin_id(transaction_id: str, selector: Selector | None = None) -> Selector:
     pin = Selector("id = '{}'".format(transaction_id.replace("'", "''")))
     if selector is None or not selector.text:
         return pin
-    pinned = frozenset({transaction_id})
-    if selector.pinned_ids is not None:
-        pinned &= selector.pinned_ids  # AND intersects, as in the grammar
+    pins = _pins_of_and([_Cond(pin._test, pin._pins), _Cond(selector._test, selector._pins)])
     narrowed = object.__new__(Selector)
     for name, value in (
         ("_text", f"{pin.text} AND ({selector.text})"),
         ("_test", _all([pin._test, selector._test])),
-        ("_pinned", pinned),
+        ("_pins", pins),
         ("_parts", (transaction_id, selector)),
     ):
         object.__setattr__(narrowed, name, value)

@@ -3,7 +3,7 @@
 Request fields are strict where DRF is lenient: a string field refuses numbers, ``amount``
 refuses strings and fractions, ``confirm`` refuses ``"true"``; unknown fields are refused, so
 a typo such as ``curency`` is an error instead of a silent default. Every error names its
-parameter: the first key of ``serializer.errors`` (see :func:`first_error`) is the ``param``
+parameter: the first key of ``serializer.errors`` (see ``first_error()``) is the ``param``
 of the error response, ``body`` for the body as a whole.
 """
 
@@ -251,6 +251,30 @@ class RequestBodySerializer(serializers.Serializer):
         return super().run_validation(data)
 
 
+class AccountIdField(StripeIdField):
+    """A connected account's id (``acct_…``)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not value.startswith("acct_") or len(value) < 6:
+            self.fail("invalid")
+        return value
+
+
+def _account() -> AccountIdField:
+    return AccountIdField(
+        required=False,
+        allow_null=True,
+        error_messages=_messages(
+            "account",
+            invalid="'account' must be a connected account's id such as 'acct_1A2b3C'.",
+            max_length="'account' must be at most 255 characters.",
+        ),
+        help_text="A connected account (acct_…) to charge for. The server decides whether "
+        "this request may, and how (a direct or destination charge): 403 otherwise.",
+    )
+
+
 def _amount() -> AmountField:
     return AmountField(
         error_messages=_messages("amount"),
@@ -304,6 +328,7 @@ class ChargeRequestSerializer(RequestBodySerializer):
         help_text="A one-time card token (tok_…) or PaymentMethod id (pm_…).",
     )
     amount = _amount()
+    account = _account()
     currency = _currency()
     description = _description()
     metadata = _metadata()
@@ -324,6 +349,7 @@ class PaymentIntentRequestSerializer(RequestBodySerializer):
     """Body of ``POST payment-intents``."""
 
     amount = _amount()
+    account = _account()
     currency = _currency()
     payment_method = StripeIdField(
         required=False,
@@ -357,6 +383,204 @@ class PaymentIntentRequestSerializer(RequestBodySerializer):
         if attrs.get("confirm") and not attrs.get("payment_method"):
             raise ValidationError(
                 {"payment_method": "'payment_method' is required when 'confirm' is true."}
+            )
+        return attrs
+
+
+#: Lines of one Checkout Session at most (Stripe's limit in payment mode).
+MAX_LINE_ITEMS = 100
+MAX_PAYMENT_METHOD_TYPES = 20
+NAME_MAX_LENGTH = 250
+#: Longest redirect URL accepted (Stripe's own limit is higher).
+URL_MAX_LENGTH = 2048
+_PAYMENT_METHOD_TYPE = re.compile(r"[a-z][a-z0-9_]{0,49}")
+_PRICE_ID = re.compile(r"(price|plan)_[A-Za-z0-9_]{1,250}")
+
+
+class LineItemsField(serializers.Field):
+    """Checkout ``line_items``: 1 to 100 ``{"price": "price_…", "quantity": n}``.
+
+    Errors name the refused part as Stripe does, e.g. ``line_items[1][quantity]``.
+    """
+
+    default_error_messages = {
+        "invalid": "'line_items' must be a JSON array of 1 to "
+        f"{MAX_LINE_ITEMS} objects, each with a 'price' (price_…) and a 'quantity'.",
+    }
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        from .charges import CheckoutItem
+
+        if not isinstance(data, list) or not 1 <= len(data) <= MAX_LINE_ITEMS:
+            self.fail("invalid")
+        items = []
+        for index, item in enumerate(data):
+            where = f"line_items[{index}]"
+            if not isinstance(item, dict) or set(item) - {"price", "quantity"}:
+                raise ValidationError(
+                    {where: f"'{where}' must be an object with 'price' and 'quantity' only."}
+                )
+            price, quantity = item.get("price"), item.get("quantity", 1)
+            if not isinstance(price, str) or not _PRICE_ID.fullmatch(price):
+                raise ValidationError(
+                    {f"{where}[price]": f"'{where}[price]' must be a Stripe Price id (price_…)."}
+                )
+            # A JSON number with no fraction (2.0 too), as the schema's "integer" allows.
+            whole = isinstance(quantity, int | float) and not isinstance(quantity, bool)
+            if not whole or quantity != int(quantity) or not 1 <= quantity <= 999_999:
+                raise ValidationError(
+                    {
+                        f"{where}[quantity]": f"'{where}[quantity]' must be an integer from 1 "
+                        "to 999999."
+                    }
+                )
+            quantity = int(quantity)
+            items.append(CheckoutItem(price=price, quantity=quantity))
+        return items
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class PaymentMethodTypesField(serializers.Field):
+    """1 to 20 of Stripe's payment method types (``card``, ``sepa_debit``, …), each once."""
+
+    default_error_messages = {
+        "invalid": "'payment_method_types' must be a JSON array of 1 to "
+        f"{MAX_PAYMENT_METHOD_TYPES} different payment method types such as 'card'.",
+    }
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if (
+            not isinstance(data, list)
+            or not 1 <= len(data) <= MAX_PAYMENT_METHOD_TYPES
+            or not all(isinstance(k, str) and _PAYMENT_METHOD_TYPE.fullmatch(k) for k in data)
+            or len(set(data)) != len(data)
+        ):
+            self.fail("invalid")
+        return list(data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class RedirectURLField(StrictCharField):
+    """An absolute http(s) URL on a host the site allows (``CHECKOUT_REDIRECT_HOSTS``, else
+    ``ALLOWED_HOSTS``): Stripe sends the customer there, so any other host would make the
+    bridge an open redirect."""
+
+    default_error_messages = {
+        "invalid": "'{name}' must be an absolute http(s) URL of at most "
+        f"{URL_MAX_LENGTH} characters.",
+        "host": "'{name}' must point at a host this site allows (STRIPE_BRIDGE"
+        "['CHECKOUT_REDIRECT_HOSTS'], else ALLOWED_HOSTS); '{host}' is not one.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        from .checkout import redirect_host_problem
+
+        if not isinstance(data, str):
+            self.fail("invalid", name=self.field_name)
+        value = super().to_internal_value(data)
+        problem = redirect_host_problem(value)
+        if problem == "invalid":
+            self.fail("invalid", name=self.field_name)
+        if problem is not None:
+            self.fail("host", name=self.field_name, host=problem[:100])
+        return value
+
+
+class CheckoutSessionRequestSerializer(RequestBodySerializer):
+    """Body of ``POST checkout-sessions``."""
+
+    amount = AmountField(
+        required=False,
+        error_messages=_messages("amount"),
+        help_text="With `name` (and `currency`), instead of `line_items`: one line of this "
+        "amount, in the smallest currency unit.",
+    )
+    currency = _currency()
+    name = StrictCharField(
+        required=False,
+        max_length=NAME_MAX_LENGTH,
+        error_messages=_messages(
+            "name",
+            invalid="'name' must be a string: the product shown on the payment page.",
+            max_length=f"'name' must be at most {NAME_MAX_LENGTH} characters.",
+        ),
+        help_text="The product shown on the payment page (with `amount`).",
+    )
+    line_items = LineItemsField(
+        required=False,
+        help_text="Instead of `amount`: Stripe Prices and quantities, "
+        '`[{"price": "price_…", "quantity": 1}]`.',
+    )
+    customer_email = StrictEmailField(
+        required=False,
+        allow_null=True,
+        max_length=EMAIL_MAX_LENGTH,
+        error_messages=_messages(
+            "customer_email",
+            invalid="'customer_email' must be an e-mail address.",
+            max_length=f"'customer_email' must be at most {EMAIL_MAX_LENGTH} characters.",
+        ),
+    )
+    metadata = _metadata()
+    capture_method = StrictChoiceField(
+        choices=CAPTURE_METHODS,
+        required=False,
+        default="automatic",
+        error_messages=_messages(
+            "capture_method",
+            invalid_choice="'capture_method' must be 'automatic' or 'manual'.",
+        ),
+        help_text="'manual' only authorizes the payment (sent as "
+        "payment_intent_data[capture_method]).",
+    )
+    payment_method_types = PaymentMethodTypesField(
+        required=False,
+        help_text="Stripe's payment method types, e.g. ['card', 'sepa_debit']; default: "
+        "the ones the Dashboard enables.",
+    )
+    success_url = RedirectURLField(
+        help_text="Where Stripe sends the customer after paying; `{CHECKOUT_SESSION_ID}` is "
+        "replaced by the session id. Default: STRIPE_BRIDGE['CHECKOUT_SUCCESS_URL']. Only on "
+        "a host the site allows.",
+    )
+    cancel_url = RedirectURLField(
+        help_text="Where the customer goes back without paying. Default: "
+        "STRIPE_BRIDGE['CHECKOUT_CANCEL_URL']. Only on a host the site allows.",
+    )
+
+    def validate_payment_method_types(self, value: list[str]) -> list[str]:
+        for kind in value:
+            if not _PAYMENT_METHOD_TYPE.fullmatch(kind):
+                raise ValidationError(
+                    "'payment_method_types' must hold Stripe payment method types such as 'card'."
+                )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        priced = attrs.get("line_items")
+        if priced and ("amount" in attrs or "name" in attrs):
+            raise ValidationError(
+                {"line_items": "Send either 'line_items' or 'amount' with 'name', not both."}
+            )
+        if not priced:
+            for name in ("amount", "name"):
+                if not attrs.get(name):
+                    raise ValidationError(
+                        {name: f"Missing required parameter '{name}' (or send 'line_items')."}
+                    )
+        elif "currency" in attrs:
+            raise ValidationError(
+                {"currency": "'currency' goes with 'amount': a Price has its own currency."}
             )
         return attrs
 
@@ -420,6 +644,19 @@ class PaymentIntentSerializer(serializers.Serializer):
     amount = serializers.IntegerField()
     currency = serializers.CharField()
     next_action = serializers.JSONField(allow_null=True)
+
+    def to_representation(self, instance: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: instance.get(name) for name in self.fields}
+
+
+class CheckoutSessionSerializer(serializers.Serializer):
+    """What ``POST checkout-sessions`` answers: where to send the customer, and the id."""
+
+    id = serializers.CharField(help_text="The transaction id to subscribe to (cs_…).")
+    url = serializers.URLField(help_text="Stripe's payment page: send the customer there.")
+    status = serializers.CharField(help_text="Stripe's session status: open at first.")
+    payment_status = serializers.CharField(help_text="unpaid at first.")
+    expires_at = serializers.IntegerField(help_text="When the page stops taking payment.")
 
     def to_representation(self, instance: Mapping[str, Any]) -> dict[str, Any]:
         return {name: instance.get(name) for name in self.fields}

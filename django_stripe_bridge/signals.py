@@ -11,16 +11,18 @@ hand slow work to a task queue. See docs/operations.md for an example receiver.
 from django.dispatch import Signal
 
 #: Sent for every event the bridge ingests (webhook or sync), also for a duplicate delivery.
-#: provides args: ``event`` (the :class:`~django_stripe_bridge.models.StripeEvent` row),
+#: provides args: ``event`` (the ``StripeEvent`` row),
 #: ``created`` (``False`` for a repeat of an event already stored).
-#: sender: :class:`~django_stripe_bridge.models.StripeEvent`.
+#: sender: ``StripeEvent``.
 event_received = Signal()
 
 #: Sent once for every change of a transaction's stored status: by an event, or by the
-#: response of a charge or PaymentIntent the bridge created (before any webhook).
-#: provides args: ``transaction`` (the :class:`~django_stripe_bridge.models.StripeTransaction`),
+#: response of a charge, PaymentIntent or Checkout Session the bridge created (before any
+#: webhook). A Checkout Session linked to its PaymentIntent gets its own, as its status
+#: follows the payment's (docs/checkout.md).
+#: provides args: ``transaction`` (the ``StripeTransaction``),
 #: ``old_status`` (``None`` for a transaction that had no status yet), ``new_status``,
-#: ``event`` (the :class:`~django_stripe_bridge.models.StripeEvent` that changed it, or
+#: ``event`` (the ``StripeEvent`` that changed it, or
 #: ``None`` when the create call's response did).
-#: sender: :class:`~django_stripe_bridge.models.StripeTransaction`.
+#: sender: ``StripeTransaction``.
 transaction_status_changed = Signal()

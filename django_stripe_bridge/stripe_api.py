@@ -2,13 +2,13 @@
 
 It builds a ``stripe.StripeClient`` from the ``STRIPE_BRIDGE`` settings, makes the few calls
 the bridge needs, and turns Stripe's errors into the bridge's own
-(:class:`~django_stripe_bridge.exceptions.StripeRequestError` and its subclasses), whose
+(``StripeRequestError`` and its subclasses), whose
 ``status_code`` and ``error`` say how to answer the bridge's client. Every function returns
 plain dicts, so nothing outside this module sees a ``stripe`` type.
 
-Every answer is checked before it is returned (:func:`~django_stripe_bridge.upstream.validated`:
+Every answer is checked before it is returned (``validated()``:
 a malformed one is a 502), and the secret key never leaves this module in a message: errors
-and log records are passed through :func:`redact` first.
+and log records are passed through ``redact()`` first.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _api_key() -> str:
 
 
 def get_stripe_client() -> stripe.StripeClient:
-    """The ``StripeClient`` configured from ``STRIPE_BRIDGE``; raises :class:`NotConfigured`.
+    """The ``StripeClient`` configured from ``STRIPE_BRIDGE``; raises ``NotConfigured``.
 
     ``API_KEY``, ``API_BASE``, ``API_VERSION``, ``MAX_NETWORK_RETRIES`` and ``TIMEOUT``
     (seconds, or a ``(connect, read)`` pair) are read on every call; the client is built
@@ -145,30 +145,73 @@ def api_version() -> str:
 # --- calls -----------------------------------------------------------------------------------
 
 
-def create_charge(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+def _options(idempotency_key: str | None, stripe_account: str | None) -> Any:
+    """A call's request options: its idempotency key, and the connected account it acts on
+    (``Stripe-Account``; ``None`` for the platform's own objects)."""
+    options: dict[str, Any] = {}
+    if idempotency_key is not None:
+        options["idempotency_key"] = idempotency_key
+    if stripe_account:
+        options["stripe_account"] = stripe_account
+    return options
+
+
+def list_accounts(page_size: int = 100) -> Iterator[dict[str, Any]]:
+    """The platform's connected accounts (``GET /v1/accounts``), page by page."""
+    client = get_stripe_client()
+    with translate_errors(READ_RETRY):
+        pages = iter(client.v1.accounts.list(params={"limit": page_size}).auto_paging_iter())
+    while True:
+        with translate_errors(READ_RETRY):
+            account = next(pages, None)
+        if account is None:
+            return
+        yield account.to_dict()
+
+
+def create_charge(
+    params: Mapping[str, Any], *, idempotency_key: str, stripe_account: str | None = None
+) -> dict[str, Any]:
     """Create a charge (``POST /v1/charges``) and return the charge object."""
     client = get_stripe_client()
     with translate_errors():
         charge = client.v1.charges.create(
             params=dict(params),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(charge, object="charge")
 
 
-def create_payment_intent(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+def create_payment_intent(
+    params: Mapping[str, Any], *, idempotency_key: str, stripe_account: str | None = None
+) -> dict[str, Any]:
     """Create a PaymentIntent (``POST /v1/payment_intents``) and return it."""
     client = get_stripe_client()
     with translate_errors():
         intent = client.v1.payment_intents.create(
             params=dict(params),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
 
+def create_checkout_session(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    """Create a Checkout Session (``POST /v1/checkout/sessions``) and return it."""
+    client = get_stripe_client()
+    with translate_errors():
+        session = client.v1.checkout.sessions.create(
+            params=dict(params),  # type: ignore[arg-type]
+            options={"idempotency_key": idempotency_key},
+        )
+    return validated(session, object="checkout.session")
+
+
 def confirm_payment_intent(
-    intent_id: str, params: Mapping[str, Any] | None = None, *, idempotency_key: str
+    intent_id: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Confirm a PaymentIntent (``POST /v1/payment_intents/<id>/confirm``) and return it."""
     client = get_stripe_client()
@@ -176,13 +219,17 @@ def confirm_payment_intent(
         intent = client.v1.payment_intents.confirm(
             intent_id,
             params=dict(params or {}),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
 
 def capture_payment_intent(
-    intent_id: str, *, amount: int | None = None, idempotency_key: str
+    intent_id: str,
+    *,
+    amount: int | None = None,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Capture an authorized PaymentIntent, all of it or ``amount``; returns the PaymentIntent.
 
@@ -195,13 +242,17 @@ def capture_payment_intent(
         intent = client.v1.payment_intents.capture(
             intent_id,
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
 
 def capture_charge(
-    charge_id: str, *, amount: int | None = None, idempotency_key: str
+    charge_id: str,
+    *,
+    amount: int | None = None,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Capture an uncaptured charge (``capture: false``), all of it or ``amount``."""
     params: dict[str, Any] = {} if amount is None else {"amount": amount}
@@ -210,21 +261,25 @@ def capture_charge(
         charge = client.v1.charges.capture(
             charge_id,
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(charge, object="charge")
 
 
-def retrieve_charge(charge_id: str) -> dict[str, Any]:
+def retrieve_charge(charge_id: str, *, stripe_account: str | None = None) -> dict[str, Any]:
     """The charge ``charge_id`` as Stripe has it now."""
     client = get_stripe_client()
     with translate_errors():
-        charge = client.v1.charges.retrieve(charge_id)
+        charge = client.v1.charges.retrieve(charge_id, options=_options(None, stripe_account))
     return validated(charge, object="charge")
 
 
 def cancel_payment_intent(
-    intent_id: str, *, reason: str | None = None, idempotency_key: str
+    intent_id: str,
+    *,
+    reason: str | None = None,
+    idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Cancel a PaymentIntent (releasing an authorization); returns it."""
     params: dict[str, Any] = {} if reason is None else {"cancellation_reason": reason}
@@ -233,7 +288,7 @@ def cancel_payment_intent(
         intent = client.v1.payment_intents.cancel(
             intent_id,
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(intent, object="payment_intent")
 
@@ -245,6 +300,7 @@ def create_refund(
     amount: int | None = None,
     reason: str | None = None,
     idempotency_key: str,
+    stripe_account: str | None = None,
 ) -> dict[str, Any]:
     """Refund a PaymentIntent's charge or a charge, in full or ``amount``; returns the
     refund. Refunding an uncaptured charge releases it."""
@@ -261,7 +317,7 @@ def create_refund(
     with translate_errors():
         refund = client.v1.refunds.create(
             params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(refund, object="refund")
 
@@ -271,12 +327,14 @@ def list_events(
     since: dt.datetime | int | None = None,
     types: Sequence[str] | None = None,
     page_size: int = 100,
+    stripe_account: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stripe's events (newest first), fetched page by page as the iterator advances.
 
     ``since`` keeps events created at or after that time (``created[gte]``); ``types``
-    keeps those types. Stripe keeps events for 30 days. Errors are raised as the bridge's
-    own, also when they happen on a later page.
+    keeps those types; ``stripe_account`` lists a connected account's events instead of the
+    platform's. Stripe keeps events for 30 days. Errors are raised as the bridge's own, also
+    when they happen on a later page.
     """
     params: dict[str, Any] = {"limit": page_size}
     if since is not None:
@@ -286,7 +344,8 @@ def list_events(
         params["types"] = list(types)
     client = get_stripe_client()
     with translate_errors(READ_RETRY):
-        pages = iter(client.v1.events.list(params=params).auto_paging_iter())  # type: ignore[arg-type]
+        listing = client.v1.events.list(params=params, options=_options(None, stripe_account))  # type: ignore[arg-type]
+        pages = iter(listing.auto_paging_iter())
     while True:
         with translate_errors(READ_RETRY):
             event = next(pages, None)
@@ -295,7 +354,116 @@ def list_events(
         yield event.to_dict()
 
 
-#: Name under which :func:`register_webhook` configures an endpoint in localstripe.
+# --- thin events (Event Destinations, API v2) --------------------------------------------------
+
+
+def parse_event_notification(
+    payload: bytes, header: str | None, secrets: Sequence[str], tolerance: int | None
+) -> dict[str, Any]:
+    """A thin event notification (``object: "v2.core.event"``) as a dict, parsed by the
+    ``stripe`` library (``parse_event_notification`` since 13.0, ``parse_thin_event``
+    before) with whichever of ``secrets`` signed it. Raises ``InvalidEvent`` if none
+    did or the body is not a notification (the caller has verified the signature already:
+    this is the library's own reading of it)."""
+    from .exceptions import InvalidEvent
+
+    client = stripe.StripeClient(bridge_settings.API_KEY or "sk_unused_for_parsing")
+    # Renamed in stripe 13.0; the old name is what 12.x has.
+    parse = getattr(client, "parse_event_notification", None) or client.parse_thin_event  # type: ignore[attr-defined]
+    notification = None
+    for secret in secrets:
+        try:
+            notification = parse(
+                payload, header, secret, tolerance=tolerance if tolerance is not None else 10**10
+            )
+            break
+        except stripe.SignatureVerificationError:
+            continue
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidEvent(f"The body is not a thin event notification: {exc}") from None
+    if notification is None:
+        raise InvalidEvent("No configured secret signed this thin event notification.")
+    context = getattr(notification, "context", None)
+    related = getattr(notification, "related_object", None)
+    return {
+        "id": notification.id,
+        "object": "v2.core.event",
+        "type": notification.type,
+        "created": str(notification.created),
+        "livemode": bool(getattr(notification, "livemode", False)),
+        "context": str(context) if context else None,
+        "related_object": (
+            {"id": related.id, "type": related.type, "url": related.url} if related else None
+        ),
+    }
+
+
+def retrieve_v2_event(event_id: str, *, context: str | None) -> dict[str, Any]:
+    """The full v2 event ``event_id`` (``GET /v2/core/events/{id}``), fetched with the
+    notification's context as ``Stripe-Context``."""
+    return _raw_get(f"/v2/core/events/{urllib.parse.quote(event_id, safe='')}", context)
+
+
+def retrieve_related_object(url: str, *, context: str | None) -> dict[str, Any]:
+    """The object a thin event is about, from its ``related_object.url`` (an API path)."""
+    if not url.startswith(("/v1/", "/v2/")) or ".." in url or "?" in url:
+        from .exceptions import InvalidEvent
+
+        raise InvalidEvent(f"related_object.url {url[:80]!r} is not a Stripe API path.")
+    return _raw_get(url, context)
+
+
+def retrieve_event(event_id: str, *, stripe_account: str | None = None) -> dict[str, Any]:
+    """The v1 (snapshot) event ``event_id``, the platform's or ``stripe_account``'s."""
+    client = get_stripe_client()
+    with translate_errors(READ_RETRY):
+        event = client.v1.events.retrieve(event_id, options=_options(None, stripe_account))
+    return event.to_dict()
+
+
+def _raw_get(path: str, context: str | None) -> dict[str, Any]:
+    client = get_stripe_client()
+    options: dict[str, Any] = {"stripe_context": context} if context else {}
+    with translate_errors(READ_RETRY):
+        response = client.raw_request("get", path, **options)
+        obj = client.deserialize(response, api_mode="V2" if path.startswith("/v2/") else "V1")
+    result: dict[str, Any] = obj.to_dict()
+    return result
+
+
+def create_event_destination(
+    url: str,
+    *,
+    events: Sequence[str],
+    thin: bool = True,
+    connect: bool = False,
+    name: str = "django-stripe-bridge",
+    description: str | None = None,
+) -> str:
+    """Create an Event Destination (API v2) sending ``events`` to ``url`` with thin (or
+    snapshot) payloads, for the platform's events or (``connect``) its connected accounts';
+    return the signing secret, which Stripe shows only now."""
+    client = get_stripe_client()
+    params: dict[str, Any] = {
+        "name": name,
+        "type": "webhook_endpoint",
+        "event_payload": "thin" if thin else "snapshot",
+        "enabled_events": list(events),
+        "events_from": ["@accounts"] if connect else ["@self"],
+        "webhook_endpoint": {"url": url},
+        "include": ["webhook_endpoint.signing_secret"],
+    }
+    if description:
+        params["description"] = description
+    with translate_errors(WEBHOOK_RETRY):
+        destination = client.v2.core.event_destinations.create(params=params)  # type: ignore[arg-type]
+    secret = (destination.to_dict().get("webhook_endpoint") or {}).get("signing_secret")
+    if not isinstance(secret, str) or not secret:
+        raise StripeUnavailable("Stripe made the Event Destination but sent no signing secret.")
+    return secret
+
+
+#: Name under which ``register_webhook()`` configures an endpoint in localstripe.
 DEFAULT_WEBHOOK_NAME = "django-stripe-bridge"
 
 
@@ -305,12 +473,15 @@ def register_webhook(
     events: Sequence[str] | None = None,
     description: str | None = None,
     name: str = DEFAULT_WEBHOOK_NAME,
+    connect: bool = False,
 ) -> str:
     """Register ``url`` to receive Stripe's webhooks and return its signing secret.
 
     With Stripe (or any server that has ``POST /v1/webhook_endpoints``) this creates a
     webhook endpoint listening to ``events`` (default: every event, ``["*"]``) and returns
     the ``whsec_…`` secret Stripe made for it: put it in ``STRIPE_BRIDGE['WEBHOOK_SECRETS']``.
+    ``connect=True`` makes a Connect endpoint: the connected accounts' events, not the
+    platform's (its secret goes in ``WEBHOOK_ENDPOINTS``).
 
     localstripe has no such API. When ``API_BASE`` is set and the server answers that route
     with 404, the endpoint is configured through localstripe's ``POST /_config/webhooks/<name>``
@@ -318,6 +489,8 @@ def register_webhook(
     """
     client = get_stripe_client()
     params: dict[str, Any] = {"url": url, "enabled_events": list(events or ["*"])}
+    if connect:
+        params["connect"] = True
     if description:
         params["description"] = description
     try:
@@ -326,13 +499,17 @@ def register_webhook(
     except StripeInvalidRequest as exc:
         if not bridge_settings.API_BASE or exc.http_status != 404:
             raise
-        return _register_localstripe_webhook(url, events=events, name=name)
+        return _register_localstripe_webhook(url, events=events, name=name, connect=connect)
     return str(endpoint["secret"])
 
 
-def _register_localstripe_webhook(url: str, *, events: Sequence[str] | None, name: str) -> str:
+def _register_localstripe_webhook(
+    url: str, *, events: Sequence[str] | None, name: str, connect: bool = False
+) -> str:
     secret = "whsec_" + secrets.token_urlsafe(24)
     body: dict[str, Any] = {"url": url, "secret": secret}
+    if connect:
+        body["connect"] = True
     if events and list(events) != ["*"]:
         body["events"] = list(events)
     base = str(bridge_settings.API_BASE).rstrip("/")
@@ -427,6 +604,11 @@ def translate_error(
         translated = StripeIdempotencyConflict(
             "This Idempotency-Key was already used with another request. Send a new key "
             "for a new payment, or the same body to get the first result again."
+        )
+    elif raw.get("code") == "account_invalid":
+        # Stripe-Account names no account of this platform (a connected account's).
+        translated = StripeInvalidRequest(
+            message, error={"param": "account", "code": "account_invalid"}
         )
     elif isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
         translated = NotConfigured(

@@ -1,9 +1,9 @@
 """Stripe's answers, checked before the bridge stores or relays anything of them.
 
 A Stripe-compatible server, or a proxy in between, may answer 200 with a body that is not
-the object asked for, or echo the request's ``Authorization`` header. :func:`validated`
-refuses such an answer (502, nothing stored); :func:`redact` masks secrets in text taken
-from Stripe's errors, and :func:`error_fields` keeps only well-formed error fields.
+the object asked for, or echo the request's ``Authorization`` header. ``validated()``
+refuses such an answer (502, nothing stored); ``redact()`` masks secrets in text taken
+from Stripe's errors, and ``error_fields()`` keeps only well-formed error fields.
 
 Pure Python over plain dicts: nothing here imports ``stripe``.
 """
@@ -103,6 +103,8 @@ PAYMENT_INTENT_STATUSES = (
     "succeeded",
 )
 REFUND_STATUSES = ("pending", "requires_action", "succeeded", "failed", "canceled")
+CHECKOUT_SESSION_STATUSES = ("open", "complete", "expired")
+CHECKOUT_PAYMENT_STATUSES = ("paid", "unpaid", "no_payment_required")
 
 #: A check of one field: returns why the value is wrong, or ``None``.
 Check = Callable[[Any], str | None]
@@ -136,6 +138,24 @@ def _optional_text(value: Any) -> str | None:
 
 def _optional_object(value: Any) -> str | None:
     return None if value is None or isinstance(value, Mapping) else "is not an object or null"
+
+
+def _optional_amount(value: Any) -> str | None:
+    return None if value is None else _amount(value)
+
+
+def _optional_currency(value: Any) -> str | None:
+    return None if value is None else _currency(value)
+
+
+def _page_url(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.startswith(("https://", "http://"))):
+        return None
+    return "is not null or an http(s) URL"
+
+
+def _payment_status(value: Any) -> str | None:
+    return None if value in CHECKOUT_PAYMENT_STATUSES else "is missing or unknown"
 
 
 def optional_id(*prefixes: str) -> Check:
@@ -176,7 +196,7 @@ def _client_secret(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-#: The shapes :func:`validated` knows, by ``object``. Add one to validate another kind.
+#: The shapes ``validated()`` knows, by ``object``. Add one to validate another kind.
 SHAPES: dict[str, Shape] = {
     "charge": Shape(
         prefixes=("ch_", "py_"),
@@ -216,6 +236,20 @@ SHAPES: dict[str, Shape] = {
             "payment_intent": optional_id("pi_"),
         },
     ),
+    "checkout.session": Shape(
+        prefixes=("cs_",),
+        statuses=CHECKOUT_SESSION_STATUSES,
+        fields={
+            "url": _page_url,
+            "payment_status": _payment_status,
+            "expires_at": _timestamp,
+            "amount_total": _optional_amount,
+            "currency": _optional_currency,
+            "created": _timestamp,
+            "livemode": _boolean,
+            "payment_intent": optional_id("pi_"),
+        },
+    ),
 }
 
 #: Checks of the whole object, by ``object``, for what one field cannot say alone.
@@ -231,7 +265,7 @@ def validated(
 
     Checks the ``id`` (with ``prefix``, default the shape's), ``object``, ``status`` and the
     shape's fields (amounts, currency, …), and that no string in it holds a secret. Raises
-    :class:`~django_stripe_bridge.exceptions.StripeUnavailable`, whose message names the
+    ``StripeUnavailable``, whose message names the
     problem but no value from the answer; the log says the same.
     """
     shape = SHAPES[object]

@@ -1,9 +1,9 @@
 """HTTP endpoints of the bridge: ``charge``, ``payment-intents``, ``transactions/<id>``
 and ``schema``.
 
-The views parse and answer; the work is done by :mod:`~django_stripe_bridge.charges`. Every
+The views parse and answer; the work is done by ``charges``. Every
 failure is answered in Stripe's error shape, ``{"error": {"type", "message", "param", …}}``,
-by :func:`bridge_exception_handler`, whatever the project's ``REST_FRAMEWORK`` settings say.
+by ``bridge_exception_handler()``, whatever the project's ``REST_FRAMEWORK`` settings say.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from django.core.exceptions import (
@@ -37,13 +38,16 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, idempotency
+from . import __version__, charges, checkout, idempotency
+from . import connect as connect_policy
 from .conf import bridge_settings
+from .connect import ConnectCharge
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
 from .schema import (
     CARD_DECLINED_EXAMPLE,
     CHARGE_EXAMPLE,
+    CHECKOUT_SESSION_EXAMPLE,
     COMMON_ERRORS,
     EXAMPLE_TRANSACTION_ID,
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -59,6 +63,8 @@ from .serializers import (
     BODY_PARAM,
     ChargeRequestSerializer,
     ChargeSerializer,
+    CheckoutSessionRequestSerializer,
+    CheckoutSessionSerializer,
     PaymentIntentRequestSerializer,
     PaymentIntentSerializer,
     TransactionSerializer,
@@ -338,6 +344,11 @@ class _CreateView(BridgeAPIView):
             )
         return key
 
+    def get_connect(self, data: dict[str, Any]) -> ConnectCharge | None:
+        """How the payment is made for the connected account the body names (popped from
+        ``data``), as ``CONNECT_POLICY`` decides; raises ``AccountRefused`` (403)."""
+        return connect_policy.decide(self.request, data.pop("account", None))
+
     def get_user(self) -> Any:
         """The signed-in user, or ``None`` for an anonymous client."""
         user = getattr(self.request, "user", None)
@@ -354,7 +365,7 @@ class _CreateView(BridgeAPIView):
         the request shows neither.
 
         An anonymous client is known by a random token in a signed cookie the bridge sets
-        (:data:`~django_stripe_bridge.idempotency.CLIENT_SCOPE_COOKIE`).
+        (``CLIENT_SCOPE_COOKIE``).
         """
         user = self.get_user()
         if user is not None:
@@ -367,7 +378,7 @@ class _CreateView(BridgeAPIView):
 
     def withheld(self, answer: Any) -> Any:
         """What a client that only repeated the content of another's request is answered:
-        the object without its secrets (:func:`~django_stripe_bridge.idempotency.summary`)."""
+        the object without its secrets (``summary()``)."""
         return idempotency.summary(answer)
 
     def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
@@ -462,8 +473,12 @@ class ChargeView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_charge(
-            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_transaction_user(),
+            connect=connect,
         )
 
 
@@ -521,7 +536,66 @@ class PaymentIntentView(_CreateView):
 
         ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_payment_intent(
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_transaction_user(),
+            connect=connect,
+        )
+
+
+class CheckoutSessionView(_CreateView):
+    """``POST checkout-sessions``: a Stripe Checkout Session in payment mode."""
+
+    request_serializer_class = CheckoutSessionRequestSerializer
+    operation = "checkout-sessions"
+
+    @bridge_schema(
+        operation_id="stripe_bridge_checkout_session_create",
+        tags=[SCHEMA_TAG],
+        summary="Create a Checkout Session",
+        description="Creates a Stripe Checkout Session in payment mode: send the customer to "
+        "`url`. Its `id` (cs_…) is the transaction id to subscribe to; the PaymentIntent made "
+        "when the customer pays joins it, so either id follows the whole payment. "
+        "`success_url`/`cancel_url` default to the settings and are accepted only on hosts "
+        "the site allows.",
+        request=CheckoutSessionRequestSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            200: OpenApiResponse(
+                CheckoutSessionSerializer,
+                description="The session: where to send the customer.",
+                examples=[OpenApiExample("A Checkout Session", value=CHECKOUT_SESSION_EXAMPLE)],
+            ),
+            **COMMON_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "Pay 25.00 EUR for a T-shirt",
+                value={"amount": 2500, "currency": "eur", "name": "T-shirt"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+    def perform_create(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        data = dict(data)
+        data["success_url"], data["cancel_url"] = checkout.redirect_urls(
+            self.request, data.get("success_url"), data.get("cancel_url")
+        )
+        session = self.perform_checkout_session(data, idempotency_key)
+        return CheckoutSessionSerializer(session).data
+
+    # --- hook to override ---
+
+    def perform_checkout_session(self, data: dict[str, Any], idempotency_key: str) -> Any:
+        """Create the session with the validated body (its URLs resolved); return Stripe's
+        object. ``idempotency_key`` is the key for Stripe, already scoped to the client.
+        """
+        return charges.create_checkout_session(
             **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
         )
 
@@ -575,7 +649,9 @@ class NoRouteView(BridgeAPIView):
     throttle_classes: list[Any] = []
     schema = None  # type: ignore[assignment]
     #: Routes named in the answer, so that a typo can be found.
-    ROUTES = "charge, payment-intents, transactions/<id>, webhooks/handler, schema"
+    ROUTES = (
+        "charge, payment-intents, checkout-sessions, transactions/<id>, webhooks/handler, schema"
+    )
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         # Every method, OPTIONS included (APIView would describe the view), is this 404.
@@ -630,11 +706,14 @@ class SchemaView(SpectacularAPIView):
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        from . import urls
+    #: The URLconf module whose routes the schema describes (named, not imported: the
+    #: URLconf imports this module).
+    bridge_urlconf = "django_stripe_bridge.urls"
 
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
-        self.patterns = [re_path("^" + re.escape(prefix), include(urls.urlpatterns))]
+        routes = import_module(self.bridge_urlconf).urlpatterns
+        self.patterns = [re_path("^" + re.escape(prefix), include(routes))]
         self.custom_settings = {"OAS_VERSION": OAS_VERSION}
         if not spectacular_settings.TITLE:
             self.custom_settings.update(

@@ -1,8 +1,8 @@
 """Stripe's webhook endpoint: verify the signature, ingest the event, answer after commit.
 
-:func:`verify_signature` is Stripe's signing scheme as a pure function. :class:`WebhookView`
+``verify_signature()`` is Stripe's signing scheme as a pure function. ``WebhookView``
 reads the raw body (never more than ``WEBHOOK_MAX_BYTES`` + 1 bytes), verifies it, parses
-the event and hands it to :func:`django_stripe_bridge.ingest.ingest_event`, the one path by
+the event and hands it to ``django_stripe_bridge.ingest.ingest_event()``, the one path by
 which events become rows. Subclass the view and override its hooks to change one step.
 """
 
@@ -23,8 +23,8 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from . import ingest
-from .conf import SETTING_NAME, bridge_settings
+from . import ingest, metrics, thin
+from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
 from .events import validate_event
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
@@ -101,7 +101,7 @@ def verify_signature(
     Any configured secret may match any ``v1`` signature (so a secret can be rotated while
     Stripe signs with both). Signatures are compared in constant time. A timestamp more
     than ``tolerance`` seconds from ``now``, in the past or the future, is refused;
-    ``tolerance=None`` turns that check off. Raises :class:`SignatureVerificationError`
+    ``tolerance=None`` turns that check off. Raises ``SignatureVerificationError``
     with a message that says what is wrong and never contains a secret.
     """
     if not header:
@@ -136,8 +136,29 @@ def verify_signature(
     return timestamp
 
 
+def parse_notification(
+    payload: bytes, header: str | None, secrets: Sequence[str]
+) -> Mapping[str, Any] | None:
+    """The thin event notification a verified body holds (Event Destinations, API v2), read
+    by the ``stripe`` library; ``None`` when the body is something else (a snapshot event)."""
+    if b'"v2.core.event"' not in payload:
+        return None  # cheap: a snapshot event is not parsed twice
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidEvent("The body is not JSON (a Stripe event).") from exc
+    if not thin.is_thin(body):
+        return None
+    from . import stripe_api
+
+    notification = stripe_api.parse_event_notification(
+        payload, header, secrets, bridge_settings.WEBHOOK_TOLERANCE
+    )
+    return thin.validate_notification(notification)
+
+
 def parse_event(payload: bytes) -> Mapping[str, Any]:
-    """The Stripe event a verified body holds; raise :class:`InvalidEvent` if it holds none."""
+    """The Stripe event a verified body holds; raise ``InvalidEvent`` if it holds none."""
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -154,7 +175,7 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
 def check_created(
     event: Mapping[str, Any], tolerance: int | None, now: float | None = None
 ) -> None:
-    """Raise :class:`InvalidEvent` if ``event`` was ``created`` more than ``tolerance``
+    """Raise ``InvalidEvent`` if ``event`` was ``created`` more than ``tolerance``
     seconds (``None``: the default, 300) ahead of the server's clock.
 
     Stripe creates an event before it signs a delivery of it, and the signature's timestamp
@@ -217,8 +238,24 @@ def too_large(limit: int) -> WebhookRefused:
     )
 
 
-def not_configured() -> ServiceUnavailable:
+def unknown_endpoint(name: str) -> WebhookRefused:
+    """The refusal of a ``webhooks/<name>`` that ``WEBHOOK_ENDPOINTS`` does not name."""
+    return WebhookRefused(
+        f"No webhook endpoint {name[:40]!r}: {SETTING_NAME}['WEBHOOK_ENDPOINTS'] names the "
+        "endpoints besides 'handler'.",
+        status=404,
+        code="unknown_endpoint",
+    )
+
+
+def not_configured(endpoint: str = DEFAULT_ENDPOINT) -> ServiceUnavailable:
     """The refusal while no signing secret is set."""
+    if endpoint != DEFAULT_ENDPOINT:
+        return ServiceUnavailable(
+            f"{SETTING_NAME}['WEBHOOK_ENDPOINTS'][{endpoint!r}] has no secret: the bridge "
+            "cannot verify this endpoint's webhooks. Set it to its signing secret (whsec_…).",
+            code="webhook_not_configured",
+        )
     return ServiceUnavailable(
         f"{SETTING_NAME}['WEBHOOK_SECRETS'] is empty: the bridge cannot verify "
         "webhooks. Set it to the endpoint's signing secret (whsec_…).",
@@ -283,12 +320,20 @@ class WebhookView(View):
 
     # -- hooks to override ---------------------------------------------------------------
 
+    def get_endpoint(self) -> str:
+        """The endpoint's name: ``handler``, or the ``<name>`` of ``webhooks/<name>``."""
+        return str(self.kwargs.get("endpoint") or DEFAULT_ENDPOINT)
+
     def get_secrets(self) -> list[str]:
-        """The signing secrets a request may be signed with (``WEBHOOK_SECRETS``)."""
-        return bridge_settings.webhook_secrets
+        """The signing secrets a request may be signed with: ``WEBHOOK_SECRETS`` for
+        ``webhooks/handler``, the endpoint's own in ``WEBHOOK_ENDPOINTS`` for another."""
+        secrets = bridge_settings.endpoint_secrets(self.get_endpoint())
+        if secrets is None:
+            raise unknown_endpoint(self.get_endpoint())
+        return secrets
 
     def validate_request(self, request: HttpRequest) -> None:
-        """Raise :class:`SignatureVerificationError` unless ``self.payload`` is signed by Stripe."""
+        """Raise ``SignatureVerificationError`` unless ``self.payload`` is signed by Stripe."""
         verify_signature(
             self.payload,
             request.headers.get(SIGNATURE_HEADER),
@@ -297,13 +342,13 @@ class WebhookView(View):
         )
 
     def parse_events(self, request: HttpRequest) -> list[Mapping[str, Any]]:
-        """The Stripe events in the verified body; raise :class:`InvalidEvent` if there are none."""
+        """The Stripe events in the verified body; raise ``InvalidEvent`` if there are none."""
         return [parse_event(self.payload)]
 
     def handle_event(self, event: Mapping[str, Any]) -> ingest.IngestResult:
         """Store one verified event (publishing and signals follow its commit).
 
-        Raises :class:`EventQuarantined` when the database refused the event for its data
+        Raises ``EventQuarantined`` when the database refused the event for its data
         and it was kept apart instead.
         """
         from .quarantine import DATA_ERRORS, quarantine
@@ -312,6 +357,11 @@ class WebhookView(View):
             return ingest.ingest_event(event)
         except DATA_ERRORS as exc:
             raise quarantine(event, exc) from exc
+
+    def handle_notification(self, notification: Mapping[str, Any]) -> bool:
+        """Store a verified thin event notification once (its fetch follows the commit);
+        whether it was new."""
+        return thin.record(notification, endpoint=self.get_endpoint())
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -328,20 +378,28 @@ class WebhookView(View):
         return response
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        arrived = time.monotonic()
         try:
             if not self.get_secrets():
-                raise not_configured()
+                raise not_configured(self.get_endpoint())
             self.payload = self.read_payload(request)
             try:
                 self.validate_request(request)
-                events = self.parse_events(request)
+                notification = parse_notification(
+                    self.payload, request.headers.get(SIGNATURE_HEADER), self.get_secrets()
+                )
+                events = [] if notification is not None else self.parse_events(request)
                 for event in events:
                     check_created(event, bridge_settings.WEBHOOK_TOLERANCE)
             except SignatureVerificationError as exc:
                 raise WebhookRefused(str(exc), code="signature_verification_failed") from exc
             except InvalidEvent as exc:
                 raise WebhookRefused(str(exc), code="invalid_event") from exc
+            if notification is not None:
+                created = self.handle_notification(notification)
+                return JsonResponse({"received": True, "duplicate": not created})
             results = [self.handle_event(event) for event in events]
+            metrics.observe("webhook_commit_seconds", time.monotonic() - arrived)
         except EventQuarantined as exc:
             return JsonResponse(quarantined_body(exc))
         except WebhookRefused as exc:

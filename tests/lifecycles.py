@@ -40,6 +40,16 @@ Decisions where SPEC §3 is silent (from Stripe's docs; docs/models.md states th
 7. ``pending`` is a PaymentIntent with no attempt yet; once an attempt failed, the
    PaymentIntent waiting for a new one (``requires_payment_method`` with
    ``last_payment_error``) is ``failed``; a later attempt's state replaces it.
+9. Checkout (issue 17). A Checkout Session sends no event when made; its PaymentIntent is
+   made at the customer's first attempt (``payment_intent.created``) and its attempts go as
+   any PaymentIntent's while the session is open (a declined card reads ``failed``). A card
+   paid completes it ``paid`` (``checkout.session.completed``): ``succeeded``; an
+   authorization only completes it ``unpaid``: ``requires_capture`` and on as any
+   authorization. A delayed method completes it ``unpaid`` (``processing``), then
+   ``checkout.session.async_payment_succeeded`` (``succeeded``) or ``…_failed``
+   (``failed``). An open session that expires (``checkout.session.expired``, its
+   PaymentIntent canceled if it had one) is ``expired``. The transaction is the session's
+   id (the one a client holds) once a session event names the PaymentIntent.
 8. Ties. Events of a lifecycle have non-decreasing ``created`` and most share a second, with
    one exception: a PaymentIntent moving between two of ``requires_action``,
    ``processing`` and failed (``requires_payment_method`` with an error) moves to a later
@@ -117,6 +127,7 @@ def describe_event(event: dict[str, Any]) -> str:
         "payment_intent": ("status", "amount_received"),
         "refund": ("status", "amount"),
         "dispute": ("status", "amount"),
+        "checkout.session": ("status", "payment_status", "payment_intent"),
     }[obj["object"]]
     facts = [f"{field}={obj[field]}" for field in fields]
     if obj.get("last_payment_error"):
@@ -190,12 +201,19 @@ class Payment:
         self.pi_created = start
         self._pi_state: str | None = None  # its last snapshot's class (decision 8)
         self.end = "pending"  # what the transaction reads when nothing was captured
+        # Checkout only (decision 9)
+        self.session_id: str | None = None
+        self.session_status = "open"
+        self.session_paid = False
+        self.session_sent = False  # a session event named the PaymentIntent
+        self.has_intent = False
 
     # ----- what happens to the payment ---------------------------------------------------
 
     def create(self, *, capture_method: str = "automatic", with_payment_method: bool = False):
         """A PaymentIntent is created (``payment_intent.created``)."""
         assert self.kind == "payment_intent" and not self.events
+        self.has_intent = True
         self.capture_method = capture_method
         self.pi_status = (
             "requires_confirmation" if with_payment_method else "requires_payment_method"
@@ -386,10 +404,80 @@ class Payment:
         if status == "won":
             self._send_dispute("charge.dispute.funds_reinstated", charge)
 
+    def open_checkout(self, *, capture_method: str = "automatic") -> Payment:
+        """A Checkout Session is made: no event yet (decision 9)."""
+        assert self.kind == "payment_intent" and not self.events
+        self.session_id = self._new_id("cs")
+        self.capture_method = capture_method
+        self._say(f"open Checkout Session ({capture_method} capture)")
+        return self
+
+    def pay_on_checkout(self) -> None:
+        """The customer's first attempt on the page makes the PaymentIntent."""
+        assert self.session_id is not None
+        if not self.has_intent:
+            self.create(capture_method=self.capture_method, with_payment_method=True)
+
+    def complete_checkout(self) -> None:
+        """``checkout.session.completed``: paid when the money was taken."""
+        self.session_status = "complete"
+        self.session_paid = self.pi_status == "succeeded"
+        self._say("Checkout completed " + ("paid" if self.session_paid else "unpaid"))
+        self._send_session("checkout.session.completed")
+
+    def settle_checkout(self, *, succeeded: bool) -> None:
+        """A delayed method settles: the charge's outcome, then the session's event."""
+        if succeeded:
+            self.authorize()
+            self.session_paid = True
+            self._send_session("checkout.session.async_payment_succeeded")
+        else:
+            self.decline()
+            self._send_session("checkout.session.async_payment_failed")
+
+    def expire_checkout(self) -> None:
+        """An open session expires; its PaymentIntent, if any, is canceled."""
+        assert self.session_status == "open"
+        if self.has_intent:
+            self.pi_status, self.pi_canceled_reason = "canceled", "abandoned"
+            self._send_intent("payment_intent.canceled", state="canceled")
+        self.session_status = "expired"
+        self._say("Checkout expired")
+        self._send_session("checkout.session.expired")
+        self.end = "expired"
+
+    def _send_session(self, event_type: str) -> None:
+        self.session_sent = self.session_sent or self.has_intent
+        self._send(event_type, self._session_object())
+
+    def _session_object(self) -> dict[str, Any]:
+        return {
+            "id": self.session_id,
+            "object": "checkout.session",
+            "amount_subtotal": self.amount,
+            "amount_total": self.amount,
+            "cancel_url": "https://shop.example/cart",
+            "created": self.pi_created,
+            "currency": self.currency,
+            "customer_details": {"email": "jo@example.com"},
+            "expires_at": self.pi_created + 86_400,
+            "livemode": False,
+            "metadata": {},
+            "mode": "payment",
+            "payment_intent": self.pi_id if self.has_intent else None,
+            "payment_method_types": ["card", "sepa_debit"],
+            "payment_status": "paid" if self.session_paid else "unpaid",
+            "status": self.session_status,
+            "success_url": "https://shop.example/done?session={CHECKOUT_SESSION_ID}",
+            "url": None,
+        }
+
     # ----- the truth -----------------------------------------------------------------------
 
     @property
     def transaction_id(self) -> str:
+        if self.session_id is not None and (self.session_sent or not self.has_intent):
+            return self.session_id  # decision 9
         return self.pi_id if self.kind == "payment_intent" else self.charges[0].id
 
     def amount_captured(self) -> int:
@@ -694,9 +782,9 @@ GAPS = st.sampled_from((0, 0, 0, 0, 0, 1, 2, 90))
 @st.composite
 def lifecycles(draw: st.DrawFn) -> Lifecycle:
     """A Stripe payment lifecycle: its events and the state it must end in."""
-    kind = draw(st.sampled_from(("payment_intent", "charge")))
+    kind = draw(st.sampled_from(("payment_intent", "charge", "checkout")))
     payment = Payment(
-        kind,
+        "payment_intent" if kind == "checkout" else kind,
         amount=draw(st.integers(50, 100_000)),
         currency=draw(st.sampled_from(("usd", "eur", "gbp", "jpy"))),
         api_version=draw(st.sampled_from(NEW_API_VERSIONS + OLD_API_VERSIONS)),
@@ -704,7 +792,10 @@ def lifecycles(draw: st.DrawFn) -> Lifecycle:
         tag=draw(st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=8)),
         gap=lambda: draw(GAPS),
     )
-    if kind == "payment_intent":
+    if kind == "checkout":
+        payment.kind = "payment_intent"
+        _checkout(draw, payment)
+    elif kind == "payment_intent":
         _attempts_of_an_intent(draw, payment)
     else:
         _attempt_of_a_charge(draw, payment)
@@ -741,6 +832,42 @@ def _attempts_of_an_intent(draw: st.DrawFn, payment: Payment) -> None:
         payment.authorize()
         if payment.capture_method == "manual":
             _after_authorization(draw, payment)
+
+
+def _checkout(draw: st.DrawFn, payment: Payment) -> None:
+    """A Checkout Session's life (decision 9)."""
+    payment.open_checkout(capture_method=draw(st.sampled_from(("automatic", "manual"))))
+    for _ in range(draw(st.sampled_from((0, 0, 1, 2)))):
+        payment.pay_on_checkout()
+        how = draw(st.sampled_from(("decline", "action, decline", "action, fail")))
+        if how.startswith("action"):
+            payment.require_action()
+        if how == "action, fail":
+            payment.fail_authentication()
+        else:
+            payment.decline()
+    ends = ["expire", "card", "card"]
+    ends += ["abandon"] if payment.events else []
+    ends += (
+        ["delayed", "delayed", "delayed, pending"] if payment.capture_method == "automatic" else []
+    )
+    end = draw(st.sampled_from(ends))
+    if end == "expire":
+        payment.expire_checkout()
+    elif end == "card":
+        payment.pay_on_checkout()
+        if draw(st.booleans()):
+            payment.require_action()
+        payment.authorize()
+        payment.complete_checkout()
+        if payment.capture_method == "manual":
+            _after_authorization(draw, payment)
+    elif end.startswith("delayed"):
+        payment.pay_on_checkout()
+        payment.submit()
+        payment.complete_checkout()
+        if end == "delayed":
+            payment.settle_checkout(succeeded=draw(st.booleans()))
 
 
 def _attempt_of_a_charge(draw: st.DrawFn, payment: Payment) -> None:

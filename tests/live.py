@@ -209,7 +209,7 @@ class HttpAnswer:
     headers: dict[str, str]
 
 
-#: Bytes :func:`http_request` writes between two looks for an early answer.
+#: Bytes ``http_request`` writes between two looks for an early answer.
 SEND_PIECE = 64 * 1024
 
 

@@ -33,7 +33,7 @@ _SHAPE = re.compile(r"t=[0-9]{1,12}(,v1=[0-9a-f]{64})+")
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: Any) -> None:
-    if case.path.endswith(("/charge", "/payment-intents")):
+    if case.path.endswith(("/charge", "/payment-intents", "/checkout-sessions")):
         _one_key_per_case(case)
     if not case.path.endswith("/webhooks/handler"):
         return

@@ -79,4 +79,6 @@ STRIPE_BRIDGE = {
     # No background relay thread inside the test process: the tests call the relay directly
     # (and the live-server tests run it in their Daphne processes).
     "OUTBOX_RELAY": False,
+    # Thin events are fetched by the tests' own drain() calls unless a test says otherwise.
+    "THIN_RELAY": False,
 }

@@ -36,7 +36,8 @@ def test_event_list_filters_by_type_livemode_and_date(admin_client):
         f if isinstance(f, str) else f[0] if isinstance(f, tuple) else f.parameter_name
         for f in model_admin.list_filter
     ]
-    assert names == ["type", "livemode", "publishing", "created"]
+    # The specified three (and publishing), then the connected account (docs/connect.md).
+    assert names == ["type", "livemode", "publishing", "created", "account"]
 
     now = int(dt.datetime.now(tz=dt.UTC).timestamp())
     recent = StripeEventFactory(charge_id="ch_recent", created_ts=now)

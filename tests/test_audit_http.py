@@ -19,6 +19,7 @@ from tests.webhook_fixtures import event_body, fresh_event, sign_payload
 ROUTES = [
     ("post", "charge", {"token": "tok_visa", "amount": 0}),
     ("post", "payment-intents", {"amount": 0}),
+    ("post", "checkout-sessions", {"amount": 0}),
     ("get", "transactions/ch_audit_slash", None),
     ("get", "schema", None),
 ]
@@ -124,6 +125,7 @@ def test_the_app_works_under_any_prefix():
     assert set(schema["paths"]) == {
         "/pay/v2/charge",
         "/pay/v2/payment-intents",
+        "/pay/v2/checkout-sessions",
         "/pay/v2/transactions/{transaction_id}",
         "/pay/v2/webhooks/handler",
     }

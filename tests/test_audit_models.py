@@ -16,6 +16,7 @@ EVENT_FIELDS = {
     "object_type",
     "object_id",
     "livemode",
+    "account",
     "api_version",
     "created",
     "received_at",
@@ -34,6 +35,8 @@ TRANSACTION_FIELDS = {
     "currency",
     "status",
     "livemode",
+    "account",
+    "direct",
     "user",
     "idempotency_key",
     "state",
@@ -64,9 +67,13 @@ def test_stripe_event_fields():
     assert isinstance(StripeEvent._meta.get_field("livemode"), models.BooleanField)
 
 
-@pytest.mark.parametrize("name", ["event_id", "transaction_id", "type"])
+@pytest.mark.parametrize("name", ["event_id", "transaction_id", "type", "account"])
 def test_stripe_event_lookups_are_indexed(name):
     assert _is_indexed(StripeEvent, name)
+
+
+def test_transactions_by_account_are_indexed():
+    assert _is_indexed(StripeTransaction, "account")
 
 
 def test_stripe_transaction_fields():

@@ -20,6 +20,7 @@ COMMANDS = [
     "stripe_bridge_rebuild",
     "stripe_bridge_republish",
     "stripe_bridge_sync",
+    "stripe_bridge_thin",
     "stripe_bridge_webhook_setup",
 ]
 

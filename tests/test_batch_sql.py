@@ -234,8 +234,9 @@ def test_where_django_logs_queries_they_are_logged_and_work_the_same() -> None:
 
 
 def test_no_statement_passes_the_protocol_parameter_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 26 parameters: two rows of transactions (13 columns) per statement at most.
-    monkeypatch.setattr(batch_sql, "MAX_PARAMETERS", 26)
+    # Two rows of transactions (one parameter per column) per statement at most.
+    columns = len(StripeTransaction._meta.concrete_fields)
+    monkeypatch.setattr(batch_sql, "MAX_PARAMETERS", 2 * columns)
     objs = [StripeTransaction(id=f"ch_{n}", kind="charge") for n in range(5)]
     with recorded_statements() as statements:
         rows = batch_sql.insert_and_lock(objs, using="default")

@@ -71,7 +71,8 @@ async def test_message_frame_shape():
     await client.subscribe("id = 'ch_shape'", subscription="s1", replay="none")
     await ingest(charge_event("charge.succeeded", "ch_shape", created=1_700_000_000))
     frame = await client.recv()
-    assert set(frame) == {"type", "subscription", "channel", "headers", "data", "replayed"}
+    keys = {"type", "subscription", "channel", "headers", "data", "replayed", "cursor"}
+    assert set(frame) == keys
     assert frame["type"] == "message"
     assert frame["subscription"] == "s1"
     assert frame["channel"] == "stripe"
@@ -86,6 +87,7 @@ async def test_message_frame_shape():
         "currency": "usd",
         "livemode": False,
         "created": 1_700_000_000,
+        "account": None,
     }
     assert frame["data"]["object"]["id"] == "ch_shape"
     await client.close()

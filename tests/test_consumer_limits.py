@@ -10,9 +10,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import override_settings
 
-from django_stripe_bridge import consumers as consumer_module
 from django_stripe_bridge import metrics
 from django_stripe_bridge.consumers import StripeEventConsumer
+from django_stripe_bridge.realtime import engine as consumer_module
 from django_stripe_bridge.selectors import Selector
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import charge_event, ingest, open_client

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from django_stripe_bridge.testing import TEST_API_KEY
 from tests import services
 from tests.live import ROOT, free_port
 
@@ -167,3 +171,41 @@ def test_every_start_says_how_to_log_in(tmp_path):
         process.wait(30)
     assert "manage.py changepassword admin" in log.read_text()
     assert logins[0].group(1) not in log.read_text()
+
+
+def test_a_restarted_demo_still_knows_the_charges_its_database_holds(tmp_path):
+    """The stand-in keeps its objects beside the demo's database: after a restart a payment
+    the admin lists can still be refunded (it was "No such charge" when the stand-in
+    started empty)."""
+    port = free_port()
+    process, log = start(["./run", "demo"], port, tmp_path)
+    try:
+        wait_until_listening(process, log)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/services/Stripe/charge",
+            data=json.dumps({"amount": 1000, "token": "tok_visa"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            charge_id = json.load(response)["id"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert "demo.sqlite3.stripe-standin" in log.read_text()
+
+    process, log = start(["./run", "demo"], port, tmp_path)
+    try:
+        wait_until_listening(process, log)
+        text = log.read_text()
+        assert "delete both to start afresh" in text
+        base = re.search(r"stand-in \(localstripe\) at (\S+);", text).group(1)  # type: ignore[union-attr]
+        refund = urllib.request.Request(
+            f"{base}/v1/refunds",
+            data=urllib.parse.urlencode({"charge": charge_id}).encode(),
+            headers={"Authorization": f"Bearer {TEST_API_KEY}"},
+        )
+        with urllib.request.urlopen(refund, timeout=10) as response:
+            assert json.load(response)["amount"] == 1000
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)

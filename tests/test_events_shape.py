@@ -17,6 +17,8 @@ import pytest
 
 from django_stripe_bridge.events import (
     MAX_TIMESTAMP,
+    account_of,
+    is_account_id,
     transaction_id_of,
     transaction_kind_of,
     validate_event,
@@ -378,3 +380,109 @@ def test_a_payment_intent_field_that_is_no_id_falls_back_to_the_object(hostile):
 )
 def test_the_kind_of_a_transaction_is_told_by_its_id(transaction_id, kind):
     assert transaction_kind_of(transaction_id) == kind
+
+
+# --- the connected account of an event (docs/connect.md) ------------------------------------
+
+ACCOUNT_MESSAGE = "'account' must be a connected account's id: 'acct_' and at most 255 characters."
+
+
+def _with(obj: dict[str, Any], **event: Any) -> dict[str, Any]:
+    return {
+        "id": "evt_1",
+        "object": "event",
+        "type": "x",
+        "created": 1,
+        "data": {"object": obj},
+        **event,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("acct_1", True),
+        ("acct_A_b9", True),
+        ("acct_" + "x" * 250, True),
+        ("acct_" + "x" * 251, False),
+        ("acct_", False),
+        ("acct__", False),
+        ("acct_x y", False),
+        ("acct_é", False),
+        ("acct_-1", False),
+        ("Acct_1", False),
+        ("cus_1", False),
+        (None, False),
+        (7, False),
+        (["acct_1"], False),
+    ],
+)
+def test_is_account_id(value: Any, expected: bool) -> None:
+    assert is_account_id(value) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "acct_", "cus_1", 5, False, {"id": "acct_1"}])
+def test_an_event_with_a_malformed_account_is_refused(bad: Any) -> None:
+    with pytest.raises(InvalidEvent) as refused:
+        validate_event(_with({"object": "charge"}, account=bad))
+    assert str(refused.value) == ACCOUNT_MESSAGE
+
+
+def test_an_event_with_an_account_is_valid() -> None:
+    event = _with({"object": "charge"}, account="acct_1")
+    assert validate_event(event) is event
+
+
+def test_an_event_with_no_or_a_null_account_is_the_platforms() -> None:
+    assert validate_event(_with({"object": "charge"}, account=None))
+    assert account_of(_with({"object": "charge"}, account=None)) == ""
+    assert account_of(_with({"object": "charge"})) == ""
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        # A Connect event names its account, whatever its object.
+        (_with({"object": "customer"}, account="acct_1"), "acct_1"),
+        (
+            _with(
+                {"object": "charge", "transfer_data": {"destination": "acct_2"}}, account="acct_1"
+            ),
+            "acct_1",
+        ),
+        # A destination charge: the destination, else on_behalf_of.
+        (_with({"object": "charge", "transfer_data": {"destination": "acct_2"}}), "acct_2"),
+        (
+            _with({"object": "payment_intent", "transfer_data": {"destination": {"id": "acct_3"}}}),
+            "acct_3",
+        ),
+        (
+            _with({"object": "checkout.session", "transfer_data": {"destination": "acct_4"}}),
+            "acct_4",
+        ),
+        (_with({"object": "charge", "on_behalf_of": "acct_5"}), "acct_5"),
+        (
+            _with(
+                {
+                    "object": "charge",
+                    "transfer_data": {"destination": "acct_2"},
+                    "on_behalf_of": "acct_5",
+                }
+            ),
+            "acct_2",
+        ),
+        (
+            _with({"object": "charge", "transfer_data": {"amount": 5}, "on_behalf_of": "acct_5"}),
+            "acct_5",
+        ),
+        # Not a payment, or nothing that names an account.
+        (_with({"object": "refund", "transfer_data": {"destination": "acct_2"}}), ""),
+        (_with({"object": "customer", "on_behalf_of": "acct_5"}), ""),
+        (_with({"object": "charge", "transfer_data": "acct_2"}), ""),
+        (_with({"object": "charge", "transfer_data": {"destination": "cus_2"}}), ""),
+        (_with({"object": "charge", "on_behalf_of": "nope"}), ""),
+        (_with({"object": "charge", "transfer_data": None, "on_behalf_of": None}), ""),
+    ],
+)
+def test_account_of(event: dict[str, Any], expected: str) -> None:
+    assert account_of(event) == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 from unittest import mock
 
@@ -24,6 +25,7 @@ from django_stripe_bridge.messaging import (
 )
 from django_stripe_bridge.models import StripeEvent
 from tests.factories import charge_object, make_event
+from tests.live import ROOT
 from tests.webhook_fixtures import *  # noqa: F403
 from tests.webhook_fixtures import (
     PAYLOADS_DIR,
@@ -83,6 +85,7 @@ def test_headers_of_captured_events(name: str) -> None:
         "event_id",
         "object",
         "status",
+        "account",
         "amount",
         "currency",
         "livemode",
@@ -97,6 +100,32 @@ def test_headers_of_captured_events(name: str) -> None:
     assert headers["created"] == row.payload["created"]
     assert isinstance(headers["created"], int)
     json.dumps(headers)  # plain JSON types only
+
+
+@pytest.mark.django_db
+def test_the_amount_header_is_the_events_own_objects_as_documented() -> None:
+    """docs/selectors.md: a refund's event carries the refund's amount, the charge's event
+    the charge's, a dispute's event the disputed amount."""
+    charge = charge_object("ch_amounts", amount=1000, amount_refunded=400, refunded=False)
+    refund = {"id": "re_1", "object": "refund", "amount": 400, "currency": "usd"}
+    refund |= {"charge": "ch_amounts", "status": "succeeded"}
+    dispute = {"id": "dp_1", "object": "dispute", "amount": 250, "currency": "usd"}
+    dispute |= {"charge": "ch_amounts", "status": "needs_response", "reason": "fraudulent"}
+    amounts = {
+        event_type: build_headers(_store(make_event(event_type, obj)), None)["amount"]
+        for event_type, obj in (
+            ("charge.refunded", charge),
+            ("refund.created", refund),
+            ("charge.dispute.created", dispute),
+        )
+    }
+    assert amounts == {
+        "charge.refunded": 1000,
+        "refund.created": 400,
+        "charge.dispute.created": 250,
+    }
+    documented = (ROOT / "docs" / "selectors.md").read_text()
+    assert "`refund.*` or `charge.refund.updated` event carries the refund's" in documented
 
 
 @pytest.mark.django_db
@@ -205,7 +234,16 @@ def test_a_new_event_is_published_to_its_transaction_and_broadcast_groups(
     message = pinned.receive()
     assert message == broad.receive()
     other.receive_nothing()
-    assert set(message) == {"type", "event_pk", "event_id", "transaction_id", "headers", "data"}
+    assert set(message) == {
+        "type",
+        "event_pk",
+        "event_id",
+        "transaction_id",
+        "headers",
+        "data",
+        "sent_at",  # when it was handed to the layer, for the delivery-delay histogram
+    }
+    assert abs(message["sent_at"] - time.time()) < 5
     assert message["type"] == EVENT_MESSAGE_TYPE
     assert (message["event_pk"], message["event_id"]) == (row.pk, event["id"])
     assert message["transaction_id"] == tx_id

@@ -30,7 +30,7 @@ def test_a_path_no_route_matches_is_a_json_404(client, settings, path, debug):
     assert response["Content-Type"] == "application/json"
     error = response.json()["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "resource_missing")
-    assert "charge, payment-intents, transactions/<id>" in error["message"]
+    assert "charge, payment-intents, checkout-sessions, transactions/<id>" in error["message"]
     assert len(error["message"]) < 200
 
 

@@ -21,7 +21,11 @@ from django.urls import reverse
 
 from django_stripe_bridge import operations, stripe_api
 from django_stripe_bridge.charges import record_transaction
-from django_stripe_bridge.exceptions import OperationRefused, StripeInvalidRequest
+from django_stripe_bridge.exceptions import (
+    OperationRefused,
+    StripeInvalidRequest,
+    StripeUnavailable,
+)
 from django_stripe_bridge.ingest import ingest_event
 from django_stripe_bridge.models import StripeEvent, StripeTransaction
 from tests.charge_fixtures import *  # noqa: F403
@@ -395,9 +399,37 @@ def test_admin_shows_stripes_refusal(bridge_stripe: Any, admin_client: Client) -
     tx = paid()
     response = confirm(admin_client, "cancel_authorization", tx)
     [message] = texts(response)
-    assert message.startswith(f"Stripe did not cancel {tx.pk}: ")
+    assert message.startswith(f"Sent to Stripe, which refused to cancel {tx.pk}: ")
     assert "status of succeeded" in message
     assert "sk_test" not in message
+
+
+def test_admin_says_a_refund_over_what_is_left_was_not_sent(
+    bridge_stripe: Any, admin_client: Client
+) -> None:
+    tx = paid()
+    operations.refund(tx, 1500)
+    deliver_webhooks()
+    assert StripeTransaction.objects.get(pk=tx.pk).amount_refunded == 1500
+    response = confirm(admin_client, "refund_payment", tx, amount="10.00")
+    [message] = texts(response)
+    assert message.startswith(f"Not sent to Stripe: the refund of {tx.pk} was refused here.")
+    assert "only 5.00 USD is left to refund" in message
+    assert charge_of(tx)["amount_refunded"] == 1500  # Stripe was not asked
+
+
+def test_admin_says_stripe_was_asked_but_did_not_answer(
+    bridge_stripe: Any, admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tx = paid()
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StripeUnavailable("Stripe could not be reached.")
+
+    monkeypatch.setattr(stripe_api, "create_refund", unreachable)  # a fault: Stripe is away
+    [message] = texts(confirm(admin_client, "refund_payment", tx))
+    assert message.startswith(f"Sent to Stripe, which did not answer the refund of {tx.pk}:")
+    assert "Confirm again" in message
 
 
 def test_admin_operates_on_one_transaction_at_a_time(

@@ -1,5 +1,9 @@
-"""The app as a package: migrations committed, typed, static files and templates shipped."""
+"""The app as a package: migrations committed, typed, static files and templates shipped;
+``./run build`` and a quiet editable install."""
 
+import shutil
+import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 
@@ -7,6 +11,7 @@ import pytest
 from django.core.management import call_command
 
 import django_stripe_bridge
+from tests.live import ROOT
 
 PACKAGE = Path(django_stripe_bridge.__file__).parent
 
@@ -32,8 +37,67 @@ def test_every_command_has_help():
         "stripe_bridge_rebuild",
         "stripe_bridge_republish",
         "stripe_bridge_sync",
+        "stripe_bridge_thin",
         "stripe_bridge_webhook_setup",
     ]
     for name in names:
         command = load_command_class("django_stripe_bridge", name)
         assert command.help, name
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A copy of the checkout's tracked files, sharing its ``.venv``."""
+    root = tmp_path_factory.mktemp("checkout")
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / name.decode()
+        if source.is_file():
+            target = root / name.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    (root / ".venv").symlink_to(ROOT / ".venv")
+    return root
+
+
+def test_run_build_makes_the_sdist_and_wheel_and_leaves_no_build_directory(checkout):
+    result = subprocess.run(
+        ["./run", "build"], cwd=checkout, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    version = django_stripe_bridge.__version__
+    assert sorted(p.name for p in (checkout / "dist").iterdir()) == [
+        f"django_stripe_bridge-{version}-py3-none-any.whl",
+        f"django_stripe_bridge-{version}.tar.gz",
+    ]
+    assert not (checkout / "build").exists()
+
+
+def test_an_editable_install_prints_no_build_backend_warning(checkout, tmp_path):
+    """``./run demo``'s first ``pip install -e .`` in a new venv: nothing that reads as an
+    error (setuptools' "Editable installation" BuildBackendWarning)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    # As ./run does: a current pip shows the build backend's warnings.
+    subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], check=True, timeout=300)
+    result = subprocess.run(
+        [*pip, "install", "--quiet", "--no-deps", "-e", "."],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "BuildBackendWarning" not in output and "Editable installation" not in output, output
+    location = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import django_stripe_bridge as m; print(m.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert location.startswith(str(checkout)), location

@@ -106,9 +106,12 @@ def test_ingest_ends_in_the_models_state(case: Case) -> None:
     # Examples share the test's database transaction: start each from nothing.
     StripeEvent.objects.all().delete()
     StripeTransaction.objects.all().delete()
-    assert_state(lifecycle, delivery, database_door(lifecycle, delivery))
-    stored = StripeEvent.objects.filter(transaction_id=lifecycle.transaction_id)
-    assert stored.count() == len(lifecycle.events), "each event stored once"
+    tx = database_door(lifecycle, delivery)
+    assert_state(lifecycle, delivery, tx)
+    assert tx.events().count() == len(lifecycle.events), "each event stored once"
+    if tx.linked_id:
+        # A Checkout Session and its PaymentIntent: either id reads the same payment.
+        assert_state(lifecycle, delivery, StripeTransaction.objects.get(pk=tx.linked_id))
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
@@ -207,7 +210,64 @@ def _old_api_partial_capture_refund_fails_and_another_is_made() -> Payment:
     return payment
 
 
+def _checkout_paid() -> Payment:
+    payment = Payment("payment_intent").open_checkout()
+    payment.pay_on_checkout()
+    payment.authorize()
+    payment.complete_checkout()
+    return payment
+
+
+def _checkout_delayed(succeeded: bool) -> Payment:
+    payment = Payment("payment_intent").open_checkout()
+    payment.pay_on_checkout()
+    payment.submit()
+    payment.complete_checkout()
+    payment.settle_checkout(succeeded=succeeded)
+    return payment
+
+
+def _checkout_declined_then_expired() -> Payment:
+    payment = Payment("payment_intent").open_checkout()
+    payment.pay_on_checkout()
+    payment.decline()
+    payment.expire_checkout()
+    return payment
+
+
+def _checkout_expired_untouched() -> Payment:
+    payment = Payment("payment_intent").open_checkout()
+    payment.expire_checkout()
+    return payment
+
+
+def _checkout_refunded_and_disputed() -> Payment:
+    payment = _checkout_paid()
+    payment.refund(500)
+    payment.open_dispute()
+    return payment
+
+
+def _checkout_manual_capture() -> Payment:
+    payment = Payment("payment_intent").open_checkout(capture_method="manual")
+    payment.pay_on_checkout()
+    payment.authorize()
+    payment.complete_checkout()
+    return payment
+
+
 REGRESSIONS = {
+    # Issue 17: Checkout Sessions (decision 9), all in one second, in three orders.
+    "Checkout paid by card": (_checkout_paid, ("succeeded", 2000, 0)),
+    "Checkout, delayed method settles": (lambda: _checkout_delayed(True), ("succeeded", 2000, 0)),
+    "Checkout, delayed method fails": (lambda: _checkout_delayed(False), ("failed", 0, 0)),
+    "Checkout declined, then expired": (_checkout_declined_then_expired, ("expired", 0, 0)),
+    "Checkout expired untouched": (_checkout_expired_untouched, ("expired", 0, 0)),
+    "Checkout refunded in part, disputed": (
+        _checkout_refunded_and_disputed,
+        ("disputed", 2000, 500),
+    ),
+    "Checkout authorized only": (_checkout_manual_capture, ("requires_capture", 0, 0)),
     # "an authorized but uncaptured payment is reported succeeded"
     "uncaptured PaymentIntent": (_uncaptured_intent, ("requires_capture", 0, 0)),
     "uncaptured charge": (_uncaptured_charge, ("requires_capture", 0, 0)),

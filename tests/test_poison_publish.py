@@ -105,9 +105,9 @@ def test_the_relay_publishes_around_an_event_the_layer_refuses_then_gives_up_on_
 
     # The metrics and the admin show it.
     body = monitoring.render()
-    assert "stripe_bridge_unpublishable_events 1\n" in body
-    assert "stripe_bridge_unpublished_events 0\n" in body
-    assert "stripe_bridge_unpublished_oldest_age_seconds 0\n" in body
+    assert "stripe_bridge_unpublishable_events 1.0\n" in body
+    assert "stripe_bridge_unpublished_events 0.0\n" in body
+    assert "stripe_bridge_unpublished_oldest_age_seconds 0.0\n" in body
     staff = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
     client = Client()
     client.force_login(staff)

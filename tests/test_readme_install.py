@@ -144,12 +144,31 @@ def readme_edits() -> list[tuple[str, str, str]]:
     return edits
 
 
-def readme_commands(after: str) -> list[str]:
-    """The command lines of the first ``sh`` block after the text ``after``."""
+def readme_shell(after: str) -> list[str]:
+    """The lines of the first ``sh`` block after the text ``after``."""
     rest = SECTION.split(after, 1)[1]
     language, code = BLOCK.search(rest).groups()  # type: ignore[union-attr]
     assert language == "sh"
-    return [line for line in code.splitlines() if line and not line.startswith("export ")]
+    return [line for line in code.splitlines() if line]
+
+
+def readme_commands(after: str) -> list[str]:
+    """The command lines of the first ``sh`` block after the text ``after``."""
+    return [line for line in readme_shell(after) if not line.startswith("export ")]
+
+
+def readme_exports(after: str, **placeholders: str) -> dict[str, str]:
+    """The variables that block exports: its own values, or ``placeholders``' for those it
+    leaves to the reader (``…``). Every variable with a placeholder must have one."""
+    exported = {}
+    for line in readme_shell(after):
+        if line.startswith("export "):
+            exported.update(item.split("=", 1) for item in shlex.split(line)[1:])
+    values = {
+        name: placeholders[name] if "…" in value else value for name, value in exported.items()
+    }
+    assert set(placeholders) <= set(values), "variables the README does not export"
+    return values
 
 
 def test_the_readme_says_where_each_block_goes():
@@ -210,12 +229,13 @@ def site(built, tmp_path_factory, redis_url) -> Site:
             path.write_text(code)
         else:
             path.write_text(path.read_text() + "\n" + code)
-    env = clean_env(
+    exported = readme_exports(
+        "Then, in development:",
         STRIPE_API_KEY="sk_test_readme_site",
         STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        REDIS_URL=redis_url,
     )
-    return Site(venv, base, env)
+    assert exported["DJANGO_DEBUG"] == "1"
+    return Site(venv, base, clean_env(REDIS_URL=redis_url, **exported))
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(site):
@@ -245,12 +265,14 @@ def get(url: str, opener: urllib.request.OpenerDirector | None = None) -> tuple[
 
 
 @contextlib.contextmanager
-def serving(args: list[str], site: Site, port: int) -> Iterator[str]:
+def serving(
+    args: list[str], site: Site, port: int, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Run a server command of the site until the block ends; yields its base URL."""
     log = site.root / f"server-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            args, cwd=site.root, env=site.env, stdout=out, stderr=subprocess.STDOUT
+            args, cwd=site.root, env=env or site.env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -384,25 +406,48 @@ def test_the_site_charges_nothing_but_stores_and_pushes_a_signed_webhook(site):
 
 
 def test_the_production_commands_serve_static_files_and_websockets(site):
-    """``DEBUG = False``: the README's collectstatic and daphne command, WhiteNoise."""
-    settings = site.root / "mysite" / "settings.py"
-    settings.write_text(settings.read_text() + '\nDEBUG = False\nALLOWED_HOSTS = ["127.0.0.1"]\n')
-    site.manage("migrate", "--noinput")
+    """``DEBUG = False`` from the README's own lines and variables: ``check --deploy``,
+    collectstatic and the daphne command; WhiteNoise, the websocket."""
+    after = "In production,"
+    env = {k: v for k, v in site.env.items() if k != "DJANGO_DEBUG"}
+    env.update(
+        readme_exports(
+            after,
+            DJANGO_SECRET_KEY="readme-production-key-" + "x" * 40,
+            STRIPE_API_KEY="sk_live_readme_site",
+            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        )
+    )
+    env["DJANGO_ALLOWED_HOSTS"] = "127.0.0.1"  # the README's example.com, here
+    show = "from django.conf import settings as s; "
+    show += "print(s.DEBUG, s.ALLOWED_HOSTS, s.SESSION_COOKIE_SECURE)"
+    shown = run([site.python, "manage.py", "shell", "-c", show], site.root, env).stdout
+    assert shown.strip().splitlines()[-1] == "False ['127.0.0.1'] True"
+    # Without its secret key the production site refuses to start, and says why.
+    no_key = {k: v for k, v in env.items() if k != "DJANGO_SECRET_KEY"}
+    refused = subprocess.run(
+        [site.python, "manage.py", "check"], cwd=site.root, env=no_key, capture_output=True
+    )
+    assert refused.returncode != 0 and b"Set DJANGO_SECRET_KEY" in refused.stderr
+    site.manage("migrate", "--noinput", env=env)
     port = free_port()
-    commands = readme_commands("In production,")
     server = None
-    for line in commands:
+    for line in readme_commands(after):
         args = shlex.split(line)
         if args[0] == "daphne":
+            assert args[args.index("-b") + 1] == "127.0.0.1", "behind a proxy, on loopback"
             args = [str(site.venv / "bin" / "daphne"), *args[1:]]
-            args[args.index("-b") + 1] = "127.0.0.1"
             args[args.index("-p") + 1] = str(port)
             server = args
         else:
             assert args[:2] == ["python", "manage.py"], line
-            site.manage(*args[2:])
+            result = site.manage(*args[2:], env=env)
+            if "--deploy" in args:
+                output = result.stdout + result.stderr
+                assert "stripe_bridge." not in output, output
+                assert "security.W004" in output  # Django's own: the checks did run
     assert server, "the README's production server command"
-    with serving(server, site, port) as url:
+    with serving(server, site, port, env) as url:
         for path in (
             "/static/admin/css/base.css",
             "/static/django_stripe_bridge/stripe-bridge.js",

@@ -17,8 +17,9 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from django_stripe_bridge import metrics, recovery
+from django_stripe_bridge import metrics
 from django_stripe_bridge.layers import redis_channel_layer
+from django_stripe_bridge.realtime import recovery
 from tests import services
 from tests.live import free_port
 from tests.realtime_fixtures import *  # noqa: F403

@@ -9,10 +9,10 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
-from django_stripe_bridge import replay
 from django_stripe_bridge.consumers import StripeEventConsumer
 from django_stripe_bridge.ingest import ingest_event, timestamp_to_datetime
 from django_stripe_bridge.models import StripeEvent
+from django_stripe_bridge.realtime import replay
 from django_stripe_bridge.selectors import compile_selector
 from tests.factories import make_event
 from tests.realtime_fixtures import *  # noqa: F403

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from django_stripe_bridge import replay
-from django_stripe_bridge.replay_queue import FairQueue
+from django_stripe_bridge.realtime import replay
+from django_stripe_bridge.realtime.replay_queue import FairQueue
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import charge_event, ingest, open_client
 

@@ -65,6 +65,23 @@ def _fake_answers(fake: FakeStripe) -> None:
         intent = intents[path.split("/")[3]]
         return 200, {**intent, "status": "succeeded"}
 
+    def create_session(form: dict[str, str], path: str) -> tuple[int, Any]:
+        session_id = f"cs_test_fake{next(ids)}"
+        return 200, {
+            "id": session_id,
+            "object": "checkout.session",
+            "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+            "status": "open",
+            "payment_status": "unpaid",
+            "expires_at": 1_900_000_000,
+            "amount_total": None,
+            "currency": None,
+            "created": 1_899_913_600,
+            "livemode": False,
+            "payment_intent": None,
+        }
+
+    fake.respond("POST", r"/v1/checkout/sessions", create_session)
     fake.respond("POST", r"/v1/charges", charge)
     fake.respond("POST", r"/v1/payment_intents", create_intent)
     fake.respond("POST", r"/v1/payment_intents/[^/]+/confirm", confirm)
@@ -83,6 +100,8 @@ def upstream(settings: Any) -> Iterator[str]:
             TIMEOUT=5,
             CHARGE_THROTTLE_RATE=None,
             WEBHOOK_SECRETS=[WEBHOOK_SECRET],
+            CHECKOUT_SUCCESS_URL="/paid?session={CHECKOUT_SESSION_ID}",
+            CHECKOUT_REDIRECT_HOSTS=["shop.example", ".example.org"],
         )
         cache.clear()
         yield url
@@ -137,7 +156,7 @@ def test_schemathesis_finds_no_difference_between_schema_and_api(
     cases = summary["test_cases"]
     assert cases["generated"] > 0 and cases["with_failures"] == cases["errored"] == 0
     operations = summary["operations"]
-    assert operations["tested"] == operations["total"] == 4, operations
+    assert operations["tested"] == operations["total"] == 5, operations
     # Every operation answered data its schema allows with success, in every phase it had.
     for name, phases in summary["valid_rates"].items():
         for phase, outcome in phases.items():

@@ -601,7 +601,7 @@ def test_selector_constructor_compiles() -> None:
 # style and `reference` evaluates them independently with None standing for UNKNOWN.
 
 Tree = tuple[Any, ...]
-NAMES = ["id", "a", "b", "n", "flag"]
+NAMES = ["id", "account", "a", "b", "n", "flag"]
 STRING_CHARS = "ab%_'!.x"
 
 
@@ -942,3 +942,19 @@ def test_pinned_ids_are_necessary(
     for each in headers:
         if selector.matches(each):
             assert each.get("id") in selector.pinned_ids
+
+
+@PROPERTY_SETTINGS
+@given(tree=trees, headers=st.lists(headers_strategy, min_size=1, max_size=4), rnd=st.randoms())
+def test_pinned_accounts_are_necessary(
+    tree: Tree, headers: list[dict[str, object]], rnd: random.Random
+) -> None:
+    """A message whose ``account`` is not pinned never matches a selector pinning accounts
+    (what lets a seller's broad subscription be limited to its own accounts)."""
+    assume(_levels(tree) <= MAX_DEPTH)
+    selector = compile_selector(render(tree, rnd))
+    if selector.pinned_accounts is None:
+        return
+    for each in headers:
+        if selector.matches(each):
+            assert each.get("account") in selector.pinned_accounts

@@ -38,11 +38,14 @@ NOT_EVENT_IDS = {
 
 
 def corpus_path() -> Path:
-    """``STRIPE_CORPUS``, else ``shared/stripe-corpus`` beside the repository."""
+    """``STRIPE_CORPUS``, else ``shared/stripe-corpus`` beside the repository or above it (a
+    worktree or a clone one level further down finds it too)."""
     configured = os.environ.get("STRIPE_CORPUS")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "stripe-corpus"
+    repository = Path(__file__).resolve().parents[1]
+    candidates = [parent / "shared" / "stripe-corpus" for parent in repository.parents]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +167,33 @@ def test_model_objects_have_stripes_shape(stripe_shapes: dict[str, Any], lifecyc
     for event in lifecycle.events:
         problems = _shape_problems(event["data"]["object"], stripe_shapes)
         assert not problems, f"{event['type']}: {problems}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order", ["as numbered", "reversed"])
+def test_stripes_checkout_session_events_fold_into_one_payment(corpus: Path, order: str) -> None:
+    """Issue 17: Stripe's own ``checkout.session.*`` examples (one session, one PaymentIntent)
+    are stored once, link the session to its PaymentIntent, and end in the same state in
+    either order; dj-stripe's completed session (a PaymentIntent of its own) too."""
+    from django_stripe_bridge.models import StripeTransaction
+
+    client = Client(enforce_csrf_checks=True)
+    files = sorted((corpus / "spec").glob("*_single_checkout.session.*.json"))
+    files.append(corpus / "djstripe" / "py__FAKE_EVENT_SESSION_COMPLETED.json")
+    assert len(files) == 5
+    for path in files if order == "as numbered" else files[::-1]:
+        body = path.read_bytes()
+        assert _deliver(client, body) == (200, {"received": True, "duplicate": False}), path
+        assert _deliver(client, body)[1]["duplicate"] is True
+    assert StripeEvent.objects.count() == 5
+    events = [json.loads(path.read_bytes()) for path in files]
+    for event in events:
+        obj = event["data"]["object"]
+        session = StripeTransaction.objects.get(pk=obj["id"])
+        intent = StripeTransaction.objects.get(pk=obj["payment_intent"])
+        assert (session.kind, session.linked_id) == ("checkout_session", intent.pk)
+        assert session.status == intent.status
+        assert len(session.events()) == sum(e["data"]["object"]["id"] == obj["id"] for e in events)
+    # The spec's four: the newest (expired, created last) has the last word.
+    spec_session = StripeTransaction.objects.get(pk=events[0]["data"]["object"]["id"])
+    assert spec_session.status == "expired"

@@ -228,9 +228,9 @@ def test_other_requests_go_to_the_site_untouched() -> None:
 def test_the_path_comes_from_the_urlconf_and_takes_a_trailing_slash() -> None:
     app = StripeWebhookApp(site)
     assert app.path == PATH
-    assert app._is_webhook({"path": PATH + "/"})
-    assert app._is_webhook({"path": "/mount" + PATH, "root_path": "/mount"})
-    assert not app._is_webhook({"path": PATH + "x"})
+    assert app._endpoint({"path": PATH + "/"}) == "handler"
+    assert app._endpoint({"path": "/mount" + PATH, "root_path": "/mount"}) == "handler"
+    assert app._endpoint({"path": PATH + "x"}) is None
     assert StripeWebhookApp(site, path="/hooks/stripe/").path == "/hooks/stripe"
 
 

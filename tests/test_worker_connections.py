@@ -11,10 +11,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, connections
 
-from django_stripe_bridge import replay
 from django_stripe_bridge.db import release_connections
 from django_stripe_bridge.models import StripeEvent
-from django_stripe_bridge.replay import run_in_replay_thread
+from django_stripe_bridge.realtime import replay
+from django_stripe_bridge.realtime.replay import run_in_replay_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,12 +1,12 @@
 """An offline Stripe for tests and the demo.
 
-No test here reaches Stripe. :func:`run_stripe_standin` starts *the stand-in*: localstripe (a
+No test here reaches Stripe. ``run_stripe_standin()`` starts *the stand-in*: localstripe (a
 stateful fake Stripe API server) extended to behave like Stripe where an integration can
 tell the difference — test tokens and test PaymentMethods, declines with their codes,
 manual and partial capture, cancel and expiry under the caller's API version, refunds that
 fail later, disputes and inquiries, ``charge.*``/``refund.*``/``payment_intent.*``/
 ``charge.dispute.*`` events, ``Idempotency-Key`` replays, minimum amounts and currencies.
-It runs as a subprocess bound to 127.0.0.1, with nothing on disk::
+It runs as a subprocess bound to 127.0.0.1, with nothing on disk:
 
     from django_stripe_bridge.testing import TEST_API_KEY, run_stripe_standin
 

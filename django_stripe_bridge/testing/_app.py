@@ -7,6 +7,7 @@ import html
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,8 +20,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _installed: web.Application | None = None
 
 
-def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Application:
-    """The aiohttp application (built once per process: the patches are global)."""
+def build_app(
+    *, webhook_delay: float = 1.0, async_delay: float = 1.0, state_file: Path | None = None
+) -> web.Application:
+    """The aiohttp application (built once per process: the patches are global).
+
+    ``state_file``: keep the objects in that file across restarts (``_state``); without it
+    everything lives in memory only.
+    """
     global _installed
     if _installed is not None:
         return _installed
@@ -28,9 +35,20 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     import localstripe
     from localstripe import resources
 
-    from . import _disputes, _events, _idempotency, _later, _payments
+    from . import (
+        _checkout,
+        _connect,
+        _disputes,
+        _events,
+        _idempotency,
+        _later,
+        _payments,
+        _state,
+        _thin,
+    )
 
-    # No persistence: localstripe pickles the whole store to /tmp on every write.
+    # localstripe pickles the whole store to /tmp on every write: never that. With a
+    # state file the store is saved after each changing request instead (below).
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = lambda self: None  # type: ignore[method-assign]
 
@@ -39,13 +57,18 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
         _idempotency.clear()
         _events.reset()
         _later.reset()
+        _thin.reset()
+        if state_file is not None:
+            _state.save(self, state_file)
 
     resources.Store.clear = clear_everything  # type: ignore[method-assign]
 
     _events.install(webhook_delay)
     _payments.install()
+    _connect.install()
     _later.install(async_delay)
     resources.extra_apis.extend(_disputes.routes())
+    resources.extra_apis.extend(_checkout.routes())
 
     # localstripe.server builds its routes from resources.extra_apis when imported, so it
     # must come after the patches above.
@@ -57,10 +80,13 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
 
     @web.middleware
     async def context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        account = request.headers.get("Stripe-Account") or request.headers.get("Stripe-Context")
         ctx = _context.begin(
             request_id=_context.new_request_id(),
             api_version=request.headers.get("Stripe-Version"),
             origin=f"{request.scheme}://{request.host}",
+            account=account or None,
+            scoped=request.path.startswith(("/v1/", "/v2/")),
         )
         response = await handler(request)
         response.headers["Request-Id"] = ctx.request_id or ""
@@ -106,13 +132,26 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_standin/"):
             return await handler(request)
+        if request.method == "POST" and request.path.startswith("/_config/webhooks/"):
+            return await configure_webhook(request)
+        _connect.check_account_header(_context.current().account)
         return await server.auth_middleware(request, handler)
+
+    @web.middleware
+    async def state_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        finally:
+            if request.method != "GET":
+                _state.save(resources.store, state_file)  # type: ignore[arg-type]
 
     app = server.app
     app.middlewares[:] = [
+        *([state_middleware] if state_file is not None else []),
         context_middleware,
         _idempotency.idempotency_middleware,
         error_middleware,
+        _thin.fault_middleware,
         auth_middleware,
     ]
 
@@ -136,13 +175,49 @@ def build_app(*, webhook_delay: float = 1.0, async_delay: float = 1.0) -> web.Ap
     app.router.add_get("/_config/webhooks", list_webhooks)
     app.router.add_delete("/_config/webhooks", delete_webhook)
     app.router.add_delete("/_config/webhooks/{id}", delete_webhook)
+    _thin.add_routes(app)
     app.router.add_post("/_standin/settle", settle)
     app.router.add_post("/_standin/authorizations/{id}/expire", expire_authorization)
     app.router.add_get("/_standin/3ds/{id}", three_d_secure_page)
     app.router.add_post("/_standin/3ds/{id}", three_d_secure_answer)
+    for method, path, handler in _checkout.page_routes():
+        app.router.add_route(method, path, handler)
 
+    if state_file is not None:
+        _state.load(resources.store, state_file)
+        app.on_cleanup.append(lambda app: _save_on_stop(resources.store, state_file))
     _installed = app
     return app
+
+
+async def _save_on_stop(store: Any, state_file: Path) -> None:
+    from . import _state
+
+    _state.save(store, state_file)
+
+
+# --- controls ---------------------------------------------------------------------------
+
+
+async def configure_webhook(request: web.Request) -> web.Response:
+    """``POST /_config/webhooks/{name}``: localstripe's, plus ``connect`` (the connected
+    accounts' events instead of the platform's)."""
+    from localstripe.server import get_post_data
+    from localstripe.webhooks import _webhooks, register_webhook
+
+    from ._errors import invalid
+
+    name = request.path.rsplit("/", 1)[-1]
+    data = await get_post_data(request) or {}
+    url, secret, events = data.get("url"), data.get("secret"), data.get("events")
+    if not url or not secret or not str(url).startswith("http"):
+        raise invalid("A webhook needs an http(s) url and a secret.")
+    if events is not None and not isinstance(events, list):
+        raise invalid("events must be a list of event types.")
+    register_webhook(name, url, secret, events)
+    connect = data.get("connect") in (True, "true", "True", "1")
+    _webhooks[name]._standin_connect = connect
+    return web.Response()
 
 
 # --- controls: make "later" happen now ----------------------------------------------------

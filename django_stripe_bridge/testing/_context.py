@@ -15,6 +15,10 @@ class RequestContext:
     api_version: str | None = None
     #: ``http://host:port`` the request was addressed to (for URLs we hand out).
     origin: str | None = None
+    #: The connected account the request acts on (``Stripe-Account``); ``None``: the platform.
+    account: str | None = None
+    #: Whether the request sees only its account's objects (API calls, not the controls).
+    scoped: bool = False
     #: The decline spec of a card refused while being attached during this request.
     attach_decline: Any = None
     extras: dict[str, Any] = field(default_factory=dict)

@@ -19,7 +19,7 @@ import aiohttp
 from localstripe import resources, webhooks
 from localstripe.resources import Event
 
-from . import _context
+from . import _context, _thin
 from ._lists import paginate, stored, unknown_params
 from ._signing import sign_payload
 
@@ -41,9 +41,13 @@ class _State:
 state = _State()
 
 
-def _wants(webhook: Any, event_type: str) -> bool:
+def _wants(webhook: Any, event: Any) -> bool:
+    from . import _connect
+
     wanted = webhook.events
-    return wanted is None or "*" in wanted or event_type in wanted
+    return (wanted is None or "*" in wanted or event.type in wanted) and _connect.wants(
+        webhook, event
+    )
 
 
 def emit(event_type: str, obj: Any) -> Any:
@@ -85,13 +89,12 @@ async def _deliver_forever(queue: asyncio.Queue[tuple[int, float, Any]]) -> None
             targets = [
                 (name, hook)
                 for name, hook in list(webhooks._webhooks.items())
-                if _wants(hook, event.type)
+                if _wants(hook, event)
             ]
-            if not targets:
-                continue
             payload = json.dumps(event._export(), indent=2, sort_keys=True).encode()
             for name, hook in targets:
                 await _post(session, name, hook, event, payload)
+            await _thin.deliver(session, event, payload)
 
 
 async def _post(
@@ -120,13 +123,16 @@ _original_init = Event.__init__
 
 
 def _event_init(self: Any, type: str, data: Any) -> None:
+    from . import _connect
+
     _original_init(self, type, data)
+    _connect.event_account(self, data)
     ctx = _context.current()
     self._standin_sequence = next(state.sequence)
     self.api_version = _context.api_version()
     self.request = {"id": ctx.request_id, "idempotency_key": ctx.idempotency_key}
     self.pending_webhooks = sum(
-        1 for hook in list(webhooks._webhooks.values()) if _wants(hook, type)
+        1 for hook in list(webhooks._webhooks.values()) if _wants(hook, self)
     )
 
 
@@ -176,6 +182,7 @@ def install(delay: float) -> None:
 def clear_webhooks(name: str | None = None) -> None:
     if name is None:
         webhooks._webhooks.clear()
+        _thin.clear_destinations()
     else:
         with contextlib.suppress(KeyError):
             del webhooks._webhooks[name]

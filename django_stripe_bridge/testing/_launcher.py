@@ -36,7 +36,7 @@ class StandInError(RuntimeError):
 class StripeStandIn:
     """A running offline Stripe (localstripe, extended) in a subprocess.
 
-    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+    Use it as a context manager, or call ``start()`` and ``stop()``:
 
         with StripeStandIn() as standin:
             client = standin.client()          # a stripe.StripeClient pointed at it
@@ -45,7 +45,8 @@ class StripeStandIn:
     ``port=None`` lets the subprocess pick a free port. ``webhook_delay`` is the time between
     an event and its webhook deliveries (localstripe's ~1 s by default); ``async_delay`` the
     time until what Stripe does "later" happens (refunds that settle or fail, disputes that
-    open or close; :meth:`settle` does it at once). ``cwd`` and ``env``
+    open or close; ``settle()`` does it at once). ``state_file`` keeps the objects in that
+    file across restarts (the demo's; default: in memory only). ``cwd`` and ``env``
     (added to this process's environment) are for the subprocess.
     """
 
@@ -63,8 +64,10 @@ class StripeStandIn:
         python: str | None = None,
         cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
+        self.state_file = state_file
         self.api_key = api_key
         self.webhook_delay = webhook_delay
         self.async_delay = async_delay
@@ -100,6 +103,8 @@ class StripeStandIn:
         ]
         if self.verbose:
             command.append("--verbose")
+        if self.state_file is not None:
+            command += ["--state", os.fspath(self.state_file)]
         return command
 
     def start(self) -> StripeStandIn:
@@ -272,11 +277,14 @@ class StripeStandIn:
         secret: str,
         events: Sequence[str] | None = None,
         name: str = "default",
+        *,
+        connect: bool = False,
     ) -> None:
         """Send events (all, or those in ``events``; ``"*"`` is all) to ``url``, signed with
         ``secret`` like Stripe signs (``Stripe-Signature: t=…,v1=…``). A ``name`` already
-        registered is replaced."""
-        payload: dict[str, Any] = {"url": url, "secret": secret}
+        registered is replaced. ``connect=True`` makes it a Connect webhook: it gets the
+        connected accounts' events (each with ``account``) instead of the platform's."""
+        payload: dict[str, Any] = {"url": url, "secret": secret, "connect": connect}
         if events is not None:
             payload["events"] = list(events)
         self._request("POST", f"/_config/webhooks/{name}", payload)
@@ -328,9 +336,9 @@ class StripeStandIn:
 def run_stripe_standin(
     port: int | None = None, host: str = "127.0.0.1", **options: Any
 ) -> Iterator[StripeStandIn]:
-    """Start the stand-in subprocess, yield its :class:`StripeStandIn`, stop it on exit.
+    """Start the stand-in subprocess, yield its ``StripeStandIn``, stop it on exit.
 
-    ``options`` are :class:`StripeStandIn`'s keyword arguments (``webhook_delay``,
+    ``options`` are ``StripeStandIn``'s keyword arguments (``webhook_delay``,
     ``startup_timeout``, ``verbose``, ``cwd``, ``env`` …).
     """
     standin = StripeStandIn(port, host, **options)

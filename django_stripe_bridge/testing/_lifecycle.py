@@ -140,9 +140,11 @@ def capture(charge: Any, amount: Any, *, param: str = "amount") -> None:
     emit("charge.captured", charge)
     if refund is not None:
         _refund_events(refund, charge)
+    from ._connect import on_captured
     from ._disputes import after_capture
 
     after_capture(charge)
+    on_captured(charge)
 
 
 def _refund_remainder(charge: Any, amount: int) -> Any:

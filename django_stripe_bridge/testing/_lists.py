@@ -97,13 +97,17 @@ def created_filter(created: Any) -> Callable[[Any], bool]:
 
 def stored(object_name: str, created: Any = None, **equal: Any) -> list[Any]:
     """Stored objects of one kind, newest first, passing the ``created`` filter and whose
-    attributes equal the given values (a ``None`` value matches anything)."""
+    attributes equal the given values (a ``None`` value matches anything); only the current
+    request's account's (``Stripe-Account``)."""
+    from ._connect import visible
+
     accept = created_filter(created)
     items = [
         value
         for key, value in list(store.items())
         if key.startswith(object_name + ":")
         and accept(value)
+        and visible(value)
         and all(want is None or getattr(value, name, None) == want for name, want in equal.items())
     ]
     items.reverse()  # the store keeps creation order; Stripe lists newest first

@@ -41,7 +41,7 @@ from localstripe.resources import (
     try_convert_to_bool,
 )
 
-from . import _context, _lifecycle
+from . import _connect, _context, _lifecycle
 from ._cards import (
     AUTHENTICATION_REQUIRED,
     CARDS_BY_NUMBER,
@@ -336,6 +336,7 @@ def _charge_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self._standin_dispute = None
     for key, value in _context.current().extras.pop("charge", {}).items():
         setattr(self, key, value)
+    _connect.init_payment(self, _context.current().extras.pop("connect", {}))
 
 
 def _charge_api_create(cls: Any, **data: Any) -> Any:
@@ -347,9 +348,11 @@ def _charge_api_create(cls: Any, **data: Any) -> Any:
         data["source"] = _resolve_charge_source(data["source"])
     elif data.get("customer") is None:
         raise invalid("Must provide source or customer.", param="source")
+    connect = _connect.take_connect_params(data)
     _context.current().extras["charge"] = {
         key: data.pop(key) for key in _CHARGE_EXTRAS if key in data
     }
+    _context.current().extras["connect"] = connect
     return _orig["charge_api_create"](cls, **data)
 
 
@@ -371,6 +374,7 @@ def _raise_failure(self: Any) -> None:
 def _initialize_charge(
     self: Any, on_success: Any = None, on_failure_now: Any = None, on_failure_later: Any = None
 ) -> None:
+    _connect.inherit_from_intent(self)
     intent: Any = store.get(f"payment_intent:{self.payment_intent}", None)
     forced = getattr(intent, "_standin_force_decline", None)
     if intent is not None and forced is not None:
@@ -385,6 +389,7 @@ def _initialize_charge(
         if on_success:
             on_success()
         after_capture(self)
+        _connect.on_captured(self)
 
     _orig["initialize_charge"](self, succeeded, on_failure_now, on_failure_later)
     if self.status == "succeeded" and not self.captured:  # authorized, capture later
@@ -501,6 +506,7 @@ def _pi_init(self: Any, *args: Any, **kwargs: Any) -> None:
     self._standin_failed_payment_method = None
     for key, value in _context.current().extras.pop("payment_intent", {}).items():
         setattr(self, key, value)
+    _connect.init_payment(self, _context.current().extras.pop("pi_connect", {}))
     emit("payment_intent.created", self)
 
 
@@ -541,9 +547,11 @@ def _pi_api_create(
         data["payment_method"] = resolve_payment_method(data["payment_method"])
     for key in _PI_IGNORED:
         data.pop(key, None)
+    connect = _connect.take_connect_params(data)
     _context.current().extras["payment_intent"] = {
         key: data.pop(key) for key in _PI_EXTRAS if key in data
     }
+    _context.current().extras["pi_connect"] = connect
     intent = cls(**data)
     if confirm:
         _confirm_now(intent, off_session=bool(off_session), return_url=return_url)

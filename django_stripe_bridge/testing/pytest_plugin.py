@@ -1,13 +1,13 @@
 """pytest fixtures for the offline Stripe stand-in.
 
-Enable in the root ``conftest.py`` (pytest only reads ``pytest_plugins`` there)::
+Enable in the root ``conftest.py`` (pytest only reads ``pytest_plugins`` there):
 
     pytest_plugins = ["django_stripe_bridge.testing.pytest_plugin"]
 
 Fixtures:
 
 ``stripe_standin`` (session)
-    One stand-in for the whole session: a :class:`~django_stripe_bridge.testing.StripeStandIn`
+    One stand-in for the whole session: a ``StripeStandIn``
     (``.base_url``, ``.reset()``, ``.register_webhook()`` …). Nothing is reset for you.
 ``stripe_standin_clean`` (function)
     The same stand-in, emptied (objects, events, idempotency keys, webhooks) before the test.

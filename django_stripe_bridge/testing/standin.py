@@ -2,12 +2,13 @@
 
     python -m django_stripe_bridge.testing.standin --host 127.0.0.1 --port 8420
 
-``--port 0`` picks a free port. Once it listens, it prints one line::
+``--port 0`` picks a free port. Once it listens, it prints one line:
 
     stripe-standin listening on http://127.0.0.1:54321
 
 It binds the loopback interface only (``--allow-non-loopback`` to override: it has no real
-authentication), keeps everything in memory, and stops on SIGTERM/SIGINT (or, with
+authentication), keeps everything in memory (or, with ``--state FILE``, also in that file,
+read again at the next start), and stops on SIGTERM/SIGINT (or, with
 ``--exit-on-stdin-eof``, when its standard input closes, i.e. when its parent dies).
 """
 
@@ -22,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 
 from ._launcher import READY_PREFIX
 
@@ -53,12 +55,13 @@ async def serve(
     verbose: bool,
     exit_on_stdin_eof: bool,
     async_delay: float = 1.0,
+    state_file: Path | None = None,
 ) -> None:
     from aiohttp import web
 
     from ._app import build_app
 
-    app = build_app(webhook_delay=webhook_delay, async_delay=async_delay)
+    app = build_app(webhook_delay=webhook_delay, async_delay=async_delay, state_file=state_file)
     access_log = logging.getLogger("aiohttp.access") if verbose else None
     runner = web.AppRunner(app, access_log=access_log, handle_signals=False)
     await runner.setup()
@@ -108,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="seconds until refunds settle or fail and disputes open or close (default 1.0)",
     )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the objects in FILE across restarts (default: in memory only)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="stop when standard input closes"
@@ -137,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 async_delay=args.async_delay,
                 verbose=args.verbose,
                 exit_on_stdin_eof=args.exit_on_stdin_eof,
+                state_file=args.state,
             )
         )
     except OSError as exc:

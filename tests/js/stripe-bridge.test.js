@@ -242,3 +242,185 @@ test("relative URLs follow the page's scheme and host", () => {
   sandbox.StripeBridge.connect().close();
   assert.equal(sandbox.opened, "wss://shop.example/ws/stripe/");
 });
+
+// -- followPayment (issue 17: a Checkout success page) ----------------------------------
+
+function fakeFetch(answers) {
+  const calls = [];
+  const fetch = async (url) => {
+    calls.push(url);
+    const body = answers.length > 1 ? answers.shift() : answers[0];
+    return { ok: body !== null, json: async () => body };
+  };
+  return { fetch, calls };
+}
+
+test("followPayment reads the status at once, then follows it live until final", async () => {
+  const { fetch, calls } = fakeFetch([{ status: "processing" }]);
+  globalThis.fetch = fetch;
+  try {
+    const { bridge, sockets } = connect();
+    const seen = [];
+    const done = bridge.followPayment("cs_test_1", {
+      pollUrl: "/api/transactions/",
+      onStatus: (status, source) => seen.push(`${status}/${source}`),
+    });
+    await until(() => seen.length === 1, "the first poll");
+    assert.deepEqual(calls, ["/api/transactions/cs_test_1"]);
+    sockets[0].open();
+    const frame = sockets[0].sent[0];
+    assert.equal(frame.selector, "id = 'cs_test_1'");
+    assert.equal(frame.replay, "latest");
+    sockets[0].receive(message(frame.subscription, "evt_1", "processing", true));
+    sockets[0].receive(message(frame.subscription, "evt_2", "succeeded"));
+    assert.equal(await done, "succeeded");
+    assert.deepEqual(seen, ["processing/poll", "succeeded/socket"]);
+    assert.deepEqual(sockets[0].sent[1], { action: "unsubscribe", subscription: frame.subscription });
+    bridge.close();
+  } finally {
+    delete globalThis.fetch;
+  }
+});
+
+test("followPayment polls while the socket is down, and stops when final", async () => {
+  const { fetch, calls } = fakeFetch([null, { status: "processing" }, { status: "failed" }]);
+  globalThis.fetch = fetch;
+  try {
+    const { bridge, sockets } = connect({ minDelay: 5000 });
+    const done = bridge.followPayment("pi_2", { pollUrl: "/t/", pollInterval: 5 });
+    sockets[0].drop();
+    assert.equal(await done, "failed");
+    const polls = calls.length;
+    await sleep(30);
+    assert.equal(calls.length, polls, "no poll after the final status");
+    assert.ok(polls >= 3);
+    bridge.close();
+  } finally {
+    delete globalThis.fetch;
+  }
+});
+
+test("followPayment refuses what is not a payment id (no selector injection)", async () => {
+  const { bridge } = connect();
+  await assert.rejects(bridge.followPayment("x' OR id IS NOT NULL OR id = 'y"), /not a payment id/);
+  bridge.close();
+});
+
+// -- exact resume and Server-Sent Events ---------------------------------------------------
+
+function fakeSources() {
+  const sources = [];
+  class FakeEventSource {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.listeners = {};
+      sources.push(this);
+    }
+    addEventListener(type, callback) {
+      (this.listeners[type] = this.listeners[type] || []).push(callback);
+    }
+    close() {
+      this.readyState = 2;
+    }
+    // -- driven by the tests --
+    open() {
+      this.readyState = 1;
+      this.onopen && this.onopen({});
+    }
+    emit(frame) {
+      for (const cb of this.listeners[frame.type] || []) cb({ data: JSON.stringify(frame) });
+    }
+    fail(gaveUp) {
+      this.readyState = gaveUp ? 2 : 0;
+      for (const cb of this.listeners.error || []) cb({});
+    }
+    params() {
+      return new URL(this.url).searchParams;
+    }
+  }
+  return { FakeEventSource, sources };
+}
+
+function withCursor(frame, cursor) {
+  return Object.assign(frame, { cursor: String(cursor) });
+}
+
+test("re-subscribes after a reconnect from the last message's cursor", async () => {
+  const { bridge, sockets } = connect({ replay: "none" });
+  bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { subscription: "s1" });
+  sockets[0].open();
+  sockets[0].receive({ type: "subscribed", subscription: "s1" });
+  sockets[0].receive(withCursor(message("s1", "evt_1", "pending"), 41));
+  sockets[0].receive(withCursor(message("s1", "evt_2", "succeeded"), 42));
+  sockets[0].drop();
+  await until(() => sockets.length === 2, "a reconnect");
+  sockets[1].open();
+  assert.equal(sockets[1].sent[0].since, "42");
+  assert.equal(sockets[1].sent[0].replay, "latest");
+  bridge.close();
+});
+
+test("falls back to Server-Sent Events when the websocket cannot open, resuming", async () => {
+  const fake = fakeSources();
+  const { bridge, sockets } = connect({
+    replay: "all", eventsUrl: "http://example.test/api/events", EventSource: fake.FakeEventSource,
+  });
+  const got = [];
+  const fallbacks = [];
+  bridge.on("fallback", (detail) => fallbacks.push(detail.transport));
+  bridge.subscribe("stripe", "id = 'ch_1'", (m) => got.push([m.subscription, m.cursor]),
+    { subscription: "s1", since: "7" });
+  sockets[0].drop(1006); // the upgrade was refused: it never opened
+  await until(() => fake.sources.length === 1, "an EventSource");
+  assert.deepEqual(fallbacks, ["sse"]);
+  assert.equal(bridge.transport, "sse");
+  const source = fake.sources[0];
+  assert.equal(source.params().get("selector"), "id = 'ch_1'");
+  assert.equal(source.params().get("replay"), "all");
+  assert.equal(source.params().get("last_event_id"), "7");
+  source.open();
+  source.emit({ type: "subscribed", subscription: "default", recovered: true });
+  source.emit(withCursor(message("default", "evt_8", "succeeded", true), 8));
+  source.emit(withCursor(message("default", "evt_8", "succeeded", true), 8)); // repeat
+  assert.deepEqual(got, [["s1", "8"]]);
+  // The browser gave up on the stream (a 429): reopened later from the cursor.
+  source.fail(true);
+  await until(() => fake.sources.length === 2, "a reopened EventSource");
+  assert.equal(fake.sources[1].params().get("last_event_id"), "8");
+  assert.equal(fake.sources[1].params().get("replay"), "all"); // 'all' stays 'all'
+  assert.equal(fake.sources[1].params().get("since"), null);
+  bridge.close();
+  assert.equal(fake.sources[1].readyState, 2);
+});
+
+test("a websocket that opened once does not fall back", async () => {
+  const fake = fakeSources();
+  const { bridge, sockets } = connect({
+    eventsUrl: "http://example.test/api/events", EventSource: fake.FakeEventSource,
+  });
+  sockets[0].open();
+  sockets[0].drop();
+  await until(() => sockets.length === 2, "a websocket reconnect");
+  assert.equal(fake.sources.length, 0);
+  bridge.close();
+});
+
+test("transport 'sse' streams each subscription; a refusal closes its stream", async () => {
+  const fake = fakeSources();
+  const { bridge, sockets } = connect({
+    transport: "sse", eventsUrl: "http://example.test/api/events", EventSource: fake.FakeEventSource,
+  });
+  const errors = [];
+  const a = bridge.subscribe("stripe", "id = 'ch_1'", () => {}, { onError: (e) => errors.push(e.code) });
+  bridge.subscribe("stripe/ch_2", null, () => {});
+  assert.equal(sockets.length, 0);
+  assert.equal(fake.sources.length, 2);
+  assert.equal(fake.sources[1].params().get("channel"), "stripe/ch_2");
+  fake.sources[0].emit({ type: "error", code: "forbidden", message: "no", subscription: "default" });
+  assert.deepEqual(errors, ["forbidden"]);
+  assert.equal(fake.sources[0].readyState, 2);
+  assert.equal(a.active, false);
+  bridge.close();
+  assert.equal(fake.sources[1].readyState, 2);
+});

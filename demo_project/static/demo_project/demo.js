@@ -1,11 +1,14 @@
 // The demo page: tokenize the card at the Stripe API base, charge it through Django, and
-// show the status as the webhook's events arrive over the websocket.
+// show the status as the webhook's events arrive over the websocket (or, where a proxy
+// refuses websockets, over Server-Sent Events).
 (function () {
   "use strict";
   const config = JSON.parse(document.getElementById("demo-config").textContent);
   const $ = (id) => document.getElementById(id);
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const bridge = StripeBridge.connect(`${scheme}//${location.host}/ws/stripe/`);
+  const bridge = StripeBridge.connect(`${scheme}//${location.host}/ws/stripe/`, {
+    eventsUrl: config.eventsUrl,
+  });
   let subscription = null;
   let stripeJs = null;
   let cardElement = null;
@@ -105,6 +108,29 @@
       $("charged").textContent = amount;
     });
   }
+
+  // Stripe Checkout: Django creates the session (the key stays on the server); the browser
+  // goes to the payment page and comes back to /checkout/success, which follows it.
+  $("pay-checkout").addEventListener("click", async () => {
+    $("pay-checkout").disabled = true;
+    try {
+      const currency = $("currency").value;
+      const amount = toMinorUnits($("amount").value, currency);
+      const response = await fetch(config.checkoutUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": config.csrfToken },
+        body: JSON.stringify({ amount, currency, name: "Demo payment" }),
+      });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+      log(`Checkout Session ${body.id}: going to the payment page`);
+      location.assign(body.url);
+    } catch (error) {
+      log(`error: ${error.message}`);
+      showStatus("error");
+      $("pay-checkout").disabled = false;
+    }
+  });
 
   $("pay-form").addEventListener("submit", async (event) => {
     event.preventDefault();

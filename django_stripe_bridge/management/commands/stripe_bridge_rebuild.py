@@ -22,7 +22,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "transaction_ids", nargs="*", metavar="TRANSACTION_ID", help="only these (ch_…, pi_…)"
+            "transaction_ids",
+            nargs="*",
+            metavar="TRANSACTION_ID",
+            help="only these (ch_…, pi_…, cs_…)",
         )
         parser.add_argument(
             "--reset",
@@ -52,18 +55,49 @@ class Command(BaseCommand):
         )
 
     def _rebuild(self, tx_id: str, *, reset: bool) -> bool:
-        events = StripeEvent.objects.filter(transaction_id=tx_id)
+        existing = StripeTransaction.objects.filter(pk=tx_id).first()
+        if existing is not None and not existing.holds_state:
+            # A linked session: its PaymentIntent's row holds the payment's state.
+            return self._rebuild(existing.linked_id, reset=reset)
+        linked = self._linked_session(tx_id)
+        ids = [tx_id, linked] if linked else [tx_id]
+        events = StripeEvent.objects.filter(transaction_id__in=ids)
         with transaction.atomic():
-            tx = StripeTransaction.objects.lock(
-                tx_id, livemode=events.filter(livemode=True).exists()
+            rows = StripeTransaction.objects.lock_all(
+                dict.fromkeys(ids, events.filter(livemode=True).exists())
             )
+            tx = rows[tx_id]
             before = (tx.status, tx.amount, tx.amount_captured, tx.amount_refunded, tx.currency)
             state = PaymentState() if reset else tx.payment_state()
+            session = rows.get(linked) if linked else None
+            if session is not None and not reset:
+                state.merge(session.payment_state())
             for row in events.only("payload").order_by("created", "id").iterator(chunk_size=200):
                 state.apply(row.payload)
             fields = tx.take_state(state)
             if tx.kind != transaction_kind_of(tx_id):
                 tx.kind = transaction_kind_of(tx_id)
                 fields.append("kind")
+            if session is not None:
+                self._link(session, tx)
+                fields.append("linked_id")
             tx.save(update_fields=[*fields, "updated_at"])
         return before != (tx.status, tx.amount, tx.amount_captured, tx.amount_refunded, tx.currency)
+
+    def _linked_session(self, tx_id: str) -> str | None:
+        """The Checkout Session paid through ``tx_id``: as linked, else as its events say."""
+        linked = StripeTransaction.objects.filter(pk=tx_id).values_list("linked_id", flat=True)
+        if linked.first():
+            return linked.first()
+        sessions = StripeEvent.objects.filter(
+            transaction_id=tx_id, object_type="checkout.session"
+        ).exclude(object_id=tx_id)
+        return sessions.values_list("object_id", flat=True).order_by("created", "id").first()
+
+    def _link(self, session: StripeTransaction, tx: StripeTransaction) -> None:
+        """Join ``session`` to ``tx`` (if it was not) and show ``tx``'s status on it."""
+        session.linked_id, tx.linked_id = tx.pk, session.pk
+        session.kind = StripeTransaction.Kind.CHECKOUT_SESSION
+        for field in ("status", "amount", "amount_captured", "amount_refunded", "currency"):
+            setattr(session, field, getattr(tx, field))
+        session.save()

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_stripe_bridge import ingest, stripe_api
+from django_stripe_bridge.events import is_account_id
 from django_stripe_bridge.exceptions import InvalidEvent, StripeBridgeError
 from django_stripe_bridge.models import StripeEvent
 
@@ -18,6 +19,18 @@ from ._timeparse import parse_point_in_time
 DEFAULT_SINCE = "3d"
 #: Events checked against the database per query.
 CHUNK = 100
+
+
+def _of_account(events: Iterable[dict[str, Any]], account: str | None) -> Iterator[dict[str, Any]]:
+    """A connected account's events, each naming it as a Connect webhook would.
+
+    They were listed with the platform's key and that account's ``Stripe-Account``: the
+    account is the server's own request, not anything a client said.
+    """
+    for event in events:
+        if account is not None and isinstance(event, dict):
+            event.setdefault("account", account)
+        yield event
 
 
 def _chunks(events: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -35,7 +48,9 @@ class Command(BaseCommand):
     help = (
         "Page through Stripe's Events API and ingest the events never received by the "
         "webhook, through the same path as the webhook (no duplicates; new events are "
-        "published and signalled). Stripe keeps events for 30 days."
+        "published and signalled). Stripe keeps events for 30 days. The platform's own "
+        "events by default; --account for a connected account's, --all-accounts for the "
+        "platform's and every connected account's."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -52,17 +67,59 @@ class Command(BaseCommand):
             metavar="TYPE",
             help="only events of this type (repeatable)",
         )
+        parser.add_argument(
+            "--account",
+            action="append",
+            dest="accounts",
+            metavar="ACCT",
+            help="a connected account (acct_…) whose events to sync, with Stripe-Account "
+            "(repeatable); instead of the platform's",
+        )
+        parser.add_argument(
+            "--all-accounts",
+            action="store_true",
+            help="the platform's events and those of every connected account it has",
+        )
 
-    def handle(self, *args: Any, since: str, types: list[str] | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        since: str,
+        types: list[str] | None,
+        accounts: list[str] | None,
+        all_accounts: bool,
+        **options: Any,
+    ) -> None:
         self.verbosity = int(options["verbosity"])
         start = parse_point_in_time(since, "--since")
+        for account in accounts or ():
+            if not is_account_id(account):
+                raise CommandError(f"--account {account[:60]!r} is not an account id (acct_…).")
+        if accounts and all_accounts:
+            raise CommandError("Give --account or --all-accounts, not both.")
+        sources: list[str | None] = list(accounts) if accounts else [None]
+        if all_accounts:
+            try:
+                sources += [
+                    a["id"] for a in stripe_api.list_accounts() if is_account_id(a.get("id"))
+                ]
+            except StripeBridgeError as exc:
+                raise CommandError(f"Could not list the connected accounts: {exc}") from exc
+        for source in sources:
+            self.sync(start, types, source)
+
+    def sync(self, start: dt.datetime, types: list[str] | None, account: str | None) -> None:
+        """Ingest the missing events of the platform (``account=None``) or of one account."""
+        whose = f"connected account {account}" if account else "the platform"
         if self.verbosity >= 1:
-            self.stdout.write(f"Fetching Stripe events created since {start:%Y-%m-%d %H:%M:%S %Z}…")
+            self.stdout.write(
+                f"Fetching {whose}'s Stripe events created since {start:%Y-%m-%d %H:%M:%S %Z}…"
+            )
         checked = 0
         missing: list[dict[str, Any]] = []
         try:
-            events = stripe_api.list_events(since=start, types=types)
-            for chunk in _chunks(events, CHUNK):
+            events = stripe_api.list_events(since=start, types=types, stripe_account=account)
+            for chunk in _chunks(_of_account(events, account), CHUNK):
                 ids = [event.get("id") for event in chunk]
                 stored = set(
                     StripeEvent.objects.filter(event_id__in=ids).values_list("event_id", flat=True)
@@ -72,7 +129,7 @@ class Command(BaseCommand):
                 if self.verbosity >= 1:
                     self.stdout.write(f"  checked {checked} event(s), {len(missing)} missing")
         except StripeBridgeError as exc:
-            raise CommandError(f"Could not list Stripe's events: {exc}") from exc
+            raise CommandError(f"Could not list {whose}'s Stripe events: {exc}") from exc
 
         # Stripe lists newest first; ingest oldest first, as the webhooks would have come.
         missing.sort(key=lambda event: (event.get("created") or 0, str(event.get("id"))))
@@ -89,7 +146,8 @@ class Command(BaseCommand):
                 if self.verbosity >= 2:
                     self.stdout.write(f"  ingested {result.event.event_id} ({result.event.type})")
         summary = (
-            f"Checked {checked} event(s) since {start.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC: "
+            f"Checked {checked} event(s) of {whose} since "
+            f"{start.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC: "
             f"ingested {ingested}, {checked - len(missing)} already stored"
         )
         if invalid:

@@ -1,5 +1,5 @@
 /*!
- * stripe-bridge.js: the browser client of django-stripe-bridge's websocket channel.
+ * stripe-bridge.js: the browser client of django-stripe-bridge's real-time channel.
  *
  * No build step, no dependencies. Load it with a <script> tag and use the global
  * `StripeBridge` (CommonJS `require()` works too):
@@ -12,10 +12,25 @@
  *   sub.unsubscribe();
  *   bridge.close();
  *
+ * To follow one payment until it settles (a Checkout success page, say), by whatever id
+ * the page holds (cs_…, pi_…, ch_…):
+ *
+ *   bridge.followPayment("cs_test_…", {
+ *     pollUrl: "/api/services/Stripe/transactions/",   // the fallback without websockets
+ *     onStatus: (status) => render(status),            // "processing", "succeeded", ...
+ *   }).then((finalStatus) => ...);
+ *
  * The connection is kept alive with pings and re-opened with exponential backoff and
- * jitter when it drops. Every subscription is then made again with replay ("latest",
- * or "all" when that was asked for), and events already delivered are dropped by
- * event_id, so no status is missed and none is seen twice.
+ * jitter when it drops. Every subscription is then made again from the cursor of the
+ * last message it got (exact resume; replay "latest", or "all" when that was asked for,
+ * when it has none or the server cannot resume), and events already delivered are
+ * dropped by event_id, so no status is missed and none is seen twice.
+ *
+ * When the websocket cannot open (a proxy that strips Upgrade), the client falls back to
+ * Server-Sent Events, one EventSource per subscription, resuming from the same cursors:
+ *
+ *   StripeBridge.connect("/ws/stripe/", {eventsUrl: "/api/services/Stripe/events"});
+ *   StripeBridge.connect("/ws/stripe/", {eventsUrl: "…/events", transport: "sse"});
  *
  * The protocol is described in docs/websocket-protocol.md.
  */
@@ -46,6 +61,11 @@
     stableAfter: 10000,
     rememberEvents: 1000, // event ids remembered per subscription to drop repeats
     WebSocket: null, // constructor to use (defaults to the global WebSocket)
+    // "auto": websocket, and Server-Sent Events when the websocket cannot open (needs
+    // eventsUrl); "websocket" or "sse" for one of them only.
+    transport: "auto",
+    eventsUrl: null, // the app's events URL ("<prefix>/events"); null: no SSE
+    EventSource: null, // constructor to use (defaults to the global EventSource)
   };
 
   // Codes after which a subscription is gone (the server refused it).
@@ -56,7 +76,23 @@
     "too_many_subscriptions",
     "unknown_channel",
     "subscription_exists",
+    "limit_exceeded",
   ];
+
+  // Statuses after which the customer has nothing left to wait for.
+  const FINAL_STATUSES = [
+    "succeeded",
+    "requires_capture",
+    "failed",
+    "canceled",
+    "expired",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "dispute_won",
+    "dispute_lost",
+  ];
+  const PAYMENT_ID = /^[A-Za-z0-9_]{1,255}$/;
 
   function resolveUrl(url) {
     const loc = typeof location !== "undefined" ? location : null;
@@ -66,6 +102,14 @@
     if (!loc) throw new Error("StripeBridge: give an absolute ws:// or wss:// URL");
     const scheme = loc.protocol === "https:" ? "wss://" : "ws://";
     return scheme + loc.host + (url.charAt(0) === "/" ? url : "/" + url);
+  }
+
+  function resolveHttpUrl(url) {
+    if (/^https?:\/\//i.test(url)) return url;
+    if (/^wss?:\/\//i.test(url)) return url.replace(/^ws/i, "http");
+    const loc = typeof location !== "undefined" ? location : null;
+    if (!loc) throw new Error("StripeBridge: give an absolute http:// or https:// eventsUrl");
+    return loc.protocol + "//" + loc.host + (url.charAt(0) === "/" ? url : "/" + url);
   }
 
   /** Seconds-free helper: the delay (ms) before reconnect number `attempt` (0-based). */
@@ -99,6 +143,8 @@
       this.replay = options.replay !== undefined ? options.replay : bridge.options.replay;
       this.subscribedOnce = false;
       this.active = true;
+      this.cursor = options.since || null; // the last message's cursor: resume after it
+      this.source = null; // its EventSource, over Server-Sent Events
       this.seen = new RecentIds(bridge.options.rememberEvents);
     }
 
@@ -109,13 +155,28 @@
       this.bridge._forget(this, true);
     }
 
+    _replayMode() {
+      if (this.subscribedOnce) return this.replay === "all" ? "all" : "latest";
+      return this.replay;
+    }
+
     _frame() {
       const frame = { action: "subscribe", subscription: this.name, channel: this.channel };
       if (this.selector !== null && this.selector !== undefined) frame.selector = this.selector;
-      let replay = this.replay;
-      if (this.subscribedOnce) replay = this.replay === "all" ? "all" : "latest";
+      const replay = this._replayMode();
       if (replay) frame.replay = replay;
+      if (this.cursor) frame.since = this.cursor;
       return frame;
+    }
+
+    _query() {
+      const params = new URLSearchParams();
+      params.set("channel", this.channel);
+      if (this.selector !== null && this.selector !== undefined) params.set("selector", this.selector);
+      const replay = this._replayMode();
+      if (replay) params.set("replay", replay);
+      if (this.cursor) params.set("last_event_id", this.cursor);
+      return params.toString();
     }
   }
 
@@ -133,6 +194,12 @@
       this._openedAt = null;
       this._pingTimer = null;
       this._pongTimer = null;
+      this._everOpened = false;
+      // The transport in use: "websocket" until it falls back to "sse".
+      this.transport = this.options.transport === "sse" ? "sse" : "websocket";
+      if (this.transport === "sse" && !this.options.eventsUrl) {
+        throw new Error("StripeBridge: transport 'sse' needs the eventsUrl option");
+      }
       this._open();
     }
 
@@ -158,6 +225,70 @@
       return sub;
     }
 
+    /**
+     * Follow one payment by whatever id the page holds (cs_…, pi_…, ch_…) until its status
+     * is final; the promise resolves with that status (and has `stop()`).
+     * Options: `onStatus(status, source)` for every status seen ("socket" or "poll"),
+     * `pollUrl` (e.g. "/api/services/Stripe/transactions/": read at once, then every
+     * `pollInterval` ms while the socket is down), `final` (statuses that end the wait).
+     */
+    followPayment(paymentId, options) {
+      options = options || {};
+      if (!PAYMENT_ID.test(String(paymentId))) {
+        return Promise.reject(new Error("StripeBridge: not a payment id: " + paymentId));
+      }
+      const final = options.final || FINAL_STATUSES;
+      const interval = options.pollInterval || 3000;
+      let done = false;
+      let last = null;
+      let timer = null;
+      let sub = null;
+      let settle;
+      const promise = new Promise((resolve) => { settle = resolve; });
+      const stop = () => {
+        done = true;
+        if (sub) sub.unsubscribe();
+        if (timer) clearTimeout(timer);
+        this.off("open", onOpen);
+        this.off("close", onDown);
+      };
+      const report = (status, source) => {
+        if (done || !status) return;
+        if (status !== last) {
+          last = status;
+          if (options.onStatus) options.onStatus(status, source);
+        }
+        if (final.indexOf(status) !== -1) {
+          stop();
+          settle(status);
+        }
+      };
+      const poll = () => {
+        timer = null;
+        if (done || !options.pollUrl || typeof fetch === "undefined") return;
+        fetch(options.pollUrl + encodeURIComponent(paymentId), {
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+        })
+          .then((response) => (response.ok ? response.json() : null))
+          .then((body) => { if (body) report(body.status, "poll"); })
+          .catch(() => {})
+          .then(() => {
+            if (!done && !this._isOpen()) timer = setTimeout(poll, interval);
+          });
+      };
+      const onDown = () => { if (!timer && !done) timer = setTimeout(poll, interval); };
+      const onOpen = () => { if (timer) { clearTimeout(timer); timer = null; } };
+      this.on("close", onDown);
+      this.on("open", onOpen);
+      sub = this.subscribe("stripe", "id = '" + paymentId + "'", (message) => {
+        report(message.headers && message.headers.status, "socket");
+      }, { replay: "latest" });
+      poll();
+      promise.stop = stop;
+      return promise;
+    }
+
     /** Listen to "open", "close", "reconnecting", "subscribed", "message", "error". */
     on(type, callback) {
       (this.listeners[type] = this.listeners[type] || []).push(callback);
@@ -177,6 +308,7 @@
       this._reconnectTimer = null;
       if (this.socket) this.socket.close(1000);
       this.socket = null;
+      for (const sub of this.subscriptions.values()) this._closeSource(sub);
     }
 
     // -- plumbing ----------------------------------------------------------------------
@@ -200,15 +332,23 @@
     }
 
     _sendSubscribe(sub) {
-      this._send(sub._frame());
+      if (this.transport === "sse") this._openSource(sub);
+      else this._send(sub._frame());
     }
 
     _forget(sub, tellServer) {
       if (this.subscriptions.get(sub.name) === sub) this.subscriptions.delete(sub.name);
-      if (tellServer) this._send({ action: "unsubscribe", subscription: sub.name });
+      this._closeSource(sub);
+      if (tellServer && this.transport === "websocket") {
+        this._send({ action: "unsubscribe", subscription: sub.name });
+      }
     }
 
     _open() {
+      if (this.transport === "sse") {
+        for (const sub of this.subscriptions.values()) this._openSource(sub);
+        return;
+      }
       const Socket = this.options.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
       if (!Socket) throw new Error("StripeBridge: no WebSocket implementation");
       let socket;
@@ -223,6 +363,7 @@
       socket.onopen = () => {
         if (socket !== this.socket) return;
         this._openedAt = Date.now();
+        this._everOpened = true;
         this._emit("open", { url: this.url });
         for (const sub of this.subscriptions.values()) this._sendSubscribe(sub);
         this._startPing();
@@ -240,11 +381,83 @@
         this.socket = null;
         this._clearTimers();
         this._emit("close", { code: event && event.code, reason: event && event.reason });
-        if (!this.closed) this._scheduleReconnect();
+        if (this.closed) return;
+        if (!this._everOpened && this._canFallBack()) this._fallBack();
+        else this._scheduleReconnect();
       };
     }
 
-    _onFrame(text) {
+    // -- Server-Sent Events --------------------------------------------------------------
+
+    _eventSource() {
+      return this.options.EventSource || (typeof EventSource !== "undefined" ? EventSource : null);
+    }
+
+    _canFallBack() {
+      return this.options.transport === "auto" && !!this.options.eventsUrl && !!this._eventSource();
+    }
+
+    _fallBack() {
+      // The websocket never opened: a proxy on the way refuses it. Streams pass.
+      this.transport = "sse";
+      this._emit("fallback", { transport: "sse" });
+      this._open();
+    }
+
+    _openSource(sub) {
+      const Source = this._eventSource();
+      if (!Source) throw new Error("StripeBridge: no EventSource implementation");
+      this._closeSource(sub);
+      const url = resolveHttpUrl(this.options.eventsUrl) + "?" + sub._query();
+      const source = new Source(url);
+      sub.source = source;
+      const current = () => sub.source === source && sub.active && !this.closed;
+      const onFrame = (event) => {
+        if (current()) this._onFrame(event.data, sub.name);
+      };
+      source.onopen = () => {
+        if (!current()) return;
+        this._openedAt = Date.now();
+        this._emit("open", { url: url, transport: "sse" });
+      };
+      source.addEventListener("subscribed", onFrame);
+      source.addEventListener("message", onFrame);
+      source.addEventListener("error", (event) => {
+        if (!current()) return;
+        if (event && typeof event.data === "string") {
+          onFrame(event); // the server's error event: the stream ends after it
+          return;
+        }
+        // A network error: the browser reconnects by itself (sending Last-Event-ID)
+        // unless it gave up (a refusal such as 429, 403): then back off and reopen.
+        if (source.readyState === 2) {
+          this._closeSource(sub);
+          this._emit("close", { code: null, reason: "stream closed", transport: "sse" });
+          this._reopenSourceLater(sub);
+        }
+      });
+    }
+
+    _reopenSourceLater(sub) {
+      const delay = backoffDelay(this.attempt, this.options.minDelay, this.options.maxDelay);
+      this.attempt += 1;
+      this._emit("reconnecting", { attempt: this.attempt, delay: delay, transport: "sse" });
+      setTimeout(() => {
+        if (!this.closed && sub.active && this.subscriptions.get(sub.name) === sub) {
+          this._openSource(sub);
+        }
+      }, delay);
+    }
+
+    _closeSource(sub) {
+      if (sub.source) {
+        const source = sub.source;
+        sub.source = null;
+        try { source.close(); } catch (error) { /* already closed */ }
+      }
+    }
+
+    _onFrame(text, streamOf) {
       let frame;
       try {
         frame = JSON.parse(text);
@@ -252,6 +465,8 @@
         return;
       }
       if (!frame || typeof frame !== "object") return;
+      // A stream carries one subscription, which the server calls "default".
+      if (streamOf !== undefined) frame.subscription = streamOf;
       this._alive();
       const sub = frame.subscription != null ? this.subscriptions.get(frame.subscription) : null;
       switch (frame.type) {
@@ -261,6 +476,7 @@
           break;
         case "message": {
           if (!sub || !sub.active) return;
+          if (frame.cursor) sub.cursor = frame.cursor;
           const eventId = frame.headers && frame.headers.event_id;
           if (eventId && !sub.seen.add(eventId)) return; // already delivered
           this._emit("message", frame);
@@ -337,6 +553,7 @@
     },
     Bridge: Bridge,
     backoffDelay: backoffDelay,
+    FINAL_STATUSES: FINAL_STATUSES,
     version: "0.1.0",
   };
 });

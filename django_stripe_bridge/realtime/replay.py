@@ -4,14 +4,14 @@ Replay covers only the transaction ids a selector pins. ``latest`` sends, per id
 stored event that matches the selector, with the transaction's current status. ``all``
 sends every matching stored event of each id, oldest first (the newest 100 when there are
 more), each with the status the transaction had right after it: the events are folded in
-order through the same rule ingest applies (:mod:`~django_stripe_bridge.payment_state`).
+order through the same rule ingest applies (``django_stripe_bridge.payment_state``).
 Messages have the shape the channel layer carries (``messaging.build_message``), so the
 consumer treats replayed and live events alike.
 
 These functions are synchronous and touch the database: a consumer calls them through
-:func:`read_replay`, which runs them in the replay threads (``REPLAY_THREADS``), fairly
-between connections (:mod:`~django_stripe_bridge.replay_queue`), and
-:func:`send_in_turns` sends what they read without holding the event loop.
+``read_replay()``, which runs them in the replay threads (``REPLAY_THREADS``), fairly
+between connections (``django_stripe_bridge.realtime.replay_queue``), and
+``send_in_turns()`` sends what they read without holding the event loop.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any, TypeVar
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from . import messaging
-from .conf import bridge_settings
-from .db import release_connections
-from .events import event_object
-from .models import StripeEvent, StripeTransaction
-from .payment_state import PaymentState
+from .. import messaging
+from ..conf import bridge_settings
+from ..db import release_connections
+from ..events import event_object
+from ..models import StripeEvent, StripeTransaction
+from ..payment_state import PaymentState
 from .replay_queue import ANYONE, FairQueue
 
 T = TypeVar("T")
@@ -90,8 +90,8 @@ async def run_in_replay_thread(
 async def read_replay(
     ids: Iterable[str], mode: str, selector: Any, *, owner: Any, since: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
-    """:func:`replay_messages` for ``owner`` (a connection), in the replay threads: ``latest``
-    read together with other subscriptions' (:func:`read_latest`), ``all`` in parts of
+    """``replay_messages()`` for ``owner`` (a connection), in the replay threads: ``latest``
+    read together with other subscriptions' (``read_latest()``), ``all`` in parts of
     ``IDS_PER_READ`` ids, each queued fairly."""
     if mode == LATEST and since is None:
         return await read_latest(ids, selector)
@@ -231,19 +231,31 @@ def _latest(ids: list[str], selector: Any) -> list[dict[str, Any]]:
 
 def latest_many(requests: Sequence[tuple[Iterable[str], Any]]) -> list[list[dict[str, Any]]]:
     """``latest`` replays of several subscriptions (ids, selector) in one read; the messages
-    of each, as :func:`replay_messages` would give them.
+    of each, as ``replay_messages()`` would give them.
 
     The newest event of every id asked for is read once, with the transactions' statuses,
     and each subscription's selector picks from them; only where a selector is narrower than
-    its ids are older events read, for those ids and that selector alone.
+    its ids are older events read, for those ids and that selector alone. A payment known by
+    two ids (a Checkout Session and its PaymentIntent) is replayed under the id asked for,
+    from the events of both.
     """
-    wanted = sorted({tx_id for ids, _ in requests for tx_id in ids})
-    transactions = StripeTransaction.objects.only("id", "status").in_bulk(wanted)
-    # Per id: the newest row, the headers selectors see, and the message (built once).
+    asked = sorted({tx_id for ids, _ in requests for tx_id in ids})
+    transactions = StripeTransaction.objects.only("id", "status", "kind", "linked_id").in_bulk(
+        asked
+    )
+    ids_of = {tx_id: payment_ids_of(tx_id, transactions) for tx_id in asked}
+    wanted = sorted({stored for ids in ids_of.values() for stored in ids})
+    newest_stored = {row.transaction_id: row for row in _newest(wanted, 1)}
+    # Per id asked for: the newest row, the headers selectors see, and the message (built once).
     newest: dict[str, tuple[StripeEvent, dict[str, Any], str | None]] = {}
-    for row in _newest(wanted, 1):
-        status = messaging.status_after(row, transactions.get(row.transaction_id))
-        newest[row.transaction_id] = (row, messaging.build_headers(row, status), status)
+    for tx_id, stored_ids in ids_of.items():
+        rows = [newest_stored[i] for i in stored_ids if i in newest_stored]
+        if not rows:
+            continue
+        row = max(rows, key=lambda r: (r.created, r.pk))
+        status = messaging.status_after(row, transactions.get(tx_id))
+        headers = {**messaging.build_headers(row, status), "id": tx_id}
+        newest[tx_id] = (row, headers, status)
     built: dict[str, dict[str, Any]] = {}
     results = []
     for ids, selector in requests:
@@ -254,27 +266,49 @@ def latest_many(requests: Sequence[tuple[Iterable[str], Any]]) -> list[list[dict
             row, headers, status = newest[tx_id]
             if selector.matches(headers):
                 if tx_id not in built:
-                    built[tx_id] = messaging.build_message(row, status)
+                    built[tx_id] = as_seen_by(messaging.build_message(row, status), tx_id)
                 messages.append(built[tx_id])
             else:
                 unmatched.append(tx_id)
         if unmatched:
-            messages += _older_matching(unmatched, selector, transactions)
+            messages += _older_matching(unmatched, selector, transactions, ids_of)
         results.append(messages)
     return results
 
 
+def payment_ids_of(tx_id: str, transactions: dict[str, StripeTransaction]) -> tuple[str, ...]:
+    """The ids whose events make up the payment of ``tx_id`` (itself first): a linked
+    Checkout Session's and its PaymentIntent's (``transactions`` holds the rows asked for)."""
+    tx = transactions.get(tx_id)
+    return tx.payment_ids if tx is not None else (tx_id,)
+
+
+def as_seen_by(message: dict[str, Any], tx_id: str) -> dict[str, Any]:
+    """``message`` as the subscribers of ``tx_id`` receive it (another id of its payment)."""
+    message.pop("linked_ids", None)
+    return message if message["transaction_id"] == tx_id else messaging.relabel(message, tx_id)
+
+
 def _older_matching(
-    ids: list[str], selector: Any, transactions: dict[str, StripeTransaction]
+    ids: list[str],
+    selector: Any,
+    transactions: dict[str, StripeTransaction],
+    ids_of: dict[str, tuple[str, ...]],
 ) -> list[dict[str, Any]]:
     """Per id, the newest of its ``LATEST_SCAN`` newest events that ``selector`` matches."""
+    stored_ids = sorted({stored for tx_id in ids for stored in ids_of[tx_id]})
+    by_stored: dict[str, list[StripeEvent]] = {}
+    for row in _newest(stored_ids, LATEST_SCAN):
+        by_stored.setdefault(row.transaction_id, []).append(row)
     messages = []
-    for tx_id, group in groupby(_newest(ids, LATEST_SCAN), key=lambda r: r.transaction_id):
-        for row in group:
+    for tx_id in ids:
+        rows = [row for stored in ids_of[tx_id] for row in by_stored.get(stored, [])]
+        rows.sort(key=lambda r: (r.created, r.pk), reverse=True)
+        for row in rows[:LATEST_SCAN]:
             # The transaction's current status, as a live message sent now would carry.
             status = messaging.status_after(row, transactions.get(tx_id))
-            if selector.matches(messaging.build_headers(row, status)):
-                messages.append(messaging.build_message(row, status))
+            if selector.matches({**messaging.build_headers(row, status), "id": tx_id}):
+                messages.append(as_seen_by(messaging.build_message(row, status), tx_id))
                 break
     return messages
 
@@ -308,21 +342,36 @@ def status_fold(rows: Iterable[StripeEvent]) -> Iterable[tuple[StripeEvent, str 
 
 
 def _all(ids: list[str], selector: Any, since: dt.datetime | None) -> list[dict[str, Any]]:
-    rows = StripeEvent.objects.filter(transaction_id__in=ids).order_by(
-        "transaction_id", "created", "id"
-    )
+    transactions = StripeTransaction.objects.only("id", "kind", "linked_id").in_bulk(ids)
+    linked = {tx_id for tx_id in ids if len(payment_ids_of(tx_id, transactions)) > 1}
+    rows = StripeEvent.objects.filter(
+        transaction_id__in=[tx_id for tx_id in ids if tx_id not in linked]
+    ).order_by("transaction_id", "created", "id")
     messages: list[dict[str, Any]] = []
+    for tx_id, group in groupby(rows.iterator(chunk_size=200), key=lambda r: r.transaction_id):
+        messages += _all_of(tx_id, group, selector, since)
+    for tx_id in sorted(linked):
+        both = StripeEvent.objects.filter(
+            transaction_id__in=payment_ids_of(tx_id, transactions)
+        ).order_by("created", "id")
+        messages += _all_of(tx_id, both.iterator(chunk_size=200), selector, since)
+    return messages
+
+
+def _all_of(
+    tx_id: str, rows: Iterable[StripeEvent], selector: Any, since: dt.datetime | None
+) -> Iterable[dict[str, Any]]:
+    """The messages of one payment's events that ``all`` replays under ``tx_id``."""
+    kept: deque[dict[str, Any]] = deque(maxlen=MAX_REPLAY_PER_ID)
     # Fold through every event (streamed) so the statuses are right even when only the
     # newest MAX_REPLAY_PER_ID are sent.
-    for _, group in groupby(rows.iterator(chunk_size=200), key=lambda row: row.transaction_id):
-        kept: deque[dict[str, Any]] = deque(maxlen=MAX_REPLAY_PER_ID)
-        for row, status in status_fold(group):
-            if since is not None and not _touched_since(row, since):
-                continue
-            if selector.matches(messaging.build_headers(row, status)):
-                kept.append(messaging.build_message(row, status))
-        messages.extend(kept)
-    return messages
+    for row, status in status_fold(rows):
+        if since is not None and not _touched_since(row, since):
+            continue
+        headers = {**messaging.build_headers(row, status), "id": tx_id}
+        if selector.matches(headers):
+            kept.append(as_seen_by(messaging.build_message(row, status), tx_id))
+    return kept
 
 
 def _touched_since(row: StripeEvent, since: dt.datetime) -> bool:

@@ -2,7 +2,7 @@
 
 A flush, an eviction, a fail-over to a replica without the keys or a Redis restart makes
 channels-redis forget group memberships: the sockets stay open and hear nothing. Each event
-loop that serves websockets runs one :class:`LayerWatch`. Every ``LAYER_PROBE_INTERVAL``
+loop that serves websockets runs one ``LayerWatch``. Every ``LAYER_PROBE_INTERVAL``
 seconds it sends a probe to sentinel groups of its own (one per Redis shard) and waits for
 it to come back. When it does not, the memberships are presumed lost: every consumer of the
 loop joins its groups again and replays, for the ids it pins, the events stored or published
@@ -13,8 +13,8 @@ opened again, between two probes. The pub/sub layer keeps its memberships in the
 and subscribes again on its own, so the next probe comes back, but Redis pub/sub dropped
 whatever was published while the subscribing connection was away. So the watch also
 listens for the connection itself: redis-py calls it back whenever the pub/sub layer's
-subscribing connection connects again (:func:`~django_stripe_bridge.layers.receiving_connections`),
-and :func:`receive_failed` is told when the core layer's ``receive()`` fails. Either runs
+subscribing connection connects again (``receiving_connections()``),
+and ``receive_failed()`` is told when the core layer's ``receive()`` fails. Either runs
 the same catch-up, from the last probe that came back before the drop, once a probe shows
 the layer carries messages again (so the catch-up reads the store only after the
 subscriptions are back: nothing falls in between).
@@ -33,8 +33,9 @@ from typing import Any, Protocol
 from channels.layers import InMemoryChannelLayer
 from django.utils import timezone
 
-from . import layers, metrics
-from .conf import bridge_settings
+from .. import metrics
+from ..conf import bridge_settings
+from . import layers
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ smallest tag first; the clock moves to the tag of each read taken, and the owner
 tag moves on by the seconds its read took. A connection that has been reading is thus
 served after those that have not, in proportion to the time its reads took, and a
 newcomer's first read goes next: it waits only for the reads already running. Long reads
-are cut into short ones by their caller (:func:`~django_stripe_bridge.replay.read_replay`)
+are cut into short ones by their caller (``read_replay()``)
 so that those are short too.
 """
 

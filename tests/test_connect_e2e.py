@@ -1,0 +1,295 @@
+"""Stripe Connect end to end on the offline Stripe: a platform with two connected accounts,
+a direct and a destination charge made through the bridge's API, Stripe's webhooks to the
+platform's and the Connect endpoint, and each seller's websocket subscriber."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client as HttpClient
+from django.urls import reverse
+
+from django_stripe_bridge import operations
+from django_stripe_bridge.connect import ChargeMode, ConnectCharge
+from django_stripe_bridge.models import StripeEvent, StripeTransaction
+from django_stripe_bridge.testing import TEST_API_KEY
+from tests.charge_fixtures import *  # noqa: F403
+from tests.charge_fixtures import bridge_settings_for
+from tests.realtime_fixtures import *  # noqa: F403
+from tests.realtime_fixtures import open_client, session_cookie
+from tests.relay import *  # noqa: F403
+from tests.relay import Relay
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.standin]
+
+PLATFORM_SECRET = "whsec_e2e_platform"
+CONNECT_SECRET = "whsec_e2e_connect"
+
+#: Filled by each test: account id → (seller's username, how the server charges for it).
+SELLERS: dict[str, tuple[str, ConnectCharge]] = {}
+
+
+def connect_policy(request: Any, account: str) -> ConnectCharge | None:
+    """The shop's rule: a buyer may pay any seller the platform has, as the platform says."""
+    seller = SELLERS.get(account)
+    return seller[1] if seller else None
+
+
+def accounts_of(user: Any) -> list[str]:
+    return [acct for acct, (name, _) in SELLERS.items() if name == user.get_username()]
+
+
+@pytest.fixture
+def platform(bridge_stripe: Any, relay: Relay, settings: Any) -> Iterator[dict[str, str]]:
+    """Two connected accounts, the platform's and the Connect webhook, and the bridge's
+    settings for them; yields the accounts by role."""
+    bridge_stripe.reset(webhooks=True)
+    client = stripe.StripeClient(
+        TEST_API_KEY, base_addresses={"api": bridge_stripe.base_url}, max_network_retries=0
+    )
+    direct = client.v1.accounts.create({"type": "standard", "email": "one@example.com"}).id
+    destination = client.v1.accounts.create({"type": "express", "email": "two@example.com"}).id
+    SELLERS.clear()
+    SELLERS[direct] = ("seller1", ConnectCharge(direct, ChargeMode.DIRECT))
+    SELLERS[destination] = (
+        "seller2",
+        ConnectCharge(
+            destination, ChargeMode.DESTINATION, application_fee_amount=150, on_behalf_of=True
+        ),
+    )
+    bridge_stripe.register_webhook(relay.url + "/platform", PLATFORM_SECRET, name="platform")
+    bridge_stripe.register_webhook(
+        relay.url + "/connect", CONNECT_SECRET, name="connect", connect=True
+    )
+    bridge_settings_for(
+        settings,
+        WEBHOOK_SECRETS=[PLATFORM_SECRET],
+        WEBHOOK_ENDPOINTS={"connect": [CONNECT_SECRET]},
+        CONNECT_POLICY=f"{__name__}.connect_policy",
+        SUBSCRIBE_ACCOUNTS=f"{__name__}.accounts_of",
+    )
+    yield {"direct": direct, "destination": destination, "client": client}  # type: ignore[dict-item]
+    bridge_stripe.reset(webhooks=True)
+    SELLERS.clear()
+
+
+def deliver(relay: Relay, wanted: int, timeout: float = 10) -> list[str]:
+    """Hand at least ``wanted`` webhook deliveries to the bridge; the URLs they went to."""
+    deadline = time.monotonic() + timeout
+    got: list[tuple[str, str, bytes]] = []
+    while len(got) < wanted or time.monotonic() < deadline - timeout + 1.5:
+        got += relay.take()
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    http = HttpClient()
+    paths = []
+    for path, signature, body in got:
+        url = reverse("stripe_bridge:webhook")
+        if path == "/connect":
+            url = reverse("stripe_bridge:webhook-endpoint", args=["connect"])
+        answer = http.post(
+            url, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature
+        )
+        assert answer.status_code == 200, (path, answer.content)
+        paths.append(path)
+    return paths
+
+
+def pay(path: str, body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    answer = HttpClient().post(reverse(path), body, content_type="application/json")
+    assert answer.status_code == status, answer.content
+    return answer.json()
+
+
+@database_sync_to_async
+def login(username: str, *, staff: bool = False) -> str:
+    user = get_user_model().objects.create_user(username, password="x", is_staff=staff)
+    return session_cookie(user)
+
+
+async def frames_until_quiet(client: Any, quiet: float = 1.0) -> list[dict[str, Any]]:
+    frames = []
+    while not await client.nothing(timeout=quiet):
+        frames.append(await client.recv())
+    return frames
+
+
+async def test_each_seller_sees_exactly_its_own_payments_and_staff_sees_both(
+    platform: dict[str, str], relay: Relay
+) -> None:
+    direct, destination = platform["direct"], platform["destination"]
+    seller1 = await open_client(cookie=await login("seller1"))
+    seller2 = await open_client(cookie=await login("seller2"))
+    staff = await open_client(cookie=await login("staff", staff=True))
+    # Too broad, or another seller's: refused; the connection stays usable.
+    for selector in ("", f"account = '{destination}'", f"account IN ('{direct}', '{destination}')"):
+        answer = await seller1.subscribe(selector, subscription="x", replay="none")
+        assert answer["code"] == "forbidden", selector
+    mine = await seller1.subscribe(f"account = '{direct}'", subscription="s", replay="none")
+    theirs = await seller2.subscribe(f"account = '{destination}'", subscription="s", replay="none")
+    everything = await staff.subscribe("", subscription="s", replay="none")
+    assert {mine["type"], theirs["type"], everything["type"]} == {"subscribed"}
+
+    charge = await sync_to_async(pay)(
+        "stripe_bridge:charge", {"token": "tok_visa", "amount": 1200, "account": direct}
+    )
+    intent = await sync_to_async(pay)(
+        "stripe_bridge:payment-intents",
+        {"amount": 3000, "payment_method": "pm_card_visa", "confirm": True, "account": destination},
+    )
+    assert intent["status"] == "succeeded"
+    paths = await sync_to_async(deliver)(relay, wanted=6)
+    assert "/connect" in paths and "/platform" in paths
+
+    first = await frames_until_quiet(seller1)
+    second = await frames_until_quiet(seller2)
+    every = await frames_until_quiet(staff)
+    assert first and {f["headers"]["id"] for f in first} == {charge["id"]}
+    assert {f["headers"]["account"] for f in first} == {direct}
+    assert second and {f["headers"]["id"] for f in second} == {intent["id"]}
+    assert {f["headers"]["account"] for f in second} == {destination}
+    payments = {f["headers"]["id"] for f in every if f["headers"]["account"]}
+    assert payments == {charge["id"], intent["id"]}
+    for client in (seller1, seller2, staff):
+        await client.close()
+
+    # Stored once each, with the account the verified events name.
+    direct_tx = await StripeTransaction.objects.aget(pk=charge["id"])
+    dest_tx = await StripeTransaction.objects.aget(pk=intent["id"])
+    assert (direct_tx.account, direct_tx.direct, direct_tx.status) == (direct, True, "succeeded")
+    assert (dest_tx.account, dest_tx.direct, dest_tx.status) == (destination, False, "succeeded")
+    connect_events = StripeEvent.objects.filter(transaction_id=charge["id"])
+    assert {e.payload.get("account") async for e in connect_events} == {direct}
+
+
+def test_the_offline_stripe_keeps_accounts_apart_and_pays_destinations(
+    platform: dict[str, Any], relay: Relay
+) -> None:
+    client, direct, destination = platform["client"], platform["direct"], platform["destination"]
+    on_account = {"stripe_account": direct}
+    charge = client.v1.charges.create(
+        {"amount": 1000, "currency": "usd", "source": "tok_visa", "application_fee_amount": 100},
+        options=on_account,
+    )
+    # Another account, or the platform, cannot see it.
+    with pytest.raises(stripe.InvalidRequestError, match="No such charge"):
+        client.v1.charges.retrieve(charge.id)
+    with pytest.raises(stripe.InvalidRequestError, match="No such charge"):
+        client.v1.charges.retrieve(charge.id, options={"stripe_account": destination})
+    assert client.v1.charges.retrieve(charge.id, options=on_account).id == charge.id
+    listed = client.v1.events.list(options=on_account).data
+    assert listed and {e.to_dict().get("account") for e in listed} == {direct}
+    assert all("account" not in e.to_dict() for e in client.v1.events.list().data)
+    fee = client.v1.application_fees.retrieve(charge.application_fee)
+    assert (fee.account, fee.amount, fee.charge) == (direct, 100, charge.id)
+
+    paid = client.v1.payment_intents.create(
+        {
+            "amount": 5000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "transfer_data": {"destination": destination},
+            "application_fee_amount": 500,
+        }
+    )
+    made = client.v1.charges.retrieve(paid.latest_charge)
+    transfer = client.v1.transfers.retrieve(made.transfer)
+    assert (transfer.destination, transfer.amount, transfer.source_transaction) == (
+        destination,
+        4500,
+        made.id,
+    )
+    assert client.v1.application_fees.retrieve(made.application_fee).account == destination
+    with pytest.raises(stripe.InvalidRequestError, match="No such destination"):
+        client.v1.charges.create(
+            {
+                "amount": 1000,
+                "currency": "usd",
+                "source": "tok_visa",
+                "transfer_data": {"destination": "acct_nobody"},
+            }
+        )
+    with pytest.raises(stripe.InvalidRequestError, match="application_fee_amount"):
+        client.v1.charges.create(
+            {"amount": 1000, "currency": "usd", "source": "tok_visa", "application_fee_amount": 1}
+        )
+    with pytest.raises(stripe.StripeError, match="does not have access"):
+        client.v1.charges.list(options={"stripe_account": "acct_nobody"})
+    assert {a.id for a in client.v1.accounts.list().auto_paging_iter()} == {direct, destination}
+
+    # Each webhook gets its own: the Connect endpoint the account's events, named.
+    time.sleep(1.0)
+    got = relay.take()
+    connect = [json.loads(body) for path, _, body in got if path == "/connect"]
+    own = [json.loads(body) for path, _, body in got if path == "/platform"]
+    assert connect and {e["account"] for e in connect} == {direct}
+    assert own and all("account" not in e for e in own)
+    assert {"transfer.created", "application_fee.created"} <= {e["type"] for e in own}
+
+
+def test_a_refused_account_never_reaches_stripe(platform: dict[str, Any]) -> None:
+    refused = pay(
+        "stripe_bridge:charge",
+        {"token": "tok_visa", "amount": 1000, "account": "acct_notours"},
+        status=403,
+    )
+    assert refused["error"]["code"] == "account_forbidden"
+    assert refused["error"]["param"] == "account"
+    assert not StripeTransaction.objects.exists()
+    assert platform["client"].v1.charges.list().data == []
+    bad = pay(
+        "stripe_bridge:charge", {"token": "tok_visa", "amount": 1000, "account": "cus_1"}, 400
+    )
+    assert bad["error"]["param"] == "account"
+
+
+def test_without_a_policy_no_account_is_allowed(platform: dict[str, Any], settings: Any) -> None:
+    bridge_settings_for(settings, CONNECT_POLICY=None)
+    refused = pay(
+        "stripe_bridge:payment-intents",
+        {"amount": 1000, "account": platform["direct"]},
+        status=403,
+    )
+    assert "not enabled" in refused["error"]["message"]
+
+
+def test_staff_operations_and_sync_act_on_the_right_account(
+    platform: dict[str, Any], relay: Relay
+) -> None:
+    direct, destination = platform["direct"], platform["destination"]
+    charge = pay("stripe_bridge:charge", {"token": "tok_visa", "amount": 900, "account": direct})
+    intent = pay(
+        "stripe_bridge:payment-intents",
+        {"amount": 800, "payment_method": "pm_card_visa", "confirm": True, "account": destination},
+    )
+    refund = operations.refund(StripeTransaction.objects.get(pk=charge["id"]))
+    assert refund["status"] in ("succeeded", "pending")
+    operations.refund(StripeTransaction.objects.get(pk=intent["id"]), amount=300)
+    # No webhook reached the bridge: sync pulls every account's events.
+    relay.take()
+    call_command("stripe_bridge_sync", "--all-accounts", verbosity=0)
+    direct_tx = StripeTransaction.objects.get(pk=charge["id"])
+    dest_tx = StripeTransaction.objects.get(pk=intent["id"])
+    assert (direct_tx.status, direct_tx.account) == ("refunded", direct)
+    assert (dest_tx.status, dest_tx.account, dest_tx.amount_refunded) == (
+        "partially_refunded",
+        destination,
+        300,
+    )
+    refund_events = StripeEvent.objects.filter(transaction_id=charge["id"], type="charge.refunded")
+    assert [e.account for e in refund_events] == [direct]
+    # Synced again, for one account: nothing new.
+    before = StripeEvent.objects.count()
+    call_command("stripe_bridge_sync", "--account", direct, verbosity=0)
+    assert StripeEvent.objects.count() == before

@@ -1,0 +1,184 @@
+"""The Server-Sent Events view in process, through Django's own ASGI handler: headers, the
+event format, heartbeats, the origin rule, errors ending the stream, and WSGI refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.core.asgi import get_asgi_application
+from django.test import override_settings
+
+from tests.realtime_fixtures import *  # noqa: F403
+from tests.realtime_fixtures import charge_event, ingest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PATH = "/api/services/Stripe/events"
+
+
+class Stream:
+    """One request to the events view, driven as an ASGI server would."""
+
+    def __init__(self, query: dict[str, str], headers: list[tuple[bytes, bytes]] = ()) -> None:
+        self.scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "GET", "scheme": "http", "path": PATH, "raw_path": PATH.encode(),
+            "query_string": urlencode(query).encode(), "root_path": "",
+            "headers": [(b"host", b"testserver"), *headers],
+            "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        }  # fmt: skip
+        self.start: dict[str, Any] = {}
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._gone = asyncio.Event()
+        self._sent_request = False
+        self.task = asyncio.ensure_future(
+            get_asgi_application()(self.scope, self._receive, self._send)
+        )
+        self._buffer = b""
+
+    async def _receive(self) -> dict[str, Any]:
+        if not self._sent_request:
+            self._sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+        else:
+            self.chunks.put_nowait(message.get("body", b""))
+            if not message.get("more_body"):
+                self.chunks.put_nowait(None)
+
+    def headers(self) -> dict[str, str]:
+        return {k.decode().lower(): v.decode() for k, v in self.start.get("headers", [])}
+
+    async def block(self, timeout: float = 3.0) -> str | None:
+        """The next event block (lines before a blank line); None at the end."""
+        async with asyncio.timeout(timeout):
+            while b"\n\n" not in self._buffer:
+                chunk = await self.chunks.get()
+                if chunk is None:
+                    return None
+                self._buffer += chunk
+        block, self._buffer = self._buffer.split(b"\n\n", 1)
+        return block.decode()
+
+    async def frame(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """The next event with data: its fields and its frame."""
+        while True:
+            block = await self.block()
+            assert block is not None, "the stream ended"
+            fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+            if "data" in fields:
+                return fields, json.loads(fields["data"])
+
+    async def disconnect(self) -> None:
+        self._gone.set()
+        await asyncio.wait_for(self.task, 5)
+
+
+async def test_a_stream_answers_with_the_headers_and_the_event_format():
+    row = (await ingest(charge_event("charge.succeeded", "ch_sse"))).event
+    stream = Stream({"selector": "id = 'ch_sse'", "replay": "latest"})
+    assert await stream.block() == f"retry: {2000}"
+    assert stream.start["status"] == 200
+    headers = stream.headers()
+    assert headers["content-type"] == "text/event-stream"
+    assert headers["cache-control"] == "no-cache"
+    assert headers["x-accel-buffering"] == "no"
+    fields, frame = await stream.frame()
+    assert (fields["event"], frame["type"], frame["subscription"]) == (
+        "subscribed", "subscribed", "default",
+    )  # fmt: skip
+    assert "id" not in fields
+    fields, frame = await stream.frame()
+    assert (fields["event"], fields["id"]) == ("message", str(row.pk))
+    assert (frame["cursor"], frame["replayed"]) == (str(row.pk), True)
+    live = (await ingest(charge_event("charge.refunded", "ch_sse", amount_refunded=1))).event
+    fields, frame = await stream.frame()
+    assert (fields["id"], frame["replayed"]) == (str(live.pk), False)
+    await stream.disconnect()
+
+
+@pytest.mark.parametrize("how", ["header", "query"])
+async def test_a_stream_resumes_from_last_event_id(how):
+    rows = [
+        (await ingest(charge_event("charge.updated", "ch_back", amount=n))).event for n in (1, 2, 3)
+    ]
+    query = {"selector": "id = 'ch_back'"}
+    headers = []
+    if how == "header":
+        headers = [(b"last-event-id", str(rows[0].pk).encode())]
+        query["last_event_id"] = "999999"  # the header wins
+    else:
+        query["last_event_id"] = str(rows[0].pk)
+    stream = Stream(query, headers)
+    _, answer = await stream.frame()
+    assert answer["recovered"] is True
+    got = [(await stream.frame())[0]["id"] for _ in rows[1:]]
+    assert got == [str(r.pk) for r in rows[1:]]
+    await stream.disconnect()
+
+
+@override_settings(STRIPE_BRIDGE={"SSE_HEARTBEAT": 0.1})
+async def test_an_idle_stream_sends_keep_alive_comments():
+    stream = Stream({"selector": "id = 'ch_idle'"})
+    await stream.frame()  # subscribed
+    assert await stream.block() == ": keep-alive"
+    assert await stream.block() == ": keep-alive"
+    await stream.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"selector": "id ="}, "invalid_selector"),
+        ({"selector": "amount > 0"}, "forbidden"),
+        ({"channel": "nope"}, "unknown_channel"),
+        ({"selector": "id = 'x'", "replay": "some"}, "bad_frame"),
+    ],
+)
+async def test_an_error_is_an_error_event_then_the_end(query, code):
+    stream = Stream(query)
+    fields, frame = await stream.frame()
+    assert (fields["event"], frame["code"], frame["subscription"]) == ("error", code, "default")
+    assert await stream.block() is None
+    await asyncio.wait_for(stream.task, 5)
+
+
+@pytest.mark.parametrize(
+    ("origin", "status"),
+    [(b"http://evil.example", 403), (b"http://testserver", 200), (b"null", 403)],
+)
+@override_settings(ALLOWED_HOSTS=["testserver"])
+async def test_a_cross_origin_stream_needs_an_allowed_host(origin, status):
+    stream = Stream({"selector": "id = 'ch_o'"}, [(b"origin", origin)])
+    await stream.block()
+    assert stream.start["status"] == status
+    if status == 200:
+        await stream.disconnect()
+    else:
+        assert stream.headers()["content-type"] == "application/json"
+
+
+def test_under_wsgi_the_view_answers_501(client):
+    response = client.get(PATH, {"selector": "id = 'ch_w'"})
+    assert response.status_code == 501
+    assert response.json()["error"]["code"] == "not_asgi"
+
+
+async def test_a_disconnect_leaves_the_groups():
+    from channels.layers import get_channel_layer
+
+    stream = Stream({"selector": "id = 'ch_leave'"})
+    await stream.frame()
+    layer = get_channel_layer()
+    assert any(layer.groups.get(g) for g in layer.groups if g.endswith("ch_leave"))
+    await stream.disconnect()
+    assert not any(layer.groups.get(g) for g in layer.groups if g.endswith("ch_leave"))
