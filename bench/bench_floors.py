@@ -20,6 +20,12 @@ Full run (about half an hour on 2 cores; PostgreSQL and Redis on 127.0.0.1, see 
     .venv/bin/python bench/bench_floors.py
 
 ``--quick`` runs every part at tiny sizes, on one SQLite server, in seconds.
+``--body realistic`` posts Stripe-sized events (a PaymentIntent of ~2.8 KB, a charge of
+~4.2 KB, one new transaction each; ``mixed``: a payment's 4 to 6 events together), built from
+the Stripe corpus's fixture objects (``bench/_bodies.py``); ``small`` (the default) a
+~300-byte charge. ``--load httpx`` sends the ingest load with httpx keep-alive clients in
+a process of their own (``bench/_httpx_load.py``) rather than from this one; ``--pin``
+pins the server to CPU 0 and the load to CPU 1 (as ``taskset`` would).
 ``--webhook-path asgi`` serves the bridge's webhook through
 ``django_stripe_bridge.asgi.with_stripe_webhook`` instead of the Django view
 (``BENCH_WEBHOOK_PATH``). The PostgreSQL database is dropped and created anew:
@@ -33,8 +39,11 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,15 +52,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from _bodies import BODIES, bodies
 from _common import (
     SERVER_ENV,
     WEBHOOK_PATH,
     charge_event,
     cpu_seconds,
+    process_tree,
     rss_kib,
     run_server,
 )
 from _load import (
+    Load,
     close,
     drop,
     http_request,
@@ -64,6 +76,8 @@ from _load import (
 FLOOR_WEBHOOK_PATH = "/bench/floor/webhook"
 KINDS = ("bridge", "floor")
 BENCH_APP = "bench.floor.asgi:application"
+#: With ``--pin``: the server's CPU and the load's.
+SERVER_CPU, LOAD_CPU = 0, 1
 
 
 @dataclass
@@ -201,12 +215,28 @@ def bench_server(server: str, args: argparse.Namespace, database_url: str | None
     if database_url:
         env["DATABASE_URL"] = database_url
     with run_server(server, env, app=BENCH_APP, access_log=False, stop_wait=2) as live:
+        if args.pin:
+            pin(live.process.pid, SERVER_CPU)
         yield live
 
 
-def webhook_requests(port: int, kind: str, object_ids: list[str]) -> list[bytes]:
-    path = WEBHOOK_PATH if kind == "bridge" else FLOOR_WEBHOOK_PATH
-    return [http_request(port, path, charge_event(n, oid)) for n, oid in enumerate(object_ids)]
+def pin(pid: int, cpu: int) -> None:
+    """Pin every thread of ``pid`` and its descendants to ``cpu`` (``taskset -a -p``);
+    threads started later inherit it."""
+    for member in process_tree(pid):
+        for task in Path(f"/proc/{member}/task").iterdir():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task.name), {cpu})
+
+
+def webhook_path(kind: str) -> str:
+    return WEBHOOK_PATH if kind == "bridge" else FLOOR_WEBHOOK_PATH
+
+
+def webhook_requests(port: int, kind: str, object_ids: list[str], body: str = "small"):
+    """Ready-to-send requests, one per id (``body``: see ``bench/_bodies.py``)."""
+    path = webhook_path(kind)
+    return [http_request(port, path, raw) for raw in bodies(body, object_ids)]
 
 
 def ws_url(live: Any, kind: str, object_id: str, replay: bool) -> str:
@@ -217,20 +247,55 @@ def ws_url(live: Any, kind: str, object_id: str, replay: bool) -> str:
     return f"{live.ws_url}/bench/floor/ws/?id={object_id}&replay={mode}"
 
 
-async def post(live: Any, kind: str, object_ids: list[str], concurrency: int, report: Report):
-    load = await post_all(live.port, webhook_requests(live.port, kind, object_ids), concurrency)
+async def post(
+    live: Any,
+    kind: str,
+    object_ids: list[str],
+    concurrency: int,
+    report: Report,
+    args: argparse.Namespace | None = None,
+):
+    body = args.body if args else "small"
+    if args and args.load == "httpx":
+        load = await httpx_load(live, kind, bodies(body, object_ids), concurrency, args)
+    else:
+        requests = webhook_requests(live.port, kind, object_ids, body)
+        load = await post_all(live.port, requests, concurrency)
     failed = {s: n for s, n in load.statuses.items() if s != 200}
     if failed:
         report.problems.append(f"{live.kind} {kind}: non-200 answers {failed}")
     return load
 
 
+async def httpx_load(
+    live: Any, kind: str, raw: list[bytes], concurrency: int, args: argparse.Namespace
+) -> Load:
+    """The same requests from httpx keep-alive clients in a process of their own."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump([body.decode() for body in raw], file)
+    command = [sys.executable, str(Path(__file__).with_name("_httpx_load.py"))]
+    command += [str(live.port), webhook_path(kind), str(concurrency), file.name]
+    if args.pin:
+        command += ["--cpu", str(LOAD_CPU)]
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, timeout=600, check=True
+        )
+    finally:
+        os.unlink(file.name)
+    result = json.loads(done.stdout)
+    load = Load(elapsed=result["elapsed"])
+    load.statuses.update({int(s): n for s, n in result["statuses"].items()})
+    return load
+
+
 # -- parts ----------------------------------------------------------------------------------
 
 
-async def ingest(live: Any, database: str, sizes: Sizes, report: Report, budget: Budget):
+async def ingest(live: Any, database: str, sizes: Sizes, report: Report, budget: Budget, args):
     for kind in KINDS:  # warm up both paths (imports, connections, caches)
-        await post(live, kind, [f"ch_warm_{kind}_{n}" for n in range(sizes.warmup)], 4, report)
+        warm = [f"ch_warm_{kind}_{n}" for n in range(sizes.warmup)]
+        await post(live, kind, warm, 4, report, args)
     for concurrency in sizes.concurrency:
         for n, kind in alternate(sizes.rounds):
             if not budget.left():
@@ -238,10 +303,10 @@ async def ingest(live: Any, database: str, sizes: Sizes, report: Report, budget:
                 return
             ids = [f"ch_{kind}_{concurrency}_{n}_{i}" for i in range(sizes.events)]
             cpu = cpu_seconds(live.process.pid)
-            load = await post(live, kind, ids, concurrency, report)
+            load = await post(live, kind, ids, concurrency, report, args)
             cpu_ms = (cpu_seconds(live.process.pid) - cpu) * 1000 / load.count
             rate = load.count / load.elapsed
-            setting = f"{database} c={concurrency}"
+            setting = f"{database} c={concurrency} {args.body}" + (" pinned" if args.pin else "")
             report.add("ingest events/s", live.kind, setting, kind, rate)
             report.add("ingest server CPU ms/event", live.kind, setting, kind, cpu_ms)
             say(
@@ -433,13 +498,15 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
                 await guarded(
                     report,
                     f"{server} PostgreSQL ingest",
-                    ingest(live, "postgresql", sizes, report, budget),
+                    ingest(live, "postgresql", sizes, report, budget, args),
                 )
         if args.parts in ("all", "ingest"):
             live = sqlite_server()
             say(f"{server}, SQLite: ingest")
             await guarded(
-                report, f"{server} SQLite ingest", ingest(live, "sqlite", sizes, report, budget)
+                report,
+                f"{server} SQLite ingest",
+                ingest(live, "sqlite", sizes, report, budget, args),
             )
         if args.parts == "ingest":
             return
@@ -496,6 +563,19 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest only, the websocket parts only (connect: the connect rate alone; storm: "
         "it and the reconnect storm), or all",
     )
+    parser.add_argument("--body", choices=BODIES, default="small", help="the ingest events")
+    parser.add_argument(
+        "--load",
+        choices=["asyncio", "httpx"],
+        default="asyncio",
+        help="ingest load from raw asyncio streams in this process, or httpx in its own",
+    )
+    parser.add_argument("--pin", action="store_true", help="server on CPU 0, load on CPU 1")
+    parser.add_argument(
+        "--events", type=int, help="ingest events per round (default 600, quick 30)"
+    )
+    parser.add_argument("--warmup", type=int, help="warm-up events of each kind (default 30)")
+    parser.add_argument("--concurrency", type=int, nargs="+", help="ingest concurrencies")
     parser.add_argument("--budget", type=float, help="seconds before remaining parts are skipped")
     parser.add_argument("--storm-rounds", type=int, help="reconnect storms of each kind")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
@@ -503,6 +583,16 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else Sizes()
     if args.storm_rounds:
         sizes = dataclasses.replace(sizes, storm_rounds=args.storm_rounds)
+    if args.events:
+        sizes = dataclasses.replace(sizes, events=args.events)
+    if args.warmup:
+        sizes = dataclasses.replace(sizes, warmup=args.warmup)
+    if args.concurrency:
+        sizes = dataclasses.replace(sizes, concurrency=tuple(args.concurrency))
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            raise SystemExit("--pin needs two CPUs")
+        os.sched_setaffinity(0, {LOAD_CPU})  # this process's load; the server goes on CPU 0
     if args.no_postgres:
         args.postgres_url = None
     elif not args.quick and not args.postgres_url:
@@ -522,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     say(
         f"bench_floors: servers {', '.join(args.servers)}; webhook path {args.webhook_path}; "
-        f"layer {args.layer}; "
+        f"layer {args.layer}; body {args.body}; load {args.load}"
+        f"{', pinned' if args.pin else ''}; "
         f"{'quick' if args.quick else 'full'} sizes; Redis {args.redis_url} (prefix {args.prefix})"
     )
     started = time.monotonic()

@@ -27,6 +27,7 @@ COUNTERS = {
     "publish_refusals": "Events the channel layer refused to carry (could not serialize).",
     "frames_refused": "Client frames refused: bad, over a limit, or over the rate.",
     "connections_rate_limited": "Websockets closed (1008) for sending frames too fast.",
+    "frames_dropped_after_close": "Client frames dropped unread: their socket was closed.",
     "layer_recoveries": "Catch-ups after the channel layer lost its state or a connection dropped.",
 }
 #: Gauges (values that go up and down) and their help text; summed over live processes.

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import traceback
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +28,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     # Soak tests (an idle period longer than every timeout in play); CI runs them too.
     config.addinivalue_line("markers", "slow: a soak test of 30 s or more (few, and run in CI)")
+    config.addinivalue_line(
+        "markers", "serial: timing-sensitive; under xdist it runs while no other test runs"
+    )
+    # The live servers inherit this environment and REDIS_URL: each run, and each xdist worker
+    # of it, gets a channels-redis prefix of its own, so that servers of parallel workers
+    # never share a group (and deliver one worker's events to another worker's sockets).
+    # (Not in xdist's controller, which runs no test: its workers would inherit its prefix.)
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    base = os.environ.get("CHANNELS_REDIS_PREFIX") or "asgi"
+    os.environ["CHANNELS_REDIS_PREFIX"] = f"{base}-{worker}-{uuid.uuid4().hex[:8]}"
 
 
 def _is_postgres() -> bool:
@@ -70,6 +85,25 @@ def redis_url() -> str:
     if not services.reachable(url, 6379):
         services.missing(f"Redis is not reachable at {url} (set REDIS_URL)")
     return url
+
+
+@pytest.fixture(autouse=True)
+def serial_alone(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked ``serial`` (one that measures time or CPU) waits
+    until no other worker runs a test, and they wait for it: a readers-writer lock on files
+    the workers share. The gate keeps the readers from starving the writer."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-N/, above each popen-gwN/
+    serial = request.node.get_closest_marker("serial") is not None
+    with open(shared / "serial-gate.lock", "a") as gate, open(shared / "serial.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        yield
 
 
 class SecretWatch(logging.Handler):

@@ -10,7 +10,9 @@ before it starts. Start servers once per module or session: start-up costs about
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -22,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
@@ -195,6 +198,57 @@ def run_server(
         yield server
     finally:
         _stop(process, stop_wait)
+
+
+@dataclass
+class HttpAnswer:
+    """A server's answer: status, raw body, headers."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+#: Bytes ``http_request`` writes between two looks for an early answer.
+SEND_PIECE = 64 * 1024
+
+
+def http_request(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15,
+) -> HttpAnswer:
+    """``method url`` with ``body``; the answer, whatever its status.
+
+    A server may answer before it has read the whole body (a 413 for a body over its limit)
+    and close the connection: that is right of it, so the rest of the body is not sent and
+    the answer already received is read, rather than failing on the write (``Broken pipe``,
+    ``Connection reset``) as ``urllib`` does.
+    """
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.putrequest(method, path or "/")
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders()
+        sock = connection.sock
+        for start in range(0, len(body or b""), SEND_PIECE):
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server answered (or closed) early: it reads no more
+            try:
+                sock.sendall((body or b"")[start : start + SEND_PIECE])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        response = connection.getresponse()
+        return HttpAnswer(response.status, response.read(), dict(response.headers))
+    finally:
+        connection.close()
 
 
 def run_daphne(env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[LiveServer]:

@@ -60,17 +60,25 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
 
 
+def worker_index() -> int:
+    """This pytest-xdist worker's number (``gw3`` → 3); 0 without xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
 def owned_redis_url() -> str:
     """A Redis database the tests may FLUSHDB: ``REDIS_URL``'s server, another db number.
 
-    The db is ``TEST_REDIS_FLUSH_DB`` (default 9, or 10 when ``REDIS_URL`` already uses 9);
-    no other user of the server may keep data there.
+    The db is ``TEST_REDIS_FLUSH_DB`` (default 9) plus the xdist worker's number, so that
+    parallel workers never flush each other's; the numbers from there skip ``REDIS_URL``'s
+    own. No other user of the server may keep data in them.
     """
     parsed = urlparse(redis_url())
-    current = (parsed.path or "/0").lstrip("/") or "0"
-    db = os.environ.get("TEST_REDIS_FLUSH_DB") or ("10" if current == "9" else "9")
-    if db == current:
-        raise RuntimeError(f"TEST_REDIS_FLUSH_DB={db} is REDIS_URL's own database; pick another.")
+    current = int((parsed.path or "/0").lstrip("/") or "0")
+    base = int(os.environ.get("TEST_REDIS_FLUSH_DB") or 9)
+    db = base + worker_index()
+    if base <= current <= db:
+        db += 1  # step over REDIS_URL's database
     return parsed._replace(path=f"/{db}").geturl()
 
 

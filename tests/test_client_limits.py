@@ -31,6 +31,10 @@ from tests.test_scaleout import SECRET, post_webhook, recv_json
 ENV = {"STRIPE_WEBHOOK_SECRET": SECRET, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "limits"}
 
 
+# Latencies and the server's CPU under attack: alone under xdist (tests/conftest.py).
+pytestmark = pytest.mark.serial
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

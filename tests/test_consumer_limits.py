@@ -17,7 +17,8 @@ from django_stripe_bridge.selectors import Selector
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import charge_event, ingest, open_client
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Timings (the frame rate, the event loop's gaps): alone under xdist (tests/conftest.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.serial]
 
 
 def bridge(**values):

@@ -9,10 +9,9 @@ from the server's SQLite file) and arrive at a channels-redis subscriber in this
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from django_stripe_bridge.messaging import broadcast_group, transaction_group
-from tests.live import LiveServer, run_server
+from tests.live import LiveServer, http_request, run_server
 from tests.webhook_cases import Answer, WebhookCases
 from tests.webhook_fixtures import *  # noqa: F403
 from tests.webhook_fixtures import ChannelReceiver, wait_for
@@ -33,17 +32,12 @@ TRANSACTIONS_TABLE = "django_stripe_bridge_stripetransaction"
 def http(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> Answer:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    answer = http_request(method, url, body, headers)
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            status, raw, got = response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        status, raw, got = exc.code, exc.read(), dict(exc.headers)
-    try:
-        parsed = json.loads(raw)
+        parsed = json.loads(answer.body)
     except ValueError:
         parsed = None
-    return Answer(status, parsed, got)
+    return Answer(answer.status, parsed, answer.headers)
 
 
 def query(server: LiveServer, sql: str, *params: Any) -> list[sqlite3.Row]:
@@ -148,7 +142,8 @@ def redis_layer(redis_url: str) -> Any:
     """A channels-redis layer in this process, as the server's (same hosts and prefix)."""
     from channels_redis.core import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=[redis_url])
+    # The server's prefix: the one tests/conftest.py gave this run (and xdist worker).
+    return RedisChannelLayer(hosts=[redis_url], prefix=os.environ["CHANNELS_REDIS_PREFIX"])
 
 
 def receive_types(receiver: ChannelReceiver, *types: str, timeout: float = 10) -> dict:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import messaging, metrics, outbox
+from ..closed_input import DropInputAfterClose
 from ..conf import bridge_settings
 from .engine import Engine
 from .frames import ErrorCode, FrameError, decode, dumps
@@ -28,7 +29,7 @@ __all__ = ["ErrorCode", "FrameError", "StripeEventConsumer", "Subscription"]
 logger = logging.getLogger(__name__)
 
 
-class StripeEventConsumer(Transport, AsyncWebsocketConsumer):
+class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer):
     """Serve ``ws/stripe/``: subscriptions with selectors, replay, and live Stripe events."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -104,7 +105,7 @@ class StripeEventConsumer(Transport, AsyncWebsocketConsumer):
                 )
             )
             await self.close_with(1008)
-            await self._close_down()  # frames still queued are ignored
+            await self._close_down()  # frames still queued are dropped (closed_input.py)
             return
         try:
             frame = decode(text_data)
