@@ -100,8 +100,8 @@ class StripeEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "event_status",
         "livemode",
         "created",
+        "received_at",
         "publishing",
-        "account",
     )
     list_filter = (
         "type",

@@ -37,6 +37,7 @@ TRANSACTION_FIELDS = {
     "livemode",
     "account",
     "direct",
+    "linked_id",
     "user",
     "idempotency_key",
     "state",
@@ -84,7 +85,7 @@ def test_stripe_transaction_fields():
     }
     assert names == TRANSACTION_FIELDS
     assert StripeTransaction._meta.pk.name == "id"
-    assert set(StripeTransaction.Kind.values) == {"charge", "payment_intent"}
+    assert set(StripeTransaction.Kind.values) == {"charge", "payment_intent", "checkout_session"}
     user = StripeTransaction._meta.get_field("user")
     assert user.null and user.related_model._meta.label == settings.AUTH_USER_MODEL
 

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.test import override_settings
 
 from django_stripe_bridge import metrics
-from django_stripe_bridge.closed_input import DropInputAfterClose
 from django_stripe_bridge.consumers import StripeEventConsumer
+from django_stripe_bridge.realtime.closed_input import DropInputAfterClose
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import open_client, until
 

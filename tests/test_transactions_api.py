@@ -109,6 +109,7 @@ def test_the_schema_as_json_documents_requests_and_error_shapes(client):
     assert set(paths) == {
         "/api/services/Stripe/charge",
         "/api/services/Stripe/payment-intents",
+        "/api/services/Stripe/checkout-sessions",
         "/api/services/Stripe/transactions/{transaction_id}",
         "/api/services/Stripe/webhooks/handler",
     }

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import messaging, metrics, outbox
-from ..closed_input import DropInputAfterClose
 from ..conf import bridge_settings
+from .closed_input import DropInputAfterClose
 from .engine import Engine
 from .frames import ErrorCode, FrameError, decode, dumps
 from .limits import TokenBucket

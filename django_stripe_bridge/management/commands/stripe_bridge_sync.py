@@ -111,10 +111,10 @@ class Command(BaseCommand):
     def sync(self, start: dt.datetime, types: list[str] | None, account: str | None) -> None:
         """Ingest the missing events of the platform (``account=None``) or of one account."""
         whose = f"connected account {account}" if account else "the platform"
+        # A site without Connect reads of "Stripe's events", as it always did.
+        label = f"{whose}'s Stripe events" if account else "Stripe's events"
         if self.verbosity >= 1:
-            self.stdout.write(
-                f"Fetching {whose}'s Stripe events created since {start:%Y-%m-%d %H:%M:%S %Z}…"
-            )
+            self.stdout.write(f"Fetching {label} created since {start:%Y-%m-%d %H:%M:%S %Z}…")
         checked = 0
         missing: list[dict[str, Any]] = []
         try:
@@ -129,7 +129,7 @@ class Command(BaseCommand):
                 if self.verbosity >= 1:
                     self.stdout.write(f"  checked {checked} event(s), {len(missing)} missing")
         except StripeBridgeError as exc:
-            raise CommandError(f"Could not list {whose}'s Stripe events: {exc}") from exc
+            raise CommandError(f"Could not list {label}: {exc}") from exc
 
         # Stripe lists newest first; ingest oldest first, as the webhooks would have come.
         missing.sort(key=lambda event: (event.get("created") or 0, str(event.get("id"))))

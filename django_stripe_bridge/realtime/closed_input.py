@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import metrics
+from .. import metrics
 
 RECEIVE = "websocket.receive"
 
