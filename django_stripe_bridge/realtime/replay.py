@@ -21,7 +21,7 @@ import datetime as dt
 import threading
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from itertools import groupby
 from typing import Any, TypeVar
 
@@ -342,20 +342,27 @@ def status_fold(rows: Iterable[StripeEvent]) -> Iterable[tuple[StripeEvent, str 
 
 
 def _all(ids: list[str], selector: Any, since: dt.datetime | None) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    for tx_id, rows in events_by_payment(ids):
+        messages += _all_of(tx_id, rows, selector, since)
+    return messages
+
+
+def events_by_payment(ids: Iterable[str]) -> Iterator[tuple[str, Iterable[StripeEvent]]]:
+    """Each of ``ids`` that has events, with its payment's stored events, oldest first,
+    streamed: the rows of an id of its own, then, for each linked Checkout Session or
+    PaymentIntent, the events of both its ids."""
+    ids = sorted(set(ids))
     transactions = StripeTransaction.objects.only("id", "kind", "linked_id").in_bulk(ids)
     linked = {tx_id for tx_id in ids if len(payment_ids_of(tx_id, transactions)) > 1}
     rows = StripeEvent.objects.filter(
         transaction_id__in=[tx_id for tx_id in ids if tx_id not in linked]
     ).order_by("transaction_id", "created", "id")
-    messages: list[dict[str, Any]] = []
     for tx_id, group in groupby(rows.iterator(chunk_size=200), key=lambda r: r.transaction_id):
-        messages += _all_of(tx_id, group, selector, since)
+        yield tx_id, group
     for tx_id in sorted(linked):
-        both = StripeEvent.objects.filter(
-            transaction_id__in=payment_ids_of(tx_id, transactions)
-        ).order_by("created", "id")
-        messages += _all_of(tx_id, both.iterator(chunk_size=200), selector, since)
-    return messages
+        both = StripeEvent.objects.filter(transaction_id__in=payment_ids_of(tx_id, transactions))
+        yield tx_id, both.order_by("created", "id").iterator(chunk_size=200)
 
 
 def _all_of(

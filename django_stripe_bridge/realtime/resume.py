@@ -14,13 +14,12 @@ These functions are synchronous and touch the database: run them in the replay t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import groupby
+from collections.abc import Iterable
 from typing import Any
 
 from .. import messaging
-from ..models import StripeEvent, StripeTransaction
-from .replay import as_seen_by, payment_ids_of, status_fold
+from ..models import StripeEvent
+from .replay import as_seen_by, events_by_payment, status_fold
 
 #: At most this many stored events are resumed per subscription; past that, ``latest``.
 MAX_RESUME_EVENTS = 1000
@@ -51,15 +50,9 @@ def resume_messages(
     resume cannot be complete (unknown cursor, or more than ``MAX_RESUME_EVENTS``)."""
     if after is None or not StripeEvent.objects.filter(pk=after).exists():
         return None
-    ids = sorted(set(ids))
-    transactions = StripeTransaction.objects.only("id", "kind", "linked_id").in_bulk(ids)
-    linked = {tx_id for tx_id in ids if len(payment_ids_of(tx_id, transactions)) > 1}
-    rows = StripeEvent.objects.filter(
-        transaction_id__in=[tx_id for tx_id in ids if tx_id not in linked]
-    ).order_by("transaction_id", "created", "id")
     messages: list[dict[str, Any]] = []
     # Fold through every event of each id so each carries the status it was sent with.
-    for tx_id, group in _groups(rows, linked, transactions):
+    for tx_id, group in events_by_payment(ids):
         for row, status in status_fold(group):
             headers = {**messaging.build_headers(row, status), "id": tx_id}
             if row.pk > after and selector.matches(headers):
@@ -68,15 +61,3 @@ def resume_messages(
                 messages.append(as_seen_by(messaging.build_message(row, status), tx_id))
     messages.sort(key=lambda message: message["event_pk"])
     return messages
-
-
-def _groups(
-    rows: Any, linked: set[str], transactions: dict[str, StripeTransaction]
-) -> Iterator[tuple[str, Iterable[StripeEvent]]]:
-    """Each id asked for with its events, oldest first, streamed: the rows of ids of their
-    own, then each linked Checkout Session's or PaymentIntent's, the events of both ids."""
-    for tx_id, group in groupby(rows.iterator(chunk_size=200), key=lambda r: r.transaction_id):
-        yield tx_id, group
-    for tx_id in sorted(linked):
-        both = StripeEvent.objects.filter(transaction_id__in=payment_ids_of(tx_id, transactions))
-        yield tx_id, both.order_by("created", "id").iterator(chunk_size=200)
