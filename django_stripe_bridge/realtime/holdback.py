@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from . import replay
@@ -43,22 +43,35 @@ async def replay_then_live(
         # status the client sees is the current one (a pair of webhooks that lands while
         # the client subscribes would otherwise end on the older status).
         await _send_older_held_back(engine, sub, messages)
-    replayed = {event_key(message) for message in messages}
+    await _send_stored_then_live(engine, sub, messages)
+
+
+async def _send_stored_then_live(
+    engine: Engine,
+    sub: Subscription,
+    messages: list[dict[str, Any]],
+    had: Callable[[dict[str, Any]], bool] | None = None,
+) -> None:
+    """Send the stored ``messages`` (as replayed), then the live events held back meanwhile
+    except copies of those (and those ``had`` says the client already has), and go live,
+    guarding against copies still to come."""
+    transport = engine.transport
+    sent = {event_key(message) for message in messages}
     await replay.send_in_turns(messages, lambda m: transport.send_message(sub, m, replayed=True))
-    # Live events that arrived meanwhile, except copies of what was just replayed. Events
+    # Live events that arrived meanwhile, except copies of what was just sent. Events
     # arriving while these are sent join the buffer; the loop ends with it empty, and the
     # switch to live happens without an await in between.
     while sub.buffer:
         message = sub.buffer.popleft()
         key = event_key(message)
-        if key in replayed:
-            replayed.discard(key)
-        else:
+        if key in sent:
+            sent.discard(key)
+        elif had is None or not had(message):
             await transport.send_message(sub, message, replayed=False)
     sub.buffer = None
     sub.task = None
-    if replayed:
-        sub.guard = replayed
+    if sent:
+        sub.guard = sent
         sub.guard_until = asyncio.get_running_loop().time() + REPLAY_GUARD_SECONDS
 
 
@@ -102,20 +115,7 @@ async def resume_then_live(
         await replay_then_live(engine, sub, ids, replay.LATEST)
         return
     assert after is not None and sub.buffer is not None
-    resumed = {event_key(message) for message in messages}
-    await replay.send_in_turns(messages, lambda m: transport.send_message(sub, m, replayed=True))
-    while sub.buffer:
-        message = sub.buffer.popleft()
-        key = event_key(message)
-        if key in resumed:
-            resumed.discard(key)
-        elif not _delivered_before(message, after):
-            await transport.send_message(sub, message, replayed=False)
-    sub.buffer = None
-    sub.task = None
-    if resumed:
-        sub.guard = resumed
-        sub.guard_until = asyncio.get_running_loop().time() + REPLAY_GUARD_SECONDS
+    await _send_stored_then_live(engine, sub, messages, lambda m: _delivered_before(m, after))
 
 
 def _delivered_before(message: dict[str, Any], after: int) -> bool:
