@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bodies import BODIES, bodies  # noqa: E402
-from _common import SECRET, SERVER_ENV, signed_headers  # noqa: E402
+from _bodies import BODIES, bodies
+from _common import SECRET, SERVER_ENV, signed_headers
 
 
 def setup(database_url: str | None, redis_url: str) -> None:
@@ -56,14 +56,15 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1600)
     parser.add_argument("--batch", type=int, default=16, help="events per group commit")
     parser.add_argument("--database-url")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8"))
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/8")
+    )
     parser.add_argument("--profile", type=int, default=0, help="print the top N functions")
     args = parser.parse_args()
     setup(args.database_url, args.redis_url)
 
-    from django_stripe_bridge import webhooks
+    from django_stripe_bridge import messaging, webhooks
     from django_stripe_bridge.conf import bridge_settings
-    from django_stripe_bridge import messaging
     from django_stripe_bridge.quarantine import ingest_isolating
 
     raw = bodies(args.body, [f"x{n}" for n in range(args.events + 64)])
@@ -96,7 +97,9 @@ def main() -> int:
             step = timed if count else (lambda _name, function, *a: function(*a))
             events = [step("verify, parse, validate", receive, b, h) for b, h in chunk]
             step("mark published", messaging.mark_published, marks)
-            results = step("store (one transaction)", lambda e: ingest_isolating(e, publish=False), events)
+            results = step(
+                "store (one transaction)", lambda e: ingest_isolating(e, publish=False), events
+            )
             items_sent = [(r.event, r.transaction) for r in results if r.created]
             marks = step("publish", loop.run_until_complete, messaging.asend_events(items_sent))
         messaging.mark_published(marks)
@@ -111,7 +114,9 @@ def main() -> int:
         profiler.disable()
     total = time.process_time() - cpu
     n = len(signed)
-    print(f"{args.body}: {n} events, batches of {args.batch}, {Path(os.environ['DATABASE_URL']).name}")
+    print(
+        f"{args.body}: {n} events, batches of {args.batch}, {Path(os.environ['DATABASE_URL']).name}"
+    )
     print(f"  CPU {1000 * total / n:.3f} ms/event")
     for name, seconds in stages.items():
         print(f"  {name:<28} {1000 * seconds / n:.3f} ms/event")

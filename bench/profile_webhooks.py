@@ -172,8 +172,8 @@ def main() -> int:
             raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')}")
         title = (
             f"{args.path} webhook ({args.webhook_path}) under {args.server}, {database}, Redis: "
-            f"{args.events} {args.body} events at concurrency {args.concurrency}, {rate:.0f} events/s "
-            f"while sampled ({time.strftime('%Y-%m-%d')})"
+            f"{args.events} {args.body} events at concurrency {args.concurrency}, "
+            f"{rate:.0f} events/s while sampled ({time.strftime('%Y-%m-%d')})"
             + ("; only the thread holding the GIL sampled" if args.gil else "")
         )
         text = summarize(raw_path.read_text(), title)
