@@ -595,8 +595,12 @@ class CheckoutSessionView(_CreateView):
         """Create the session with the validated body (its URLs resolved); return Stripe's
         object. ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_checkout_session(
-            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_transaction_user(),
+            connect=connect,
         )
 
 

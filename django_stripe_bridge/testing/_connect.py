@@ -13,6 +13,8 @@ Shapes follow Stripe's OpenAPI fixtures (``account``, ``transfer``, ``applicatio
 - ``transfer_data[destination]`` makes a destination charge: once captured, a ``transfer``
   (``tr_…``) moves the amount less the fee to the account; ``application_fee_amount`` makes
   an ``application_fee`` (``fee_…``) for the platform, on direct charges too.
+- A Checkout Session takes these in ``payment_intent_data``, for the PaymentIntent it makes;
+  one created with ``Stripe-Account`` is the account's, and so is what its page pays.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from ._errors import StripeAPIError, invalid, no_such
 from ._events import emit
 from ._lists import paginate, stored, unknown_params
 
-#: What a charge or PaymentIntent create call may carry to pay a connected account.
+#: What a charge or PaymentIntent create call (or a Checkout Session's
+#: ``payment_intent_data``) may carry to pay a connected account.
 CONNECT_PARAMS = ("transfer_data", "application_fee_amount", "on_behalf_of")
 #: Parameters of ``POST /v1/accounts`` kept on the account, and those accepted and ignored.
 _ACCOUNT_FIELDS = ("type", "country", "email", "business_type", "metadata", "capabilities")
@@ -252,26 +255,35 @@ def _lister(cls: Any) -> Any:
 # --- payments for connected accounts -------------------------------------------------------
 
 
-def take_connect_params(data: dict[str, Any]) -> dict[str, Any]:
-    """Pop and check a create call's Connect parameters; what to set on the object."""
+def take_connect_params(data: dict[str, Any], *, within: str = "") -> dict[str, Any]:
+    """Pop and check a create call's Connect parameters; what to set on the object.
+
+    ``within`` names the hash they came in, for errors (a Checkout Session's
+    ``payment_intent_data``); ``data["amount"]`` is the payment's amount.
+    """
+
+    def name(param: str) -> str:
+        head, bracket, rest = param.partition("[")
+        return f"{within}[{head}]{bracket}{rest}" if within else param
+
     taken = {key: data.pop(key) for key in CONNECT_PARAMS if key in data}
     ctx = _context.current()
     transfer = taken.get("transfer_data")
     if transfer is not None:
         if not isinstance(transfer, dict) or not transfer.get("destination"):
             raise invalid(
-                "Missing required param: transfer_data[destination].",
-                param="transfer_data[destination]",
+                f"Missing required param: {name('transfer_data[destination]')}.",
+                param=name("transfer_data[destination]"),
             )
         if ctx.account is not None:
             raise invalid(
-                "transfer_data cannot be used with Stripe-Account: a destination charge is "
-                "made on the platform.",
-                param="transfer_data",
+                f"{name('transfer_data')} cannot be used with Stripe-Account: a destination "
+                "charge is made on the platform.",
+                param=name("transfer_data"),
             )
         destination = transfer["destination"]
         if not exists(destination):
-            raise no_such("destination", str(destination), "transfer_data[destination]")
+            raise no_such("destination", str(destination), name("transfer_data[destination]"))
         amount = transfer.get("amount")
         taken["transfer_data"] = {
             "amount": None if amount is None else try_convert_to_int(amount),
@@ -279,23 +291,25 @@ def take_connect_params(data: dict[str, Any]) -> dict[str, Any]:
         }
     behalf = taken.get("on_behalf_of")
     if behalf is not None and not exists(behalf):
-        raise no_such("account", str(behalf), "on_behalf_of")
+        raise no_such("account", str(behalf), name("on_behalf_of"))
     fee = taken.get("application_fee_amount")
     if fee is not None:
         fee = try_convert_to_int(fee)
         amount = try_convert_to_int(data.get("amount"))
         if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
-            raise invalid(f"Invalid non-negative integer: {fee}", param="application_fee_amount")
+            raise invalid(
+                f"Invalid non-negative integer: {fee}", param=name("application_fee_amount")
+            )
         if isinstance(amount, int) and fee > amount:
             raise invalid(
                 "The application fee amount cannot be greater than the charge amount.",
-                param="application_fee_amount",
+                param=name("application_fee_amount"),
             )
         if ctx.account is None and transfer is None:
             raise invalid(
                 "Can only apply an application_fee_amount when the request is made on behalf "
                 "of another account (using the Stripe-Account header or transfer_data).",
-                param="application_fee_amount",
+                param=name("application_fee_amount"),
             )
         taken["application_fee_amount"] = fee
     return taken
