@@ -479,6 +479,44 @@ def test_the_offline_stripe_checkout_pays_in_the_sessions_account(
     assert all("account" not in e for e in platform_events)
 
 
+def test_a_destination_checkout_paid_by_debit_transfers_once_settled(
+    platform: dict[str, Any], bridge_stripe: Any
+) -> None:
+    client, destination = platform["client"], platform["destination"]
+    made = client.v1.checkout.sessions.create(
+        {
+            "mode": "payment",
+            "success_url": SUCCESS_URL,
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": "eur",
+                        "unit_amount": 1000,
+                        "product_data": {"name": "Tea"},
+                    },
+                    "quantity": 2,
+                }
+            ],
+            "payment_intent_data": {
+                "transfer_data": {"destination": destination},
+                "application_fee_amount": 200,
+            },
+        }
+    )
+    pay_on_page(made.url, "delayed")
+    intent_id = client.v1.checkout.sessions.retrieve(made.id).payment_intent
+    pending = client.v1.charges.retrieve(
+        client.v1.payment_intents.retrieve(intent_id).latest_charge
+    )
+    assert (pending.status, pending.destination, pending.transfer) == ("pending", destination, None)
+    bridge_stripe.settle()
+    settled = client.v1.charges.retrieve(pending.id)
+    assert settled.status == "succeeded"
+    transfer = client.v1.transfers.retrieve(settled.transfer)
+    assert (transfer.destination, transfer.amount) == (destination, 1800)
+    assert client.v1.application_fees.retrieve(settled.application_fee).amount == 200
+
+
 def test_a_checkout_for_a_refused_account_creates_nothing(platform: dict[str, Any]) -> None:
     body = {"amount": 1500, "name": "Mug"}
     refused = pay("stripe_bridge:checkout-sessions", {**body, "account": "acct_notours"}, 403)
