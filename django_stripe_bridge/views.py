@@ -619,7 +619,8 @@ class TransactionView(BridgeAPIView):
                 "transaction_id",
                 str,
                 OpenApiParameter.PATH,
-                description="ch_… or pi_…, as answered by charge or payment-intents.",
+                description="ch_…, pi_… or cs_…, as answered by charge, payment-intents or "
+                "checkout-sessions.",
                 examples=[OpenApiExample("A charge", value=EXAMPLE_TRANSACTION_ID)],
             )
         ],
