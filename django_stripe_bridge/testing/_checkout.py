@@ -37,7 +37,7 @@ from ._cards import Decline, TestCard
 from ._currencies import check_amount, format_amount
 from ._errors import invalid, no_such
 from ._events import emit
-from ._lists import paginate, stored, unknown_params
+from ._lists import list_page, unknown_params
 from ._payments import make_payment_method
 
 #: Since this API version the PaymentIntent is made when the customer pays, not with the
@@ -199,24 +199,10 @@ def retrieve_session(id: str, **kwargs: Any) -> CheckoutSession:
     return _retrieve(id)
 
 
-def list_sessions(
-    payment_intent: Any = None,
-    created: Any = None,
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    **kwargs: Any,
-) -> Any:
+def list_sessions(**params: Any) -> Any:
     """``GET /v1/checkout/sessions``, newest first, filtered by ``payment_intent``."""
-    unknown_params(kwargs)
-    items = stored("checkout.session", created, payment_intent=payment_intent)
-    return paginate(
-        "/v1/checkout/sessions",
-        items,
-        "checkout.session",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
+    return list_page(
+        "checkout.session", "/v1/checkout/sessions", params, filters=("payment_intent",)
     )
 
 

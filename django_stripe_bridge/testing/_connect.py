@@ -27,7 +27,7 @@ from localstripe.resources import StripeObject, store, try_convert_to_int
 from . import _context
 from ._errors import StripeAPIError, invalid, no_such
 from ._events import emit
-from ._lists import paginate, stored, unknown_params
+from ._lists import list_page, unknown_params
 
 #: What a charge or PaymentIntent create call (or a Checkout Session's
 #: ``payment_intent_data``) may carry to pay a connected account.
@@ -137,23 +137,10 @@ def _retrieve_account(id: str, **data: Any) -> Account:
     return account
 
 
-def _list_accounts(
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    created: Any = None,
-    **data: Any,
-) -> Any:
-    unknown_params(data)
-    if _context.current().account is not None:
-        return paginate("/v1/accounts", [], "account", limit=limit)
-    return paginate(
-        "/v1/accounts",
-        stored("account", created),
-        "account",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
+def _list_accounts(**params: Any) -> Any:
+    # The platform's connected accounts: a connected account lists none.
+    return list_page(
+        "account", "/v1/accounts", params, keep=lambda _: _context.current().account is None
     )
 
 
@@ -226,28 +213,9 @@ def _retriever(cls: Any) -> Any:
     return retrieve
 
 
-def _lister(cls: Any) -> Any:
-    def list_all(
-        limit: Any = None,
-        starting_after: Any = None,
-        ending_before: Any = None,
-        created: Any = None,
-        **data: Any,
-    ) -> Any:
-        unknown_params({k: v for k, v in data.items() if k not in ("destination", "charge")})
-        items = [
-            obj
-            for obj in stored(cls.object, created)
-            if all(getattr(obj, k, None) == v for k, v in data.items())
-        ]
-        return paginate(
-            f"/v1/{cls.object}s",
-            items,
-            cls.object,
-            limit=limit,
-            starting_after=starting_after,
-            ending_before=ending_before,
-        )
+def _lister(cls: Any, *filters: str) -> Any:
+    def list_all(**params: Any) -> Any:
+        return list_page(cls.object, f"/v1/{cls.object}s", params, filters=filters)
 
     return list_all
 
@@ -412,9 +380,9 @@ def install() -> None:
             ("POST", "/v1/accounts", _create_account),
             ("GET", "/v1/accounts", _list_accounts),
             ("GET", "/v1/accounts/{id}", _retrieve_account),
-            ("GET", "/v1/transfers", _lister(Transfer)),
+            ("GET", "/v1/transfers", _lister(Transfer, "destination")),
             ("GET", "/v1/transfers/{id}", _retriever(Transfer)),
-            ("GET", "/v1/application_fees", _lister(ApplicationFee)),
+            ("GET", "/v1/application_fees", _lister(ApplicationFee, "charge")),
             ("GET", "/v1/application_fees/{id}", _retriever(ApplicationFee)),
         ]
     )
