@@ -216,6 +216,15 @@ def test_the_offline_stripe_keeps_accounts_apart_and_pays_destinations(
         made.id,
     )
     assert client.v1.application_fees.retrieve(made.application_fee).account == destination
+    # Listed with Stripe's filters (and only those).
+    assert [t.id for t in client.v1.transfers.list({"destination": destination}).data] == [
+        transfer.id
+    ]
+    assert client.v1.transfers.list({"destination": direct}).data == []
+    fees = client.v1.application_fees.list({"charge": made.id}).data
+    assert [f.id for f in fees] == [made.application_fee]
+    with pytest.raises(stripe.InvalidRequestError, match="unknown parameter: charge"):
+        client.v1.transfers.list({"charge": made.id})  # type: ignore[arg-type]
     with pytest.raises(stripe.InvalidRequestError, match="No such destination"):
         client.v1.charges.create(
             {
