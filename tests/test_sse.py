@@ -91,6 +91,13 @@ class Stream:
         block, self._buffer = self._buffer.split(b"\n\n", 1)
         return block.decode()
 
+    async def body(self, timeout: float = 3.0) -> bytes:
+        """The whole body of an answer that ends (a refusal)."""
+        async with asyncio.timeout(timeout):
+            while (chunk := await self.chunks.get()) is not None:
+                self._buffer += chunk
+        return self._buffer
+
     async def frame(self) -> tuple[dict[str, str], dict[str, Any]]:
         """The next event with data: its fields and its frame."""
         while True:
@@ -213,6 +220,54 @@ async def test_a_stream_is_get_only():
     assert stream.start["status"] == 405
     assert "GET" in stream.headers()["allow"]
     await asyncio.wait_for(stream.task, 5)
+
+
+@database_sync_to_async
+def events_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    from django.test import Client
+
+    schema = Client().get("/api/services/Stripe/schema?format=json").json()
+    return schema, schema["paths"][PATH]["get"]["responses"]
+
+
+@override_settings(
+    ALLOWED_HOSTS=["testserver"], STRIPE_BRIDGE={"FRAME_BURST": 1, "MAX_FRAMES_PER_SECOND": 1}
+)
+async def test_the_answers_are_what_the_schema_says():
+    """A stream, a refused origin and a client over its budget are answered as the OpenAPI
+    schema describes them (schemathesis leaves the stream out: it never ends)."""
+    import jsonschema
+
+    from django_stripe_bridge.realtime import sse_http
+
+    sse_http._budgets.clear()
+    schema, responses = await events_schema()
+    origin = [(b"origin", b"http://testserver")]
+
+    def described(stream: Stream) -> dict[str, Any]:
+        answer = responses[str(stream.start["status"])]
+        headers = stream.headers()
+        assert headers["content-type"] in answer["content"]
+        for name, header in answer.get("headers", {}).items():
+            jsonschema.validate(headers[name.lower()], header["schema"])
+        return answer
+
+    ok = Stream({"selector": "id = 'ch_schema'"}, origin)
+    await ok.block()
+    assert ok.start["status"] == 200
+    described(ok)
+    await ok.disconnect()
+    refused = [
+        Stream({"selector": "id = 'ch_schema'"}, [(b"origin", b"http://evil.example")]),
+        Stream({"selector": "id = 'ch_schema'"}, origin),  # the burst of one is spent
+    ]
+    for stream in refused:
+        body = await stream.body()
+        error = described(stream)["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator({**error, "components": schema["components"]}).validate(
+            json.loads(body)
+        )
+    assert [stream.start["status"] for stream in refused] == [403, 429]
 
 
 def test_under_wsgi_the_view_answers_501(client, front):
