@@ -128,6 +128,10 @@ def events_operation() -> dict[str, Any]:
                 "headers": {"Retry-After": {"schema": {"type": "string", "const": "1"}}},
             },
             "501": _error("Served under WSGI: Server-Sent Events need an ASGI server."),
+            "503": {
+                **_error("The session could not be read (the database is unavailable)."),
+                "headers": {"Retry-After": {"schema": {"type": "string", "const": "5"}}},
+            },
         },
     }
 

@@ -122,7 +122,7 @@ def test_the_event_stream_is_described(client, settings):
     assert parameters["query", "replay"]["default"] == "all"  # from the settings
     assert parameters["query", "selector"]["maxLength"] == 4096
     responses = operation["responses"]
-    assert set(responses) == {"200", "403", "429", "501"}
+    assert set(responses) == {"200", "403", "429", "501", "503"}
     assert list(responses["200"]["content"]) == ["text/event-stream"]
     assert responses["429"]["headers"]["Retry-After"]["schema"]["const"] == "1"
     response = client.get(f"{API}/events", {"selector": "id = 'ch_1'"})

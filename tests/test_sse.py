@@ -270,6 +270,32 @@ async def test_the_answers_are_what_the_schema_says():
     assert [stream.start["status"] for stream in refused] == [403, 429]
 
 
+async def test_a_session_that_cannot_be_read_is_503_not_500(monkeypatch):
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    _, responses = await events_schema()
+    cookie = await login("u503", staff=True)
+
+    def database_down(self: Any) -> Any:
+        raise OperationalError("the database is down")
+
+    async def adatabase_down(self: Any) -> Any:
+        raise OperationalError("the database is down")
+
+    # The fault: Channels reads the session with load(), Django's async view with aload().
+    monkeypatch.setattr(SessionStore, "load", database_down)
+    monkeypatch.setattr(SessionStore, "aload", adatabase_down)
+    stream = Stream({"selector": "id = 'ch_503'"}, [(b"cookie", cookie.encode())])
+    body = json.loads(await stream.body())
+    assert (stream.start["status"], body["error"]["code"]) == (503, "service_unavailable")
+    assert (
+        stream.headers()["retry-after"]
+        == responses["503"]["headers"]["Retry-After"]["schema"]["const"]
+    )
+    assert "down" not in json.dumps(body)
+
+
 def test_under_wsgi_the_view_answers_501(client, front):
     if front == "lean":
         pytest.skip("WSGI has no lean path")

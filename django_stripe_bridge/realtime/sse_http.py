@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import (
@@ -42,6 +43,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.handlers.asgi import ASGIRequest
+from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
@@ -52,6 +54,8 @@ from ..conf import bridge_settings
 from .frames import ErrorCode
 from .limits import TokenBucket
 from .sse import EventStream, watch_shutdown
+
+logger = logging.getLogger(__name__)
 
 #: Clients whose stream-open budget is remembered (the least recently seen are forgotten).
 MAX_CLIENTS_TRACKED = 10_000
@@ -76,7 +80,15 @@ class Refused(Exception):
     def headers(self) -> dict[str, str]:
         if self.status == 405:
             return {"Allow": "GET"}
-        return {"Retry-After": "1"} if self.status == 429 else {}
+        retry = {429: "1", 503: "5"}.get(self.status)
+        return {"Retry-After": retry} if retry else {}
+
+
+def session_unavailable() -> Refused:
+    logger.warning("An event stream could not read its session; answered 503.", exc_info=True)
+    return Refused(
+        503, "service_unavailable", "The session could not be read (database unavailable)."
+    )
 
 
 def check(method: str, origin: str | None, client: str) -> None:
@@ -160,7 +172,11 @@ async def serve_events(scope: MutableMapping[str, Any], receive: Receive, send: 
         return
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), encoding="utf-8"))
     frame = subscribe_frame(query, headers.get("last-event-id"))
-    user = await session_user(headers.get("cookie"))
+    try:
+        user = await session_user(headers.get("cookie"))
+    except (DatabaseError, InterfaceError):
+        await _answer(send, session_unavailable())
+        return
     del headers, query
     stream = EventStream(user, get_channel_layer())
     await send(
@@ -251,13 +267,17 @@ async def events_view(request: HttpRequest) -> HttpResponseBase:
             )
         client = str(request.META.get("REMOTE_ADDR") or "?")
         check(request.method or "", request.headers.get("Origin"), client)
+        try:
+            user = await request.auser()
+        except (DatabaseError, InterfaceError):
+            raise session_unavailable() from None
     except Refused as refused:
         refusal = JsonResponse(refused.body(), status=refused.status)
         for name, value in refused.headers().items():
             refusal[name] = value
         return refusal
     frame = subscribe_frame(request.GET, request.headers.get("Last-Event-ID"))
-    stream = EventStream(await request.auser(), get_channel_layer())
+    stream = EventStream(user, get_channel_layer())
     response = StreamingHttpResponse(
         _releasing_thread(stream.events(frame)), content_type="text/event-stream"
     )
