@@ -285,8 +285,12 @@ _again = threading.Event()
 
 def kick() -> None:
     """Fetch what is due now in a background thread (one at a time per process; a kick
-    while it runs makes it go round once more)."""
+    while it runs makes it go round once more). The outbox relay thread, started here if
+    it does not run yet, retries what fails."""
     global _kicked
+    from . import outbox
+
+    outbox.ensure_relay()
     with _kick_lock:
         _again.set()
         if _kicked is not None and _kicked.is_alive():

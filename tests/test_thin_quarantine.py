@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from django_stripe_bridge import ingest, thin
 from django_stripe_bridge.models import QuarantinedEvent, StripeEvent, StripeTransaction, ThinEvent
+from django_stripe_bridge.upstream import plain
 from tests.charge_fixtures import *  # noqa: F403
 from tests.factories import charge_object, make_event
 from tests.relay import *  # noqa: F403
@@ -34,7 +35,7 @@ def poison(standin: Any, client: Any, notification: dict[str, Any]) -> str:
     several fetches would get it, so a retry would be seen. The snapshot event's id."""
     v2_event = client.v2.core.events.retrieve(notification["id"])
     snapshot_id = v2_event.snapshot_event
-    event = client.v1.events.retrieve(snapshot_id).to_dict()
+    event = plain(client.v1.events.retrieve(snapshot_id))
     event["data"]["object"].update(amount=HALF, amount_captured=HALF, payment_intent="pi_huge")
     standin._request(
         "POST",
