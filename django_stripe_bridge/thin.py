@@ -66,6 +66,10 @@ class DrainResult:
     quarantined: int = 0
 
 
+#: What ``_fetch_and_fold`` says of a row, in ``DrainResult``'s order.
+OUTCOMES = ("done", "retry", "refused", "quarantined")
+
+
 def is_thin(payload: Any) -> bool:
     """Whether a parsed webhook body is a thin event notification."""
     return isinstance(payload, Mapping) and payload.get("object") == THIN_OBJECT
@@ -143,10 +147,6 @@ def drain(*, limit: int = DRAIN_BATCH, now: dt.datetime | None = None) -> DrainR
         if row is not None:  # else another worker has it
             outcomes.append(_fetch_and_fold(row))
     return DrainResult(*(outcomes.count(name) for name in OUTCOMES))
-
-
-#: What ``_fetch_and_fold`` says of a row, in ``DrainResult``'s order.
-OUTCOMES = ("done", "retry", "refused", "quarantined")
 
 
 def lease() -> float:

@@ -18,6 +18,7 @@
   the request ``hold`` seconds, 30 by default, then fails it). An answer may also be
   ``{"status": 200, "body": {…}}``: that body is answered instead of the real one (a
   corrupted or hostile answer, such as an event the client's database cannot store).
+  ``GET /_standin/faults`` lists the answers not given yet (a test sees a request arrive).
 """
 
 from __future__ import annotations
@@ -264,6 +265,12 @@ async def set_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": len(faults)})
 
 
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"faults": [{"path": path, "answers": answers} for path, answers, _ in faults]}
+    )
+
+
 @web.middleware
 async def fault_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     for fault in faults:
@@ -284,3 +291,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v2/core/event_destinations/{id}/ping", ping)
     app.router.add_get("/v2/core/events/{id}", retrieve_event)
     app.router.add_post("/_standin/faults", set_faults)
+    app.router.add_get("/_standin/faults", list_faults)
