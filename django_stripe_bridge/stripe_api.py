@@ -127,7 +127,8 @@ def get_stripe_client() -> stripe.StripeClient:
             client = stripe.StripeClient(
                 api_key,
                 stripe_version=bridge_settings.API_VERSION or None,
-                base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+                # {} rather than None: stripe 12 takes None for a mapping and fails.
+                base_addresses={"api": api_base.rstrip("/")} if api_base else {},
                 max_network_retries=bridge_settings.MAX_NETWORK_RETRIES,
                 http_client=stripe.RequestsClient(
                     timeout=tuple(timeout) if isinstance(timeout, list) else timeout
