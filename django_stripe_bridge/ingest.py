@@ -192,7 +192,8 @@ def _update_transactions(
         wanted, {row.transaction_id: row.account for row, _ in new if row.account}
     )
     _lock_linked(transactions)
-    given_account = _share_accounts(new, transactions)
+    given_account = _accounts_from_sessions(transactions, links)
+    given_account |= _share_accounts(new, transactions)
     states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
     _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
 
@@ -334,6 +335,28 @@ def _session_to_link(
     if session.linked_id:
         return None  # linked before (to this PaymentIntent, or to another: the first stays)
     return link[0]
+
+
+def _accounts_from_sessions(
+    transactions: Mapping[str, StripeTransaction], links: Mapping[str, str]
+) -> set[str]:
+    """Give a PaymentIntent that joins a session the session's connected account, when its
+    own events have named none yet; the ids of the PaymentIntents given one.
+
+    The session's account is the server's policy decision at its create call. Stripe's
+    session object names no destination, so a destination charge's session event, which may
+    come first, would otherwise leave the payment (and that event) without its account.
+    """
+    given: set[str] = set()
+    for session_id, intent_id in links.items():
+        session, intent = transactions.get(session_id), transactions.get(intent_id)
+        if session is None or intent is None or not session.account or intent.account:
+            continue
+        if session.linked_id and session.linked_id != intent_id:
+            continue  # linked to another PaymentIntent before: the first stays
+        intent.account, intent.direct = session.account, intent.direct or session.direct
+        given.add(intent_id)
+    return given
 
 
 def _link(

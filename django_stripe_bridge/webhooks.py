@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, connections, transaction
+from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.request import RawPostDataException
 from django.utils.decorators import method_decorator
@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import ingest, metrics, thin
 from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
+from .db import non_atomic_requests
 from .events import validate_event
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
@@ -314,9 +315,7 @@ class WebhookView(View):
         # Under ATOMIC_REQUESTS the whole view would run in one transaction: the answer
         # could claim "stored" before the commit, and on_commit publishing would wait for
         # the end of the request. ingest_event manages its own transaction instead.
-        for alias in connections:
-            view = transaction.non_atomic_requests(using=alias)(view)
-        return view
+        return non_atomic_requests(view)
 
     # -- hooks to override ---------------------------------------------------------------
 
