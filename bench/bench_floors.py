@@ -25,7 +25,11 @@ Full run (about half an hour on 2 cores; PostgreSQL and Redis on 127.0.0.1, see 
 the Stripe corpus's fixture objects (``bench/_bodies.py``); ``small`` (the default) a
 ~300-byte charge. ``--load httpx`` sends the ingest load with httpx keep-alive clients in
 a process of their own (``bench/_httpx_load.py``) rather than from this one; ``--pin``
-pins the server to CPU 0 and the load to CPU 1 (as ``taskset`` would).
+pins the server to CPU 0 and the load to CPU 1 (as ``taskset`` would). Before each ingest
+setting's rounds the load's own ceiling is measured on the same server and placement, against
+a path that only answers 200 (``bench/floor/asgi.py``'s ``OK_PATH``); a bridge rate within
+80% of it is flagged ``client-bound``: the load, not the bridge, set it. ``--load-procs N``
+spreads the httpx load over N processes (a deviation from issue 20's one, said in the output).
 ``--webhook-path asgi`` serves the bridge's webhook through
 ``django_stripe_bridge.asgi.with_stripe_webhook`` instead of the Django view
 (``BENCH_WEBHOOK_PATH``). The PostgreSQL database is dropped and created anew:
@@ -74,6 +78,10 @@ from _load import (
 )
 
 FLOOR_WEBHOOK_PATH = "/bench/floor/webhook"
+#: ``bench/floor/asgi.py``'s path that answers 200 at once: the load's ceiling.
+OK_PATH = "/bench/ok"
+#: A bridge rate at this share of the load's ceiling or above is flagged client-bound.
+CLIENT_BOUND = 0.8
 KINDS = ("bridge", "floor")
 BENCH_APP = "bench.floor.asgi:application"
 #: With ``--pin``: the server's CPU and the load's.
@@ -132,15 +140,22 @@ class Report:
 
     rows: dict[tuple[str, str, str], dict[str, list[float]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: The load's requests/s against ``OK_PATH``, by (server, setting) of the ingest rounds.
+    ceilings: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def add(self, part: str, server: str, setting: str, kind: str, value: float) -> None:
         key = (part, server, setting)
         self.rows.setdefault(key, {k: [] for k in KINDS})[kind].append(value)
 
+    def client_bound(self, server: str, setting: str, bridge_rate: float) -> bool:
+        """Whether the bridge's rate came within ``CLIENT_BOUND`` of the load's ceiling."""
+        ceiling = self.ceilings.get((server, setting))
+        return ceiling is not None and bridge_rate >= CLIENT_BOUND * ceiling
+
     def table(self) -> str:
         lines = [
             f"{'measure (ratio = bridge/floor)':<34} {'server':<10} {'setting':<28} "
-            f"{'bridge':>9} {'floor':>9} {'ratio':>6}  better"
+            f"{'bridge':>9} {'floor':>9} {'ratio':>6}  better  load ceiling"
         ]
         for (part, server, setting), values in self.rows.items():
             bridge, floor = (
@@ -148,9 +163,15 @@ class Report:
             )
             ratio = bridge / floor if floor else float("nan")
             better = "higher" if part.endswith("/s") else "lower"
+            note = ""
+            ceiling = self.ceilings.get((server, setting))
+            if part == "ingest events/s" and ceiling is not None:
+                note = f"  {ceiling:.0f}/s"
+                if self.client_bound(server, setting, bridge):
+                    note += " client-bound"
             lines.append(
                 f"{part:<34} {server:<10} {setting:<28} {bridge:>9.2f} {floor:>9.2f} "
-                f"{ratio:>6.2f}  {better}"
+                f"{ratio:>6.2f}  {better:<6}{note}"
             )
         return "\n".join(lines)
 
@@ -168,15 +189,18 @@ class Report:
                 else float("nan")
             )
             met = rate >= RATE_TARGET and cpu_ratio <= CPU_TARGET
+            ceiling = self.ceilings.get((server, setting))
+            bound = self.client_bound(server, setting, statistics.median(values["bridge"]))
             lines.append(
                 f"| {server} | {setting} | {rate:.2f}x | {cpu_ratio:.2f} | "
-                f"{'met' if met else 'not met'} |"
+                f"{f'{ceiling:.0f}/s' if ceiling else '?'} | "
+                f"{'met' if met else 'not met'}{' (client-bound)' if bound else ''} |"
             )
         if not lines:
             return ""
         head = [
-            "| server | setting | events/s (≥ 3x) | CPU/event (≤ 0.33) | targets |",
-            "|---|---|---|---|---|",
+            "| server | setting | events/s (≥ 3x) | CPU/event (≤ 0.33) | load ceiling | targets |",
+            "|---|---|---|---|---|---|",
         ]
         return "\n".join(head + lines)
 
@@ -187,6 +211,10 @@ class Report:
                 for (part, server, setting), values in self.rows.items()
             ],
             "problems": self.problems,
+            "ceilings": [
+                {"server": server, "setting": setting, "requests/s": rate}
+                for (server, setting), rate in self.ceilings.items()
+            ],
         }
 
 
@@ -272,7 +300,8 @@ def pin(pid: int, cpus: int | set[int]) -> None:
 
 
 def webhook_path(kind: str) -> str:
-    return WEBHOOK_PATH if kind == "bridge" else FLOOR_WEBHOOK_PATH
+    """The path of ``kind``: ``bridge``, ``floor``, or ``ok`` (the load's ceiling)."""
+    return {"bridge": WEBHOOK_PATH, "ok": OK_PATH}.get(kind, FLOOR_WEBHOOK_PATH)
 
 
 def webhook_requests(port: int, kind: str, object_ids: list[str], body: str = "small"):
@@ -326,6 +355,7 @@ async def httpx_load(
     command += [str(live.port), webhook_path(kind), str(concurrency), file.name]
     if placement == "pinned":
         command += ["--cpu", str(LOAD_CPU)]
+    command += ["--procs", str(args.load_procs)]
     try:
         done = await asyncio.to_thread(
             subprocess.run, command, capture_output=True, text=True, timeout=600, check=True
@@ -354,6 +384,14 @@ async def ingest(live: Any, database: str, sizes: Sizes, report: Report, budget:
             for concurrency in sizes.concurrency:
                 setting = f"{database} c={concurrency} {body}"
                 setting += " pinned" if placement == "pinned" else ""
+                if args.load == "httpx" and args.load_procs > 1:
+                    setting += f" procs={args.load_procs}"
+                if not budget.left():
+                    report.problems.append(
+                        f"ingest {live.kind} {setting} and after: time budget spent"
+                    )
+                    return
+                await load_ceiling(live, setting, sizes, concurrency, report, args, body, placement)
                 for n, kind in alternate(sizes.rounds):
                     if not budget.left():
                         report.problems.append(
@@ -374,6 +412,25 @@ async def ingest(live: Any, database: str, sizes: Sizes, report: Report, budget:
                         f"  ingest {live.kind:<9} {setting:<28} {kind:<6} round {n}: "
                         f"{rate:7.1f} events/s, {cpu_ms:6.2f} ms CPU/event"
                     )
+
+
+async def load_ceiling(
+    live: Any,
+    setting: str,
+    sizes: Sizes,
+    concurrency: int,
+    report: Report,
+    args: argparse.Namespace,
+    body: str,
+    placement: str,
+) -> None:
+    """The load's own ceiling for ``setting``: the same requests, load and placement against
+    a path of the same server that reads the body and answers 200 at once."""
+    ids = [f"ch_ok_{placement}_{body}_{concurrency}_{i}" for i in range(sizes.events)]
+    load = await post(live, "ok", ids, concurrency, report, args, body, placement)
+    rate = load.count / load.elapsed
+    report.ceilings[(live.kind, setting)] = rate
+    say(f"  ingest {live.kind:<9} {setting:<28} load ceiling (answer only): {rate:7.1f} req/s")
 
 
 async def seed(live: Any, sizes: Sizes, report: Report) -> list[str]:
@@ -663,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
         default="asyncio",
         help="ingest load from raw asyncio streams in this process, or httpx in its own",
     )
+    parser.add_argument(
+        "--load-procs",
+        type=int,
+        default=1,
+        help="httpx load processes (default 1, as issue 20 says; more is a reported deviation)",
+    )
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, load on CPU 1")
     parser.add_argument(
         "--placement",
@@ -730,9 +793,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     report = Report()
+    procs = ""
+    if args.load == "httpx" and args.load_procs > 1:
+        procs = f" in {args.load_procs} processes (a deviation: issue 20 says one)"
     say(
         f"bench_floors: servers {', '.join(args.servers)}; webhook path {args.webhook_path}; "
-        f"layer {args.layer}; body {', '.join(args.bodies)}; load {args.load}; "
+        f"layer {args.layer}; body {', '.join(args.bodies)}; load {args.load}{procs}; "
         f"{' and '.join(args.placements)}; access log {'on' if args.access_log else 'off'}; "
         f"{'quick' if args.quick else 'full'} sizes; Redis {args.redis_url} (prefix {args.prefix})"
     )

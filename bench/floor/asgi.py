@@ -3,6 +3,8 @@
 ``BENCH_WEBHOOK_PATH`` picks how the bridge's webhook is served: ``view`` (default) through
 Django like every other URL, ``asgi`` through ``django_stripe_bridge.asgi.with_stripe_webhook``
 mounted in front of Django. The floor is served through Django either way.
+``OK_PATH`` answers 200 at once, before Django and the bridge, once it has read the body: the
+ceiling the load can reach on this server (``bench_floors.py`` measures it before the rounds).
 """
 
 import os
@@ -23,6 +25,28 @@ from bench.floor.consumers import FloorConsumer  # noqa: E402
 from django_stripe_bridge.routing import websocket_urlpatterns  # noqa: E402
 
 WEBHOOK_PATHS = ("view", "asgi")
+#: The path that only reads the body and answers 200 (the load's ceiling).
+OK_PATH = "/bench/ok"
+_OK_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"application/json"), (b"content-length", b"17")],
+}
+_OK_BODY = {"type": "http.response.body", "body": b'{"received":true}'}
+
+
+def answering_ok(app):
+    """``app`` with ``OK_PATH`` answered at once (after the body is read), before anything else."""
+
+    async def application(scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") != OK_PATH:
+            return await app(scope, receive, send)
+        while (await receive()).get("more_body"):
+            pass
+        await send(_OK_START)
+        await send(_OK_BODY)
+
+    return application
 
 
 def http_application():
@@ -31,7 +55,7 @@ def http_application():
     mode = os.environ.get("BENCH_WEBHOOK_PATH") or "view"
     site = ASGIStaticFilesHandler(django_asgi_app)
     if mode == "view":
-        return site
+        return answering_ok(site)
     if mode == "asgi":
         try:
             from django_stripe_bridge.asgi import with_stripe_webhook
@@ -40,7 +64,7 @@ def http_application():
                 "BENCH_WEBHOOK_PATH=asgi needs django_stripe_bridge.asgi.with_stripe_webhook, "
                 f"which this checkout does not have ({error})."
             ) from error
-        return with_stripe_webhook(site)
+        return answering_ok(with_stripe_webhook(site))
     raise ImproperlyConfigured(f"BENCH_WEBHOOK_PATH must be one of {WEBHOOK_PATHS}, not {mode!r}")
 
 
