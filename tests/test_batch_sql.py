@@ -242,3 +242,37 @@ def test_no_statement_passes_the_protocol_parameter_limit(monkeypatch: pytest.Mo
         rows = batch_sql.insert_and_lock(objs, using="default")
     assert [tx.pk for tx in rows] == [f"ch_{n}" for n in range(5)]
     assert len(statements) == 3  # 2 + 2 + 1
+
+
+def test_statement_texts_kept_once_written_follow_each_call() -> None:
+    """A statement's text is written out once per connection and kept; what is kept follows
+    whether Django logs queries, the number of rows and the fields written."""
+    for tx_id in ("ch_a", "ch_b"):
+        StripeTransaction.objects.create(id=tx_id, kind="charge", amount=1)
+
+    def update(objs: list[StripeTransaction], fields: list[str]) -> None:
+        batch_sql.update_fields(objs, fields, using="default")
+
+    with recorded_statements() as first:
+        update([StripeTransaction(id="ch_a", status="failed")], ["status"])
+    with CaptureQueriesContext(connection) as queries:
+        update([StripeTransaction(id="ch_b", status="refunded")], ["status"])
+    with recorded_statements() as again:
+        update([StripeTransaction(id="ch_a", status="failed")], ["status"])
+        update(
+            [
+                StripeTransaction(id="ch_a", amount=5, status="x"),
+                StripeTransaction(id="ch_b", amount=7, status="y"),
+            ],
+            ["amount"],
+        )
+
+    assert again[0] == first[0]
+    logged = queries.captured_queries[0]["sql"]
+    assert "$1" not in logged and "refunded" in logged
+    assert again[1].count("(") > first[0].count("(") and "amount" in again[1]
+    assert "status" not in again[1].split("SET", 1)[1]
+    rows = dict(StripeTransaction.objects.values_list("pk", "status"))
+    amounts = dict(StripeTransaction.objects.values_list("pk", "amount"))
+    assert rows == {"ch_a": "failed", "ch_b": "refunded"}
+    assert amounts == {"ch_a": 5, "ch_b": 7}
