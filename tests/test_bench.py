@@ -57,6 +57,13 @@ def check_report(result: subprocess.CompletedProcess[str], out) -> None:
         assert row["bridge"] and row["floor"], row
         assert all(value > 0 for value in row["bridge"] + row["floor"]), row
     assert "ratio" in result.stdout
+    # The load's own ceiling, measured on the same server before each ingest setting.
+    ingest_settings = {
+        (r["server"], r["setting"]) for r in report["rows"] if "ingest" in r["measure"]
+    }
+    ceilings = {(c["server"], c["setting"]): c["requests/s"] for c in report["ceilings"]}
+    assert set(ceilings) == ingest_settings and all(rate > 0 for rate in ceilings.values())
+    assert "load ceiling" in result.stdout
 
 
 def test_quick_bench_measures_every_part_against_its_floor(redis_url, tmp_path):
