@@ -309,6 +309,32 @@ def test_staff_operations_and_sync_act_on_the_right_account(
     assert StripeEvent.objects.count() == before
 
 
+def test_staff_capture_and_cancel_act_on_the_right_account(platform: dict[str, Any]) -> None:
+    """Authorizations held for each seller: captured and released with the account's
+    ``Stripe-Account`` for a direct charge, on the platform for a destination charge."""
+    direct, destination = platform["direct"], platform["destination"]
+    client = platform["client"]
+    held = {"amount": 1100, "payment_method": "pm_card_visa", "confirm": True}
+    held["capture_method"] = "manual"
+    made = {
+        (account, step): pay("stripe_bridge:payment-intents", {**held, "account": account})
+        for account in (direct, destination)
+        for step in ("capture", "cancel")
+    }
+    assert {answer["status"] for answer in made.values()} == {"requires_capture"}
+    for (account, step), answer in made.items():
+        tx = StripeTransaction.objects.get(pk=answer["id"])
+        assert tx.account == account
+        if step == "capture":
+            assert operations.capture(tx, amount=1000)["status"] == "succeeded"
+        else:
+            assert operations.cancel(tx)["status"] == "canceled"
+        where = {"stripe_account": account} if account == direct else {}
+        intent = client.v1.payment_intents.retrieve(answer["id"], options=where)
+        wanted = ("succeeded", 1000) if step == "capture" else ("canceled", 0)
+        assert (intent.status, intent.amount_received) == wanted, (account, step)
+
+
 # --- Checkout Sessions for connected accounts ----------------------------------------------
 
 
