@@ -152,7 +152,11 @@ async def test_replay_and_resume_give_a_seller_nothing_of_another_account(mode: 
         ids = "id IN ('ch_mine', 'ch_theirs', 'ch_theirs_dest', 'ch_platform')"
         for frame in (
             {"selector": "id = 'ch_theirs'", "subscription": "refused", "replay": mode},
-            {"selector": f"{ids} AND account = '{MINE}'", "subscription": "replayed", "replay": mode},
+            {
+                "selector": f"{ids} AND account = '{MINE}'",
+                "subscription": "replayed",
+                "replay": mode,
+            },
             {
                 "selector": f"account = '{MINE}' AND {ids}",
                 "subscription": "resumed",
@@ -167,7 +171,9 @@ async def test_replay_and_resume_give_a_seller_nothing_of_another_account(mode: 
         ):
             await seller.send({"action": "subscribe", **frame})
         frames = await frames_of(seller)
-        answers = {f["subscription"]: f.get("code", f["type"]) for f in frames if "headers" not in f}
+        answers = {
+            f["subscription"]: f.get("code", f["type"]) for f in frames if "headers" not in f
+        }
         assert answers == {
             "refused": "forbidden",
             "replayed": "subscribed",
