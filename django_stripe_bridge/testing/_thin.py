@@ -90,7 +90,7 @@ async def create_destination(request: web.Request) -> web.Response:
         "object": "v2.core.event_destination",
         "created": now,
         "updated": now,
-        "description": data.get("description"),
+        "description": data.get("description") or "",
         "enabled_events": list(enabled),
         "event_payload": payload,
         "events_from": list(data.get("events_from") or ["@self"]),
