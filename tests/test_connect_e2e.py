@@ -477,7 +477,7 @@ def test_the_offline_stripe_checkout_pays_in_the_sessions_account(
     assert paid.transfer_data.destination == destination
     assert (paid.application_fee_amount, paid.on_behalf_of) == (450, destination)
     charge = client.v1.charges.retrieve(paid.latest_charge)
-    assert (charge.destination, charge.on_behalf_of) == (destination, destination)
+    assert (charge.transfer_data.destination, charge.on_behalf_of) == (destination, destination)
     transfer = client.v1.transfers.retrieve(charge.transfer)
     assert (transfer.destination, transfer.amount, transfer.source_transaction) == (
         destination,
@@ -543,7 +543,11 @@ def test_a_destination_checkout_paid_by_debit_transfers_once_settled(
     pending = client.v1.charges.retrieve(
         client.v1.payment_intents.retrieve(intent_id).latest_charge
     )
-    assert (pending.status, pending.destination, pending.transfer) == ("pending", destination, None)
+    assert (pending.status, pending.transfer_data.destination, pending.transfer) == (
+        "pending",
+        destination,
+        None,
+    )
     bridge_stripe.settle()
     settled = client.v1.charges.retrieve(pending.id)
     assert settled.status == "succeeded"

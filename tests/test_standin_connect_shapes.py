@@ -102,6 +102,15 @@ def test_the_offline_stripes_connect_and_v2_objects_have_stripes_shapes(
         *((event, stripe.Event) for event in connect_events),
     ]
     problems = [p for obj, cls in objects for p in shape_problems(obj.to_dict(), cls)]
+    # Charges and PaymentIntents of each kind; 'invoice' (and a PaymentIntent's 'charges')
+    # belong to older API versions, which the stand-in renders for every version.
+    older = ("charge.invoice: ", "payment_intent.invoice: ", "payment_intent.charges: ")
+    for obj, cls in (
+        (charge, stripe.Charge),
+        (direct, stripe.Charge),
+        (paid, stripe.PaymentIntent),
+    ):
+        problems += [p for p in shape_problems(obj.to_dict(), cls) if not p.startswith(older)]
     problems += [p for n in notifications for p in shape_problems(n, UnknownEventNotification)]
     assert not problems, "\n".join(problems)
     assert {e.account for e in connect_events} == {account.id}

@@ -319,7 +319,6 @@ def init_payment(obj: Any, params: dict[str, Any]) -> None:
     if obj.object == "charge":
         obj.transfer = None
         obj.application_fee = None
-        obj.destination = (obj.transfer_data or {}).get("destination")
 
 
 def inherit_from_intent(charge: Any) -> None:
@@ -328,7 +327,6 @@ def inherit_from_intent(charge: Any) -> None:
     if intent is not None and getattr(charge, "transfer_data", None) is None:
         for key in CONNECT_PARAMS:
             setattr(charge, key, getattr(intent, key, None))
-        charge.destination = (charge.transfer_data or {}).get("destination")
 
 
 def on_captured(charge: Any) -> None:
