@@ -599,3 +599,33 @@ def test_a_client_cannot_override_the_policy_for_a_checkout(platform: dict[str, 
     assert (intent.application_fee_amount, intent.on_behalf_of) == (150, destination)
     tx = StripeTransaction.objects.get(pk=session["id"])
     assert (tx.account, tx.direct) == (destination, False)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("stripe_bridge:charge", {"token": "tok_visa", "amount": 2000}),
+        ("stripe_bridge:payment-intents", {"amount": 2000, "payment_method": "pm_card_visa"}),
+    ],
+)
+def test_a_client_cannot_override_the_policy_for_a_charge_or_payment_intent(
+    platform: dict[str, Any], path: str, body: dict[str, Any]
+) -> None:
+    """Whose payment it is, and how, is the server's: Connect parameters in the body are
+    refused by name, with or without an account, and nothing reaches Stripe."""
+    direct, destination = platform["direct"], platform["destination"]
+    for smuggled in (
+        {"transfer_data": {"destination": direct}},
+        {"application_fee_amount": 0},
+        {"on_behalf_of": direct},
+        {"stripe_account": direct},
+        {"payment_intent_data": {"transfer_data": {"destination": direct}}},
+    ):
+        for account in ({"account": destination}, {}):
+            answer = pay(path, {**body, **account, **smuggled}, 400)
+            assert answer["error"]["param"] == next(iter(smuggled)), (smuggled, account)
+    assert not StripeTransaction.objects.exists()
+    client = platform["client"]
+    assert client.v1.charges.list().data == []
+    for account_id in (direct, destination):
+        assert client.v1.charges.list(options={"stripe_account": account_id}).data == []
