@@ -145,3 +145,46 @@ def test_a_thin_destination_set_up_by_default_takes_every_payment_objects_events
     assert {kind.replace("charge.dispute", "dispute") for kind in kinds} >= PAYMENT_OBJECTS
     for wanted in ("v1.checkout.session.completed", "v1.refund.failed"):
         assert wanted in THIN_EVENTS
+
+
+def test_a_connected_accounts_payment_through_both_destinations_is_stored_once(
+    destinations: dict[str, Any], relay: Relay, settings: Any
+) -> None:
+    """Stripe's migration path for a connected account: its Connect webhook (snapshot) and
+    a thin Connect destination both active. Each event is stored once, with the account,
+    and the payment ends in the status the snapshot events give it."""
+    from django_stripe_bridge.conf import bridge_settings
+    from django_stripe_bridge.payment_state import fold
+    from tests.charge_fixtures import bridge_settings_for
+
+    client, account, standin = (
+        destinations["client"],
+        destinations["account"],
+        destinations["standin"],
+    )
+    standin.register_webhook(relay.url + "/connect", "whsec_thin_connect", name="c", connect=True)
+    endpoints = dict(bridge_settings.WEBHOOK_ENDPOINTS)
+    bridge_settings_for(
+        settings, WEBHOOK_ENDPOINTS={**endpoints, "connect": ["whsec_thin_connect"]}
+    )
+    on_account = {"stripe_account": account}
+    charge = client.v1.charges.create(
+        {"amount": 2400, "currency": "usd", "source": "tok_visa"}, options=on_account
+    )
+    client.v1.refunds.create({"charge": charge.id, "amount": 400}, options=on_account)
+    delivered = forward(relay, wait=2.0)
+    snapshots = [a["body"] for a in delivered if a["path"] == "connect"]
+    thin_ones = [a for a in delivered if a["path"] == "thinconnect"]
+    assert snapshots and thin_ones
+    assert {e["account"] for e in snapshots} == {account}
+    before = set(StripeEvent.objects.values_list("event_id", flat=True))
+    assert thin.drain().done == len(thin_ones)
+    # Each thin event stood for a snapshot event already stored: nothing new.
+    assert set(StripeEvent.objects.values_list("event_id", flat=True)) == before
+    folded = set(ThinEvent.objects.values_list("stripe_event_id", flat=True))
+    assert folded <= before
+    tx = StripeTransaction.objects.get(pk=charge.id)
+    own = [e for e in snapshots if e["data"]["object"].get("id") == charge.id]
+    assert (tx.status, tx.account, tx.direct) == (fold(own).status, account, True)
+    assert tx.status == "partially_refunded"
+    assert set(StripeEvent.objects.values_list("account", flat=True)) == {account}
