@@ -38,7 +38,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, checkout, idempotency
+from . import __version__, charges, checkout, idempotency, schema_events
 from . import connect as connect_policy
 from .conf import bridge_settings
 from .connect import ConnectCharge
@@ -718,7 +718,18 @@ class SchemaView(SpectacularAPIView):
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
         routes = import_module(self.bridge_urlconf).urlpatterns
         self.patterns = [re_path("^" + re.escape(prefix), include(routes))]
-        self.custom_settings = {"OAS_VERSION": OAS_VERSION}
+        self.custom_settings = {
+            "OAS_VERSION": OAS_VERSION,
+            # The project's hooks, then the one describing the event stream (dotted paths:
+            # drf-spectacular imports what custom_settings names).
+            "POSTPROCESSING_HOOKS": [
+                f"{hook.__module__}.{hook.__qualname__}"
+                for hook in [
+                    *spectacular_settings.POSTPROCESSING_HOOKS,
+                    schema_events.add_events_operation,
+                ]
+            ],
+        }
         if not spectacular_settings.TITLE:
             self.custom_settings.update(
                 TITLE="django-stripe-bridge",
