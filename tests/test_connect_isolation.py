@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import override_settings
 
+from django_stripe_bridge.asgi import with_stripe_webhook
 from django_stripe_bridge.realtime import replay
 from django_stripe_bridge.realtime.resume import resume_messages
 from django_stripe_bridge.selectors import compile_selector
@@ -222,8 +223,18 @@ async def test_the_catch_up_after_layer_loss_and_resume_filter_by_account() -> N
 PATH = "/api/services/Stripe/events"
 
 
-async def open_stream(query: dict[str, str], cookie: str) -> tuple[asyncio.Queue[Any], Any]:
-    """An events (SSE) request with ``cookie``; its queue of body chunks and its task."""
+#: The two front doors of a stream: ``with_stripe_webhook``'s lean path, and the view.
+FRONT_DOORS = {
+    "lean": lambda: with_stripe_webhook(get_asgi_application()),
+    "view": get_asgi_application,
+}
+
+
+async def open_stream(
+    query: dict[str, str], cookie: str, front: str
+) -> tuple[asyncio.Queue[Any], Any]:
+    """An events (SSE) request with ``cookie`` through ``front``; its queue of body chunks
+    and its task."""
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
         "method": "GET", "scheme": "http", "path": PATH, "raw_path": PATH.encode(),
@@ -249,7 +260,7 @@ async def open_stream(query: dict[str, str], cookie: str) -> tuple[asyncio.Queue
             if not message.get("more_body"):
                 chunks.put_nowait(None)
 
-    task = asyncio.ensure_future(get_asgi_application()(scope, receive, send))
+    task = asyncio.ensure_future(FRONT_DOORS[front]()(scope, receive, send))
     task.gone = gone  # type: ignore[attr-defined]
     return chunks, task
 
@@ -269,17 +280,18 @@ async def stream_frames(chunks: asyncio.Queue[Any], quiet: float = 1.0) -> list[
     return [json.loads(line[len("data: ") :]) for line in lines if line.startswith("data: ")]
 
 
-async def test_an_sse_stream_holds_a_seller_to_its_own_account() -> None:
+@pytest.mark.parametrize("front", sorted(FRONT_DOORS))
+async def test_an_sse_stream_holds_a_seller_to_its_own_account(front: str) -> None:
     await store_payments()
     with override_settings(STRIPE_BRIDGE=SETTINGS):
         cookie = await login("seller1")
         for selector in ("", f"account = '{THEIRS}'", f"account = '{MINE}' OR TRUE"):
-            chunks, task = await open_stream({"selector": selector}, cookie)
+            chunks, task = await open_stream({"selector": selector}, cookie, front)
             frames = await stream_frames(chunks)
             assert [f.get("code") for f in frames] == ["forbidden"], selector
             await asyncio.wait_for(task, 5)
         query = {"selector": f"account = '{MINE}' AND id IN ('ch_mine', 'ch_theirs')"}
-        chunks, task = await open_stream({**query, "replay": "all"}, cookie)
+        chunks, task = await open_stream({**query, "replay": "all"}, cookie, front)
         opened = await stream_frames(chunks)
         assert opened[0]["type"] == "subscribed"
         assert [f["headers"]["id"] for f in opened[1:]] == ["ch_mine", "ch_mine"]
