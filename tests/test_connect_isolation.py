@@ -230,6 +230,11 @@ FRONT_DOORS = {
 }
 
 
+#: A client address of these streams' own: the streams opened per address a second are
+#: bounded, and other tests' streams come from 127.0.0.1.
+STREAM_CLIENTS = {"lean": "192.0.2.10", "view": "192.0.2.11"}
+
+
 async def open_stream(
     query: dict[str, str], cookie: str, front: str
 ) -> tuple[asyncio.Queue[Any], Any]:
@@ -240,7 +245,7 @@ async def open_stream(
         "method": "GET", "scheme": "http", "path": PATH, "raw_path": PATH.encode(),
         "query_string": urlencode(query).encode(), "root_path": "",
         "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        "client": (STREAM_CLIENTS[front], 5000), "server": ("testserver", 80),
     }  # fmt: skip
     chunks: asyncio.Queue[Any] = asyncio.Queue()
     gone = asyncio.Event()
