@@ -1,7 +1,8 @@
 """A seller never receives another connected account's events, whatever it tries: selector
 tricks (OR, NOT, an account in an inner clause, no account at all), and every path an event
 can take to a subscriber (live, replay ``latest`` and ``all``, resume with ``since``, the
-catch-up after the layer lost its state, the Server-Sent Events stream)."""
+catch-up after the layer lost its state — read directly, and after a real ``FLUSHDB`` — and
+the Server-Sent Events stream through both front doors)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import override_settings
@@ -24,6 +26,9 @@ from django_stripe_bridge.selectors import compile_selector
 from tests.factories import charge_object, make_event
 from tests.realtime_fixtures import *  # noqa: F403
 from tests.realtime_fixtures import ingest, open_client, session_cookie
+from tests.test_recovery import flushable_layer
+
+__all__ = ["flushable_layer"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -307,3 +312,33 @@ async def test_an_sse_stream_holds_a_seller_to_its_own_account(front: str) -> No
         assert [(f["headers"]["id"], f["headers"]["account"]) for f in live] == [("ch_mine", MINE)]
         task.gone.set()
         await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.redis
+async def test_the_catch_up_after_a_real_layer_state_loss_gives_only_the_own_account(
+    flushable_layer: Any,
+) -> None:
+    """Redis loses every group membership (``FLUSHDB``): what a seller's subscription missed
+    comes back by catch-up replay, its own account's events only."""
+    from tests.test_recovery import PROBE_INTERVAL
+
+    with override_settings(STRIPE_BRIDGE={**settings.STRIPE_BRIDGE, **SETTINGS}):
+        seller = await open_client(cookie=await login("seller1"))
+        answer = await seller.subscribe(
+            f"account = '{MINE}' AND id IN ('ch_mine', 'ch_theirs')",
+            subscription="s",
+            replay="none",
+        )
+        assert answer["type"] == "subscribed"
+        await asyncio.sleep(PROBE_INTERVAL * 2)  # the watch has seen the layer work
+        await flushable_layer.flushdb()
+        await ingest(direct("ch_theirs", THEIRS))
+        await ingest(direct("ch_theirs", THEIRS, "charge.refunded"))
+        missed = await ingest(direct("ch_mine", MINE))
+        frame = await seller.recv(timeout=60)
+        assert (frame["headers"]["event_id"], frame["replayed"]) == (missed.event.event_id, True)
+        assert await seller.nothing(timeout=1.5)
+        later = await ingest(direct("ch_theirs", THEIRS, "charge.updated"))
+        assert later.event.account == THEIRS
+        assert await seller.nothing(timeout=1.0)
+        await seller.close()
