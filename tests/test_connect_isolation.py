@@ -342,3 +342,40 @@ async def test_the_catch_up_after_a_real_layer_state_loss_gives_only_the_own_acc
         assert later.event.account == THEIRS
         assert await seller.nothing(timeout=1.0)
         await seller.close()
+
+
+@pytest.mark.parametrize("policy", ["pinned", "staff"])
+def test_polling_a_transaction_answers_as_the_subscribe_policy_would(policy: str) -> None:
+    """``GET transactions/<id>``: under ``pinned`` knowing the id is enough (as for a
+    subscription to it); under ``staff`` only staff, and a seller for its own account's."""
+    from django.test import Client as HttpClient
+    from django.urls import reverse
+
+    from django_stripe_bridge.ingest import ingest_event
+
+    ingest_event(direct("ch_mine", MINE), publish=False)
+    ingest_event(direct("ch_theirs", THEIRS), publish=False)
+    ingest_event(make_event("charge.succeeded", charge_object("ch_platform")), publish=False)
+    users = get_user_model().objects
+    clients = {"anonymous": HttpClient(), "seller1": HttpClient(), "staff": HttpClient()}
+    clients["seller1"].force_login(users.create_user("seller1", password="x"))
+    clients["staff"].force_login(users.create_user("staff", password="x", is_staff=True))
+    answers = {}
+    with override_settings(STRIPE_BRIDGE={**SETTINGS, "SUBSCRIBE_POLICY": policy}):
+        for who, http in clients.items():
+            for tx_id in ("ch_mine", "ch_theirs", "ch_platform", "ch_missing"):
+                answer = http.get(reverse("stripe_bridge:transaction", args=[tx_id]))
+                answers[who, tx_id] = answer.status_code
+                if answer.status_code == 403:
+                    assert answer.json()["error"]["code"] == "permission_denied"
+    missing = {key: code for key, code in answers.items() if key[1] == "ch_missing"}
+    assert set(missing.values()) == {404}
+    found = {key: code for key, code in answers.items() if key[1] != "ch_missing"}
+    if policy == "pinned":
+        assert set(found.values()) == {200}
+    else:
+        allowed = {key for key, code in found.items() if code == 200}
+        assert allowed == {("seller1", "ch_mine")} | {
+            ("staff", tx) for tx in ("ch_mine", "ch_theirs", "ch_platform")
+        }
+        assert {code for key, code in found.items() if key not in allowed} == {403}
