@@ -18,7 +18,10 @@
   made so far (a test makes one that has no snapshot event, only its related object).
 - ``POST /_standin/faults`` ``{"path": "/v2/core/events/", "answers": [500, "timeout"]}``
   makes the next requests under ``path`` fail that way, one answer each (``timeout`` holds
-  the request ``hold`` seconds, 30 by default, then fails it).
+  the request ``hold`` seconds, 30 by default, then fails it). An answer may also be
+  ``{"status": 200, "body": {…}}``: that body is answered instead of the real one (a
+  corrupted or hostile answer, such as an event the client's database cannot store).
+  ``GET /_standin/faults`` lists the answers not given yet (a test sees a request arrive).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ destinations: dict[str, dict[str, Any]] = {}
 _secrets: dict[str, str] = {}
 #: The v2 events made so far, by id.
 events: dict[str, dict[str, Any]] = {}
-#: Failures to answer with: (path prefix, [500 | "timeout", …], seconds a timeout holds).
+#: Failures to answer with: (path prefix, [500 | "timeout" | {"status", "body"}, …], seconds
+#: a timeout holds).
 faults: list[list[Any]] = []
 
 
@@ -268,9 +272,17 @@ async def set_faults(request: web.Request) -> web.Response:
     data = await request.json()
     path, answers = data.get("path"), data.get("answers")
     if not isinstance(path, str) or not isinstance(answers, list):
-        return _v2_error(400, "Give a 'path' prefix and a list of 'answers' (500, 'timeout').")
+        return _v2_error(
+            400, "Give a 'path' prefix and a list of 'answers' (500, 'timeout', {status, body})."
+        )
     faults.append([path, list(answers), float(data.get("hold", 30))])
     return web.json_response({"faults": len(faults)})
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response(
+        {"faults": [{"path": path, "answers": answers} for path, answers, _ in faults]}
+    )
 
 
 @web.middleware
@@ -279,6 +291,8 @@ async def fault_middleware(request: web.Request, handler: Any) -> web.StreamResp
         path, answers, hold = fault
         if request.path.startswith(path) and answers:
             answer = answers.pop(0)
+            if isinstance(answer, dict):
+                return web.json_response(answer.get("body"), status=int(answer.get("status", 200)))
             if answer == "timeout":
                 await asyncio.sleep(hold)
             raise StripeAPIError(500, "The stand-in failed on purpose.", type="api_error")
@@ -291,4 +305,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v2/core/event_destinations/{id}/ping", ping)
     app.router.add_get("/v2/core/events/{id}", retrieve_event)
     app.router.add_post("/_standin/faults", set_faults)
+    app.router.add_get("/_standin/faults", list_faults)
     app.router.add_post("/_standin/v2_events/{id}", change_event)
