@@ -296,9 +296,8 @@ async def test_a_session_that_cannot_be_read_is_503_not_500(monkeypatch):
     assert "down" not in json.dumps(body)
 
 
+@pytest.mark.parametrize("front", ["view"], indirect=True)  # WSGI has no lean path
 def test_under_wsgi_the_view_answers_501(client, front):
-    if front == "lean":
-        pytest.skip("WSGI has no lean path")
     response = client.get(PATH, {"selector": "id = 'ch_w'"})
     assert response.status_code == 501
     assert response.json()["error"]["code"] == "not_asgi"
