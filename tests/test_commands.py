@@ -292,6 +292,21 @@ def test_sync_skips_invalid_events_and_fails() -> None:
     assert StripeEvent.objects.filter(event_id=good["id"]).exists()
 
 
+@pytest.mark.django_db
+def test_sync_of_an_account_refuses_an_event_naming_another() -> None:
+    """Listed with ``Stripe-Account: acct_A``, an event that says it is ``acct_B``'s is not
+    stored under either account."""
+    own, stray = fresh_event("charge.succeeded"), fresh_event("charge.succeeded")
+    stray["account"] = "acct_B"
+    with (
+        mock.patch("django_stripe_bridge.stripe_api.list_events", return_value=iter([own, stray])),
+        pytest.raises(CommandError, match="1 invalid"),
+    ):
+        run("stripe_bridge_sync", "--account", "acct_A")
+    assert StripeEvent.objects.get(event_id=own["id"]).account == "acct_A"
+    assert not StripeEvent.objects.filter(event_id=stray["id"]).exists()
+
+
 # -- webhook setup ---------------------------------------------------------------------------
 
 
