@@ -530,7 +530,7 @@ def summary(kind: str, bridge: dict[str, Any], bare: dict[str, Any], args: argpa
             "≤ 1.2",
         ),
         (
-            f"broadcast to {STAFF}: last, ms",
+            f"broadcast to {min(STAFF, args.sockets - WATCHERS)}: last, ms",
             f"{statistics.median(bridge['broadcast_ms']):.0f}",
             "",
             float("nan"),
