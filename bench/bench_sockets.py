@@ -244,7 +244,11 @@ def bench_server(kind: str, args: argparse.Namespace) -> Iterator[Any]:
     with run_server(kind, env, app=BENCH_APP, access_log=False, stop_wait=2) as live:
         if args.pin:
             pin(live.process.pid, SERVER_CPU)
-        yield live
+        try:
+            yield live
+        except BaseException:
+            say(f"the server's log ends with:\n{live.log()[-3000:]}")
+            raise
 
 
 def staff_cookie(live: Any) -> str:

@@ -41,7 +41,7 @@ from ..conf import bridge_settings
 from .engine import Engine
 from .frames import ErrorCode, FrameError, dumps
 from .limits import TokenBucket
-from .transport import Transport, receive_retrying
+from .transport import RetryingReceive, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class EventStream(Transport):
 
     async def _receive(self) -> None:
         layer, name = self.channel_layer, self.channel_name
-        receive = receive_retrying(lambda: layer.receive(name), lambda: self.engine.closed)
+        receive = RetryingReceive(lambda: layer.receive(name), self.engine)
         try:
             while not self.engine.closed:
                 message = await receive()

@@ -22,7 +22,7 @@ from .engine import Engine
 from .frames import ErrorCode, FrameError, decode, dumps
 from .limits import TokenBucket
 from .subscription import Subscription
-from .transport import Transport, receive_retrying
+from .transport import RetryingReceive, Transport
 
 __all__ = ["ErrorCode", "FrameError", "StripeEventConsumer", "Subscription"]
 
@@ -52,7 +52,7 @@ class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer
     @channel_receive.setter
     def channel_receive(self, receive: Any) -> None:
         # Channels sets this to the layer's receive() and closes the socket if it raises.
-        self._channel_receive = receive_retrying(receive, lambda: self.engine.closed)
+        self._channel_receive = RetryingReceive(receive, self.engine)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
