@@ -303,6 +303,14 @@ def tcp_memory_kib() -> int:
     return 0
 
 
+def slab_kib() -> int:
+    """The kernel's slab memory (``/proc/meminfo``), machine-wide, in KiB: socket structures."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1])
+    return 0
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -423,7 +431,7 @@ async def bridge_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) 
             await latency(poster, mine, ids, 10)  # warm-up
             out["latency_10"] = await latency(poster, mine, ids, args.rounds)
             redis_before = redis_figures(args.redis_url)
-            tcp_before = tcp_memory_kib()
+            tcp_before, slab_before = tcp_memory_kib(), slab_kib()
             before = await settled_rss(live.process.pid)
             seconds, cpu = await open_mass(clients, live, bridge_url, run, mass, cookie)
             after = await settled_rss(live.process.pid)
@@ -432,6 +440,7 @@ async def bridge_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) 
             out["kib_per_socket"] = (after - before) / mass
             out["connect_seconds"], out["connect_cpu_ms"] = seconds, cpu * 1000 / mass
             out["tcp_kib"] = tcp_memory_kib() - tcp_before
+            out["slab_kib_per_socket"] = (slab_kib() - slab_before) / mass
             out["redis_bytes_per_socket"] = (redis_after[0] - redis_before[0]) / mass
             out["redis_clients"] = redis_after[1] - redis_before[1]
             say(
@@ -548,8 +557,9 @@ def summary(kind: str, bridge: dict[str, Any], bare: dict[str, Any], args: argpa
         say(f"  {name:<34} {mine:9.2f} {shown} {ratio:>6}  {target}")
     say(
         f"  Redis: {bridge['redis_bytes_per_socket']:.0f} bytes per socket, "
-        f"+{bridge['redis_clients']} connections; kernel TCP memory +{bridge['tcp_kib']} KiB "
-        f"(both ends); client processes {bridge['client_rss_kib'] / 1024:.0f} MiB"
+        f"+{bridge['redis_clients']} connections; kernel: TCP buffers +{bridge['tcp_kib']} KiB, "
+        f"slab {bridge['slab_kib_per_socket']:.1f} KiB per socket (machine-wide, both ends); "
+        f"client processes {bridge['client_rss_kib'] / 1024:.0f} MiB"
     )
 
 

@@ -52,22 +52,26 @@ MATCH_SLICE = 0.002
 REJOIN_MAX_DELAY = 5.0
 
 
+#: The engine's attributes: one engine per connection, 20,000 a process and more, so no
+#: ``__dict__`` (docs/scaling.md).
+ENGINE_SLOTS = (
+    "__weakref__",
+    "_generated",
+    "_recent",
+    "_rejoin",
+    "_replay_slot",
+    "_selector_chars",
+    "closed",
+    "groups",
+    "subscriptions",
+    "transport",
+)
+
+
 class Engine:
     """The subscriptions of one connection: subscribe, unsubscribe, deliver, recover, close."""
 
-    # One per connection, 20,000 a process and more: no __dict__ (docs/scaling.md).
-    __slots__ = (
-        "__weakref__",
-        "_generated",
-        "_recent",
-        "_rejoin",
-        "_replay_slot",
-        "_selector_chars",
-        "closed",
-        "groups",
-        "subscriptions",
-        "transport",
-    )
+    __slots__ = ENGINE_SLOTS
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
@@ -83,8 +87,7 @@ class Engine:
     @property
     def replay_slot(self) -> asyncio.Semaphore:
         """One replay read at a time per connection."""
-        if self._replay_slot is None:
-            self._replay_slot = asyncio.Semaphore(1)
+        self._replay_slot = self._replay_slot or asyncio.Semaphore(1)
         return self._replay_slot
 
     def start(self) -> None:
