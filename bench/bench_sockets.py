@@ -394,6 +394,18 @@ async def latency(poster: Poster, sockets: list[Any], ids: list[str], rounds: in
     return samples
 
 
+async def timed_latency(
+    live: Any, poster: Poster, sockets: list[Any], ids: list[str], rounds: int, idle: float = 0.0
+) -> tuple[list[float], float]:
+    """``latency()``, and the server's CPU ms per event: the CPU it used meanwhile, less what
+    it uses idle (``idle``: the fraction of a CPU measured with nothing sent), per event.
+    CPU time is what a busy machine does not change much, unlike the latency."""
+    cpu, started = cpu_seconds(live.process.pid), time.perf_counter()
+    samples = await latency(poster, sockets, ids, rounds)
+    used = cpu_seconds(live.process.pid) - cpu - idle * (time.perf_counter() - started)
+    return samples, used * 1000 / rounds
+
+
 def event_of(frame: dict[str, Any]) -> str | None:
     """The event id of a ``message`` frame, the bridge's or the bare consumer's."""
     return (frame.get("headers") or {}).get("event_id") or frame.get("event_id")
@@ -429,7 +441,9 @@ async def bridge_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) 
             ids = [f"pi_{run}_w{n}" for n in range(WATCHERS)]
             mine = await watchers(live, bridge_url, ids)
             await latency(poster, mine, ids, 10)  # warm-up
-            out["latency_10"] = await latency(poster, mine, ids, args.rounds)
+            out["latency_10"], out["cpu_ms_per_event_10"] = await timed_latency(
+                live, poster, mine, ids, args.rounds
+            )
             redis_before = redis_figures(args.redis_url)
             tcp_before, slab_before = tcp_memory_kib(), slab_kib()
             before = await settled_rss(live.process.pid)
@@ -451,7 +465,9 @@ async def bridge_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) 
             idle_cpu = cpu_seconds(live.process.pid)
             await asyncio.sleep(args.idle)
             out["idle_cpu_percent"] = (cpu_seconds(live.process.pid) - idle_cpu) / args.idle * 100
-            out["latency_n"] = await latency(poster, mine, ids, args.rounds)
+            out["latency_n"], out["cpu_ms_per_event_n"] = await timed_latency(
+                live, poster, mine, ids, args.rounds, out["idle_cpu_percent"] / 100
+            )
             out["rss_after_latency_kib"] = rss_kib(live.process.pid)
             show_latency(kind, "bridge", out, args)
             await clients.all("staff")
@@ -496,7 +512,9 @@ async def bare_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) ->
             ids = [f"pi_{run}_w{n}" for n in range(WATCHERS)]
             mine = await watchers(live, bare_url, ids)
             await latency(poster, mine, ids, 10)  # warm-up
-            out["latency_10"] = await latency(poster, mine, ids, args.rounds)
+            out["latency_10"], out["cpu_ms_per_event_10"] = await timed_latency(
+                live, poster, mine, ids, args.rounds
+            )
             before = await settled_rss(live.process.pid)
             seconds, cpu = await open_mass(clients, live, bare_url, run, mass, cookie)
             after = await settled_rss(live.process.pid)
@@ -506,7 +524,9 @@ async def bare_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) ->
             idle_cpu = cpu_seconds(live.process.pid)
             await asyncio.sleep(args.idle)
             out["idle_cpu_percent"] = (cpu_seconds(live.process.pid) - idle_cpu) / args.idle * 100
-            out["latency_n"] = await latency(poster, mine, ids, args.rounds)
+            out["latency_n"], out["cpu_ms_per_event_n"] = await timed_latency(
+                live, poster, mine, ids, args.rounds, out["idle_cpu_percent"] / 100
+            )
             say(
                 f"  {kind} bare: {args.sockets} sockets in {seconds:.0f} s "
                 f"({cpu * 1000 / mass:.2f} ms server CPU each), RSS {before / 1024:.0f} → "
@@ -546,6 +566,8 @@ def summary(kind: str, bridge: dict[str, Any], bare: dict[str, Any], args: argpa
         rows.append(
             (f"  {name} at {n} / at {WATCHERS}", at_n[0] / at_10[0], at_n[1] / at_10[1], "≤ 1.2")
         )
+    for count, key in ((WATCHERS, "cpu_ms_per_event_10"), (n, "cpu_ms_per_event_n")):
+        rows.append((f"server CPU ms per event, {count} sockets", bridge[key], bare[key], ""))
     rows.append(
         (f"broadcast to {staff}: last, ms", statistics.median(bridge["broadcast_ms"]), None, "")
     )
