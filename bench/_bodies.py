@@ -5,8 +5,8 @@
 with the fields a shop sets (shipping, metadata, payment method options, ``latest_charge``:
 ~2.8 KB, indented as Stripe sends its bodies) and a ``charge.succeeded`` with its
 ``payment_method_details`` and ``outcome`` (~4.2 KB), from the example objects of Stripe's
-OpenAPI fixtures in the Stripe corpus (``STRIPE_CORPUS``, else ``../shared/stripe-corpus``
-beside the repository).
+OpenAPI fixtures in the Stripe corpus (``STRIPE_CORPUS``, else ``shared/stripe-corpus``
+beside the repository or its parent folder).
 ``mixed``: a payment's 4 to 6 events, one after the other so that they arrive together
 (``payment_intent.created``, ``charge.succeeded`` of that intent,
 ``payment_intent.succeeded``, then 1 to 3 ``charge.updated``), a new payment each time.
@@ -29,8 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def corpus_dir() -> Path:
+    """``STRIPE_CORPUS``, else ``shared/stripe-corpus`` beside the checkout or beside the
+    folder that holds it (a git worktree's)."""
     configured = os.environ.get("STRIPE_CORPUS")
-    return Path(configured) if configured else ROOT.parent / "shared" / "stripe-corpus"
+    if configured:
+        return Path(configured)
+    candidates = [base / "shared" / "stripe-corpus" for base in (ROOT.parent, ROOT.parent.parent)]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
 
 
 @functools.cache

@@ -139,7 +139,7 @@ class Report:
 
     def table(self) -> str:
         lines = [
-            f"{'measure (ratio = bridge/floor)':<34} {'server':<10} {'setting':<20} "
+            f"{'measure (ratio = bridge/floor)':<34} {'server':<10} {'setting':<28} "
             f"{'bridge':>9} {'floor':>9} {'ratio':>6}  better"
         ]
         for (part, server, setting), values in self.rows.items():
@@ -149,10 +149,36 @@ class Report:
             ratio = bridge / floor if floor else float("nan")
             better = "higher" if part.endswith("/s") else "lower"
             lines.append(
-                f"{part:<34} {server:<10} {setting:<20} {bridge:>9.2f} {floor:>9.2f} "
+                f"{part:<34} {server:<10} {setting:<28} {bridge:>9.2f} {floor:>9.2f} "
                 f"{ratio:>6.2f}  {better}"
             )
         return "\n".join(lines)
+
+    def ingest_targets(self) -> str:
+        """Issue 20's targets for each ingest setting measured, as a Markdown table."""
+        lines = []
+        for (part, server, setting), values in self.rows.items():
+            if part != "ingest events/s" or not values["bridge"] or not values["floor"]:
+                continue
+            cpu = self.rows.get(("ingest server CPU ms/event", server, setting))
+            rate = statistics.median(values["bridge"]) / statistics.median(values["floor"])
+            cpu_ratio = (
+                statistics.median(cpu["bridge"]) / statistics.median(cpu["floor"])
+                if cpu and cpu["bridge"] and cpu["floor"]
+                else float("nan")
+            )
+            met = rate >= RATE_TARGET and cpu_ratio <= CPU_TARGET
+            lines.append(
+                f"| {server} | {setting} | {rate:.2f}x | {cpu_ratio:.2f} | "
+                f"{'met' if met else 'not met'} |"
+            )
+        if not lines:
+            return ""
+        head = [
+            "| server | setting | events/s (≥ 3x) | CPU/event (≤ 0.33) | targets |",
+            "|---|---|---|---|---|",
+        ]
+        return "\n".join(head + lines)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -214,19 +240,35 @@ def bench_server(server: str, args: argparse.Namespace, database_url: str | None
     }
     if database_url:
         env["DATABASE_URL"] = database_url
-    with run_server(server, env, app=BENCH_APP, access_log=False, stop_wait=2) as live:
-        if args.pin:
-            pin(live.process.pid, SERVER_CPU)
+    with run_server(server, env, app=BENCH_APP, access_log=args.access_log, stop_wait=2) as live:
+        if args.placements == ["pinned"]:
+            place(live.process.pid, "pinned")
         yield live
 
 
-def pin(pid: int, cpu: int) -> None:
-    """Pin every thread of ``pid`` and its descendants to ``cpu`` (``taskset -a -p``);
+#: Every CPU this process may use, as it started (``--pin``'s unpinned placement).
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
+def place(pid: int, placement: str) -> None:
+    """``pinned``: the server (``pid`` and its children) on CPU 0, this process (and so the
+    load it starts) on CPU 1; ``unpinned``: both on every CPU."""
+    if placement == "pinned":
+        pin(pid, SERVER_CPU)
+        os.sched_setaffinity(0, {LOAD_CPU})
+    else:
+        pin(pid, set(ALL_CPUS))
+        os.sched_setaffinity(0, ALL_CPUS)
+
+
+def pin(pid: int, cpus: int | set[int]) -> None:
+    """Pin every thread of ``pid`` and its descendants to ``cpus`` (``taskset -a -p``);
     threads started later inherit it."""
+    allowed = {cpus} if isinstance(cpus, int) else cpus
     for member in process_tree(pid):
         for task in Path(f"/proc/{member}/task").iterdir():
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(int(task.name), {cpu})
+                os.sched_setaffinity(int(task.name), allowed)
 
 
 def webhook_path(kind: str) -> str:
@@ -254,10 +296,12 @@ async def post(
     concurrency: int,
     report: Report,
     args: argparse.Namespace | None = None,
+    body: str = "small",
+    placement: str = "unpinned",
 ):
-    body = args.body if args else "small"
     if args and args.load == "httpx":
-        load = await httpx_load(live, kind, bodies(body, object_ids), concurrency, args)
+        raw = bodies(body, object_ids)
+        load = await httpx_load(live, kind, raw, concurrency, args, placement)
     else:
         requests = webhook_requests(live.port, kind, object_ids, body)
         load = await post_all(live.port, requests, concurrency)
@@ -268,14 +312,19 @@ async def post(
 
 
 async def httpx_load(
-    live: Any, kind: str, raw: list[bytes], concurrency: int, args: argparse.Namespace
+    live: Any,
+    kind: str,
+    raw: list[bytes],
+    concurrency: int,
+    args: argparse.Namespace,
+    placement: str = "unpinned",
 ) -> Load:
     """The same requests from httpx keep-alive clients in a process of their own."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump([body.decode() for body in raw], file)
     command = [sys.executable, str(Path(__file__).with_name("_httpx_load.py"))]
     command += [str(live.port), webhook_path(kind), str(concurrency), file.name]
-    if args.pin:
+    if placement == "pinned":
         command += ["--cpu", str(LOAD_CPU)]
     try:
         done = await asyncio.to_thread(
@@ -293,26 +342,38 @@ async def httpx_load(
 
 
 async def ingest(live: Any, database: str, sizes: Sizes, report: Report, budget: Budget, args):
-    for kind in KINDS:  # warm up both paths (imports, connections, caches)
-        warm = [f"ch_warm_{kind}_{n}" for n in range(sizes.warmup)]
-        await post(live, kind, warm, 4, report, args)
-    for concurrency in sizes.concurrency:
-        for n, kind in alternate(sizes.rounds):
-            if not budget.left():
-                report.problems.append(f"ingest {live.kind} {database}: time budget spent")
-                return
-            ids = [f"ch_{kind}_{concurrency}_{n}_{i}" for i in range(sizes.events)]
-            cpu = cpu_seconds(live.process.pid)
-            load = await post(live, kind, ids, concurrency, report, args)
-            cpu_ms = (cpu_seconds(live.process.pid) - cpu) * 1000 / load.count
-            rate = load.count / load.elapsed
-            setting = f"{database} c={concurrency} {args.body}" + (" pinned" if args.pin else "")
-            report.add("ingest events/s", live.kind, setting, kind, rate)
-            report.add("ingest server CPU ms/event", live.kind, setting, kind, cpu_ms)
-            say(
-                f"  ingest {live.kind:<9} {setting:<16} {kind:<6} round {n}: {rate:7.1f} "
-                f"events/s, {cpu_ms:6.2f} ms CPU/event"
-            )
+    """Alternating rounds of each placement, body and concurrency, after a warm-up of each
+    body (imports, connections, caches)."""
+    pid = live.process.pid
+    for placement in args.placements:
+        place(pid, placement)
+        for body in args.bodies:
+            for kind in KINDS:
+                warm = [f"ch_warm_{placement}_{body}_{kind}_{n}" for n in range(sizes.warmup)]
+                await post(live, kind, warm, 4, report, args, body, placement)
+            for concurrency in sizes.concurrency:
+                setting = f"{database} c={concurrency} {body}"
+                setting += " pinned" if placement == "pinned" else ""
+                for n, kind in alternate(sizes.rounds):
+                    if not budget.left():
+                        report.problems.append(
+                            f"ingest {live.kind} {setting} and after: time budget spent"
+                        )
+                        return
+                    ids = [
+                        f"ch_{kind}_{placement}_{body}_{concurrency}_{n}_{i}"
+                        for i in range(sizes.events)
+                    ]
+                    cpu = cpu_seconds(pid)
+                    load = await post(live, kind, ids, concurrency, report, args, body, placement)
+                    cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / load.count
+                    rate = load.count / load.elapsed
+                    report.add("ingest events/s", live.kind, setting, kind, rate)
+                    report.add("ingest server CPU ms/event", live.kind, setting, kind, cpu_ms)
+                    say(
+                        f"  ingest {live.kind:<9} {setting:<28} {kind:<6} round {n}: "
+                        f"{rate:7.1f} events/s, {cpu_ms:6.2f} ms CPU/event"
+                    )
 
 
 async def seed(live: Any, sizes: Sizes, report: Report) -> list[str]:
@@ -539,6 +600,31 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
                     await guarded(report, f"{what} ({kind})", part)
 
 
+#: Issue 20's targets for ingest: bridge/floor events/s at least, CPU per event at most.
+RATE_TARGET, CPU_TARGET = 3.0, 1 / 3
+
+
+def matrix(args: argparse.Namespace, given: list[str]) -> None:
+    """``--matrix``: issue 20's ingest settings, where the command line does not say others."""
+    said = {arg.split("=")[0] for arg in given if arg.startswith("--")}
+    defaults = {
+        "--parts": ("parts", "ingest"),
+        "--servers": ("servers", ["daphne", "uvicorn"]),
+        "--body": ("bodies", ["small", "realistic", "mixed"]),
+        "--placement": ("placements", ["unpinned", "pinned"]),
+        "--concurrency": ("concurrency", [16, 32]),
+        "--events": ("events", 1500),
+        "--warmup": ("warmup", 150),
+        "--rounds": ("rounds", 1),
+        "--load": ("load", "httpx"),
+        "--budget": ("budget", 900.0),
+    }
+    for flag, (name, value) in defaults.items():
+        if flag not in said:
+            setattr(args, name, value)
+    args.access_log = True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="every part at tiny sizes")
@@ -563,7 +649,14 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest only, the websocket parts only (connect: the connect rate alone; storm: "
         "it and the reconnect storm), or all",
     )
-    parser.add_argument("--body", choices=BODIES, default="small", help="the ingest events")
+    parser.add_argument(
+        "--body",
+        dest="bodies",
+        nargs="+",
+        choices=BODIES,
+        default=["small"],
+        help="the ingest events (several: each in turn on the same servers)",
+    )
     parser.add_argument(
         "--load",
         choices=["asyncio", "httpx"],
@@ -571,6 +664,27 @@ def main(argv: list[str] | None = None) -> int:
         help="ingest load from raw asyncio streams in this process, or httpx in its own",
     )
     parser.add_argument("--pin", action="store_true", help="server on CPU 0, load on CPU 1")
+    parser.add_argument(
+        "--placement",
+        dest="placements",
+        nargs="+",
+        choices=["unpinned", "pinned"],
+        help="ingest with the server and load unpinned, pinned (as --pin), or both in turn",
+    )
+    parser.add_argument(
+        "--access-log", action="store_true", help="servers write their access log (as shipped)"
+    )
+    parser.add_argument("--rounds", type=int, help="ingest rounds of each kind per setting")
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="issue 20's ingest matrix: Daphne and Uvicorn, SQLite and PostgreSQL, bodies small, "
+        "realistic and mixed, unpinned and pinned, c=16 and 32, 1,500 events after 150 of "
+        "warm-up, one round of each, httpx load, access logs on, a 15-minute budget",
+    )
+    parser.add_argument(
+        "--markdown", type=Path, help="also write the table and the targets as Markdown here"
+    )
     parser.add_argument(
         "--events", type=int, help="ingest events per round (default 600, quick 30)"
     )
@@ -580,7 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm-rounds", type=int, help="reconnect storms of each kind")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
+    if args.matrix:
+        matrix(args, argv or sys.argv[1:])
     sizes = QUICK if args.quick else Sizes()
+    if args.rounds:
+        sizes = dataclasses.replace(sizes, rounds=args.rounds)
     if args.storm_rounds:
         sizes = dataclasses.replace(sizes, storm_rounds=args.storm_rounds)
     if args.events:
@@ -589,10 +707,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes = dataclasses.replace(sizes, warmup=args.warmup)
     if args.concurrency:
         sizes = dataclasses.replace(sizes, concurrency=tuple(args.concurrency))
-    if args.pin:
-        if len(os.sched_getaffinity(0)) < 2:
+    args.placements = args.placements or (["pinned"] if args.pin else ["unpinned"])
+    if "pinned" in args.placements:
+        if len(ALL_CPUS) < 2:
             raise SystemExit("--pin needs two CPUs")
-        os.sched_setaffinity(0, {LOAD_CPU})  # this process's load; the server goes on CPU 0
+        if args.placements == ["pinned"]:
+            os.sched_setaffinity(0, {LOAD_CPU})  # this process's load; the server on CPU 0
     if args.no_postgres:
         args.postgres_url = None
     elif not args.quick and not args.postgres_url:
@@ -612,8 +732,8 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     say(
         f"bench_floors: servers {', '.join(args.servers)}; webhook path {args.webhook_path}; "
-        f"layer {args.layer}; body {args.body}; load {args.load}"
-        f"{', pinned' if args.pin else ''}; "
+        f"layer {args.layer}; body {', '.join(args.bodies)}; load {args.load}; "
+        f"{' and '.join(args.placements)}; access log {'on' if args.access_log else 'off'}; "
         f"{'quick' if args.quick else 'full'} sizes; Redis {args.redis_url} (prefix {args.prefix})"
     )
     started = time.monotonic()
@@ -626,10 +746,22 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{server}: {error}"[-2000:])
     finally:
         asyncio.run(forget_prefix(args.redis_url, args.prefix))
-    say(f"\nratios (median of the rounds), {time.monotonic() - started:.0f} s:")
+    elapsed = time.monotonic() - started
+    say(f"\nratios (median of the rounds), {elapsed:.0f} s:")
     say(report.table())
+    targets = report.ingest_targets()
+    if targets:
+        say("\n" + targets)
     for problem in report.problems:
         say(f"problem: {problem}")
+    if args.markdown:
+        command = " ".join(["bench/bench_floors.py", *(argv if argv is not None else sys.argv[1:])])
+        args.markdown.write_text(
+            f"```sh\n.venv/bin/python {command}\n```\n\n"
+            f"```text\nratios (median of the rounds), {elapsed:.0f} s:\n{report.table()}\n"
+            + "".join(f"problem: {p}\n" for p in report.problems)
+            + f"```\n\n{targets}\n"
+        )
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=1))
     return 1 if report.problems else 0

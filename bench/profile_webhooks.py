@@ -1,7 +1,8 @@
 """Profile the server's webhook path under load with py-spy; write the top frames as text.
 
 Run: ``.venv/bin/python bench/profile_webhooks.py [--server daphne] [--database-url …]
-[--path bridge|floor] [--webhook-path view|asgi] [--events 1500] [--concurrency 16]
+[--path bridge|floor] [--webhook-path view|asgi] [--body small|realistic|mixed] [--events 1500]
+[--concurrency 16]
 [--out bench/profiles/NAME.txt]``. Needs ``py-spy`` (``pip install py-spy``) and the right to
 trace the server process (root, or ``kernel.yama.ptrace_scope`` 0).
 
@@ -23,7 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _common import SERVER_ENV, WEBHOOK_PATH, charge_event, run_server
+from _bodies import BODIES, bodies
+from _common import SERVER_ENV, WEBHOOK_PATH, run_server
 from _load import http_request, post_all
 
 FLOOR_WEBHOOK_PATH = "/bench/floor/webhook"
@@ -104,6 +106,7 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--path", choices=["bridge", "floor"], default="bridge")
     parser.add_argument("--webhook-path", choices=["view", "asgi"], default="view")
+    parser.add_argument("--body", choices=BODIES, default="small", help="the events sent")
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
@@ -134,9 +137,7 @@ def main() -> int:
 
         def load(count: int, prefix: str) -> float:
             ids = [f"ch_{prefix}_{n}" for n in range(count)]
-            requests = [
-                http_request(live.port, path, charge_event(n, i)) for n, i in enumerate(ids)
-            ]
+            requests = [http_request(live.port, path, raw) for raw in bodies(args.body, ids)]
             result = asyncio.run(post_all(live.port, requests, args.concurrency))
             if set(result.statuses) != {200}:
                 raise SystemExit(f"non-200 answers: {dict(result.statuses)}")
@@ -171,8 +172,8 @@ def main() -> int:
             raise SystemExit(f"py-spy wrote nothing: {err.decode(errors='replace')}")
         title = (
             f"{args.path} webhook ({args.webhook_path}) under {args.server}, {database}, Redis: "
-            f"{args.events} events at concurrency {args.concurrency}, {rate:.0f} events/s "
-            f"while sampled ({time.strftime('%Y-%m-%d')})"
+            f"{args.events} {args.body} events at concurrency {args.concurrency}, "
+            f"{rate:.0f} events/s while sampled ({time.strftime('%Y-%m-%d')})"
             + ("; only the thread holding the GIL sampled" if args.gil else "")
         )
         text = summarize(raw_path.read_text(), title)

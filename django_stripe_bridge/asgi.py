@@ -1,7 +1,10 @@
-"""The bridge's ASGI layer: the webhook as a lean path beside Django, and early body limits.
+"""The bridge's ASGI layer: the webhook and the event streams as lean paths beside Django,
+and early body limits.
 
 ``with_stripe_webhook(django_asgi_app)`` in a site's ``asgi.py`` answers POSTs to the
-bridge's webhook URL itself and hands every other request to the site, through
+bridge's webhook URL itself, serves the app's ``events`` URL (Server-Sent Events,
+``realtime.sse_http.serve_events``: an idle stream then holds nothing of Django's request)
+and hands every other request to the site, through
 ``BodyLimitMiddleware`` (an oversized body for one of
 the bridge's other routes is refused before it is read). It keeps the
 webhook's contract (docs/webhooks.md): the signature is checked on the raw body, a body
@@ -51,11 +54,13 @@ def with_stripe_webhook(app: ASGIApp, *, path: str | None = None) -> StripeWebho
 
 
 class StripeWebhookApp:
-    """ASGI middleware: the webhook path here, everything else to the wrapped app."""
+    """ASGI middleware: the webhook and events paths here, everything else to the wrapped
+    app."""
 
     def __init__(self, app: ASGIApp, *, path: str | None = None) -> None:
         self.app = BodyLimitMiddleware(app)
         self._path = path.rstrip("/") if path else None
+        self._events_path: str | None = None
 
     @property
     def path(self) -> str | None:
@@ -71,29 +76,52 @@ class StripeWebhookApp:
                 self._path = ""
         return self._path or None
 
+    @property
+    def events_path(self) -> str | None:
+        """The app's ``events`` path without its trailing slash; ``None`` if the site has
+        none."""
+        if self._events_path is None:
+            try:
+                self._events_path = reverse("stripe_bridge:events").rstrip("/")
+            except NoReverseMatch:
+                self._events_path = ""
+        return self._events_path or None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self._endpoint(scope) if scope["type"] == "http" else None
         if endpoint is not None:
             await handle_webhook(scope, receive, send, endpoint=endpoint)
+        elif scope["type"] == "http" and self._is_events(scope):
+            from .realtime.sse_http import serve_events
+
+            await serve_events(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _is_events(self, scope: Scope) -> bool:
+        events = self.events_path
+        return events is not None and _app_path(scope).rstrip("/") == events
 
     def _endpoint(self, scope: Scope) -> str | None:
         """The webhook endpoint a request is for (``handler`` or a ``WEBHOOK_ENDPOINTS``
         name), or ``None`` for the site's other routes."""
-        path: str = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
         if self.path is None:
             return None
-        path = path.rstrip("/")
+        path = _app_path(scope).rstrip("/")
         if path == self.path:
             return DEFAULT_ENDPOINT
         parent, _, name = path.rpartition("/")
         if parent == self.path.rpartition("/")[0] and bridge_settings.endpoint_secrets(name):
             return name
         return None
+
+
+def _app_path(scope: Scope) -> str:
+    """The request's path inside the application (without the ``root_path`` it is mounted
+    under)."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def handle_webhook(

@@ -21,8 +21,9 @@ which needs ``%s`` placeholders, they take Django's own cursor instead.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from django.db import connections
@@ -43,18 +44,29 @@ def supported(using: str) -> bool:
     return vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
 
 
-def insert_new(objs: Sequence[M], *, unique: str, using: str) -> dict[Any, Any]:
+def insert_new(
+    objs: Sequence[M],
+    *,
+    unique: str,
+    using: str,
+    encoded: Mapping[str, Sequence[str | None]] | None = None,
+) -> dict[Any, Any]:
     """Insert the objects whose ``unique`` field value is not stored yet.
 
     Returns ``{unique value: primary key}`` of the rows this statement inserted. The rows go
     in in the order given (callers sort them, so that two batches sharing keys wait for
     each other in one order). ``objs`` must not repeat a ``unique`` value.
+
+    ``encoded`` gives, for a ``JSONField`` by name, each object's value as JSON text already
+    (``None``: encode the object's value as usual): stored as it is, and the object's own
+    value of the field must say the same.
     """
     model = type(objs[0])
     quote = connections[using].ops.quote_name
     returning = f"{_column(model._meta.pk, quote)}, {_column(model._meta.get_field(unique), quote)}"
     inserted: dict[Any, Any] = {}
-    for rows in _inserts(objs, using, f"({quote(unique)}) DO NOTHING", returning):
+    action = f"({quote(unique)}) DO NOTHING"
+    for rows in _inserts(objs, using, action, returning, encoded or {}):
         inserted.update((key, pk_value) for pk_value, key in rows)
     return inserted
 
@@ -77,7 +89,7 @@ def insert_and_lock(objs: Sequence[M], *, using: str) -> list[M]:
     converters = [_converters(field, connection) for field in fields]
     names = [f.attname for f in fields]
     stored: list[M] = []
-    for rows in _inserts(objs, using, action, returning):
+    for rows in _inserts(objs, using, action, returning, {}):
         for row in rows:
             values = []
             for value, (column, convert) in zip(row, converters, strict=True):
@@ -117,7 +129,11 @@ def update_fields(objs: Sequence[Model], fields: Sequence[str], *, using: str) -
 
 
 def _inserts(
-    objs: Sequence[Model], using: str, on_conflict: str, returning: str
+    objs: Sequence[Model],
+    using: str,
+    on_conflict: str,
+    returning: str,
+    encoded: Mapping[str, Sequence[str | None]],
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Run the ``INSERT`` statements of ``objs``' rows (more than one where the database's
     parameter limit demands it); each one's returned rows."""
@@ -126,9 +142,7 @@ def _inserts(
     quote = connection.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if not (f.primary_key and _is_auto(f))]
     columns = ", ".join(_column(f, quote) for f in fields)
-    rows = [
-        [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields] for obj in objs
-    ]
+    rows = _row_values(objs, fields, encoded, connection)
     casts = [""] * len(fields)  # an INSERT's target columns type its values
     for values, params in _values(rows, casts, fields, using):
         yield _execute(
@@ -137,6 +151,34 @@ def _inserts(
             f"ON CONFLICT {on_conflict} RETURNING {returning}",
             params,
         )
+
+
+def _row_values(
+    objs: Sequence[Model],
+    fields: Sequence[Any],
+    encoded: Mapping[str, Sequence[str | None]],
+    connection: Any,
+) -> list[list[Any]]:
+    """Each object's values to insert; the JSON text of ``encoded``'s fields is taken as it
+    is (through the backend's own JSON adaptation, which then has nothing to encode)."""
+    rows = []
+    for index, obj in enumerate(objs):
+        row = []
+        for f in fields:
+            text = encoded[f.name][index] if f.name in encoded else None
+            if text is None:
+                row.append(f.get_db_prep_save(f.pre_save(obj, add=True), connection))
+            else:
+                row.append(connection.ops.adapt_json_value(text, _AsIs))
+        rows.append(row)
+    return rows
+
+
+class _AsIs(json.JSONEncoder):
+    """Writes out JSON text that is JSON text already: itself."""
+
+    def encode(self, o: Any) -> str:
+        return str(o)
 
 
 def _values(

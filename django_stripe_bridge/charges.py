@@ -1,4 +1,5 @@
-"""Charging through Stripe: the service functions behind ``POST charge`` and ``payment-intents``.
+"""Charging through Stripe: the service functions behind ``POST charge``, ``payment-intents``
+and ``checkout-sessions``.
 
 The views call these; these call ``stripe_api`` and record the
 ``StripeTransaction`` that later webhooks update. A webhook
@@ -197,12 +198,17 @@ def create_checkout_session(
     payment_method_types: Sequence[str] | None = None,
     idempotency_key: str | None = None,
     user: Any = None,
+    connect: ConnectCharge | None = None,
 ) -> dict[str, Any]:
     """Create a Checkout Session in payment mode and record its transaction (``cs_…``).
 
     Either ``amount`` (with ``name``, the product shown on the page) or ``line_items``.
     The session's PaymentIntent joins the transaction when the customer pays: its webhooks
     name it (docs/models.md, "Checkout Sessions").
+
+    ``connect`` makes it a payment for a connected account, as in ``create_charge()``: a
+    direct charge creates the session on the account (``Stripe-Account``); a destination
+    charge's parameters go to the PaymentIntent the session makes (``payment_intent_data``).
     """
     key = idempotency_key or new_idempotency_key()
     params: dict[str, Any] = {"mode": "payment", "success_url": success_url}
@@ -224,6 +230,7 @@ def create_checkout_session(
         intent_data["capture_method"] = capture_method
     if metadata:
         intent_data["metadata"] = dict(metadata)  # on the payment too, for the Dashboard
+    intent_data.update(connect.params() if connect else {})
     params.update(
         _present(
             cancel_url=cancel_url,
@@ -233,12 +240,13 @@ def create_checkout_session(
             payment_method_types=list(payment_method_types or []) or None,
         )
     )
+    on_account = connect.stripe_account if connect else None
     try:
-        session = _create_checkout_session(params, idempotency_key=key)
+        session = _create_checkout_session(params, idempotency_key=key, stripe_account=on_account)
     except StripeInvalidRequest as exc:
         _rename_param(exc, _CHECKOUT_PARAMS)
         raise
-    record_transaction(session, user=user, idempotency_key=key)
+    record_transaction(session, user=user, idempotency_key=key, connect=connect)
     return session
 
 

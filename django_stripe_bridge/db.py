@@ -1,4 +1,5 @@
-"""Database connections of the bridge's own worker threads (replay reads, group commit).
+"""Database connections of the bridge's own worker threads (replay reads, group commit), and
+views kept out of ``ATOMIC_REQUESTS``.
 
 Django closes a request's connections when the request ends (``CONN_MAX_AGE``). These
 threads serve no requests and each runs one piece of work after another, so a new
@@ -10,7 +11,10 @@ as the pool is small and shared.
 
 from __future__ import annotations
 
-from django.db import connections
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, transaction
 
 
 def release_connections() -> None:
@@ -24,3 +28,11 @@ def release_connections() -> None:
             connection.close()
         else:
             connection.errors_occurred = False
+
+
+def non_atomic_requests(view: Callable[..., Any]) -> Callable[..., Any]:
+    """``view`` exempt from ``ATOMIC_REQUESTS`` on every database: it manages its own
+    transactions (what it answers must already be committed)."""
+    for alias in connections:
+        view = transaction.non_atomic_requests(using=alias)(view)
+    return view

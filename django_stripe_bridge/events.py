@@ -25,6 +25,22 @@ MAX_TIMESTAMP = 253_402_300_799
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
+class VerifiedEvent(dict[str, Any]):
+    """An event read from a verified webhook body and validated (``webhooks.parse_event``),
+    with the body's text, ``text``.
+
+    ``ingest_events`` does not validate it again, and stores ``text`` as the payload (the
+    same JSON) rather than writing the event out anew. Do not change one after it is made:
+    the text would no longer say the same.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, event: Mapping[str, Any], text: str) -> None:
+        super().__init__(event)
+        self.text = text
+
+
 def validate_event(event: Any) -> Mapping[str, Any]:
     """Return ``event`` if it has the shape of a Stripe event, else raise ``InvalidEvent``.
 
@@ -32,6 +48,17 @@ def validate_event(event: Any) -> Mapping[str, Any]:
     a lone surrogate, a number that is not finite): refusing it says what is wrong, where
     storing it would fail with an error that looks like an outage.
     """
+    validate_shape(event)
+    # The quick pass finds whether; the careful one, only then, says where.
+    problem = _unstorable(event) if _holds_unstorable(event) else None
+    if problem is not None:
+        raise InvalidEvent(problem)
+    return event
+
+
+def validate_shape(event: Any) -> Mapping[str, Any]:
+    """``validate_event`` without the look for what cannot be stored: for an event parsed
+    from text that cannot hold any of it (``webhooks.parse_event`` knows)."""
     if not isinstance(event, Mapping):
         raise InvalidEvent("The body must be a JSON object (a Stripe event).")
     event_id = event.get("id")
@@ -63,10 +90,6 @@ def validate_event(event: Any) -> Mapping[str, Any]:
         raise InvalidEvent(
             "'account' must be a connected account's id: 'acct_' and at most 255 characters."
         )
-    # The quick pass finds whether; the careful one, only then, says where.
-    problem = _unstorable(event) if _holds_unstorable(event) else None
-    if problem is not None:
-        raise InvalidEvent(problem)
     return event
 
 

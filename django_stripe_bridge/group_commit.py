@@ -13,7 +13,9 @@ nobody and a burst pays for one commit per batch instead of one per event.
 Publishing follows on the event loop, batch after batch in commit order, while the next
 batch is being stored: a request is answered once its event is committed, not once it is
 published (the outbox relay covers a process that dies in between). The events sent are
-marked published by the database thread before its next batch, in one statement.
+marked published by the database thread before its next batch, in one statement; when no
+batch follows within ``MARK_DELAY``, on their own (a trickle of webhooks, each its own
+batch, then pays one trip to the database thread per event, not two).
 
 The database thread keeps its connection from one batch to the next while more work waits,
 and hands it back (to the pool, when there is one) when the work runs out.
@@ -42,6 +44,9 @@ T = TypeVar("T")
 
 #: Events stored in one transaction at most; more wait for the next batch.
 MAX_BATCH = 200
+#: Seconds the events sent wait to be marked published with the next batch before they are
+#: marked on their own: far below ``OUTBOX_DELAY``, after which the relay sends them again.
+MARK_DELAY = 0.25
 
 Pending = tuple[Mapping[str, Any], "asyncio.Future[IngestResult]"]
 
@@ -61,6 +66,8 @@ class GroupCommitter:
         self._worker: asyncio.Task[None] | None = None
         self._to_publish: list[IngestResult] = []
         self._to_mark: list[StripeEvent] = []
+        self._marks_due = False
+        self._mark_timer: asyncio.TimerHandle | None = None
         # One thread for all of the committer's database work: it keeps one connection.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stripe-bridge-db")
         weakref.finalize(self, self._executor.shutdown, wait=False)
@@ -91,10 +98,14 @@ class GroupCommitter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending or self._to_mark:
+            while self._pending or (self._to_mark and self._marks_due):
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
                 marks, self._to_mark = self._to_mark, []
+                self._marks_due = False
+                if self._mark_timer is not None:
+                    self._mark_timer.cancel()
+                    self._mark_timer = None
                 await self._commit(batch, marks)
 
     async def _commit(self, batch: list[Pending], marks: list[StripeEvent]) -> None:
@@ -135,7 +146,22 @@ class GroupCommitter:
                 sent = await messaging.asend_events([(r.event, r.transaction) for r in results])
                 if sent:
                     self._to_mark += sent
-                    self._wake()
+                    self._mark_later()
+
+    def _mark_later(self) -> None:
+        """Have the events sent marked with the next batch, or on their own soon."""
+        if self._marks_due or self._mark_timer is not None:
+            return
+        if len(self._to_mark) >= self.max_batch:
+            self._marks_now()
+            return
+        loop = asyncio.get_running_loop()
+        self._mark_timer = loop.call_later(MARK_DELAY, self._marks_now)
+
+    def _marks_now(self) -> None:
+        self._mark_timer = None
+        self._marks_due = True
+        self._wake()
 
     def _store(
         self, events: list[Mapping[str, Any]], marks: list[StripeEvent]

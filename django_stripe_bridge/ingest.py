@@ -24,6 +24,7 @@ from django.utils import timezone
 from . import batch_sql, signals
 from .events import (
     TRANSACTION_OBJECTS,
+    VerifiedEvent,
     account_of,
     checkout_session_link,
     event_object,
@@ -84,7 +85,8 @@ def ingest_events(
     payloads is not an event.
     """
     for event in events:
-        validate_event(event)
+        if not isinstance(event, VerifiedEvent):  # the webhook's were validated as parsed
+            validate_event(event)
     if not events:
         return []
     with transaction.atomic(using=router.db_for_write(StripeEvent)):
@@ -121,22 +123,31 @@ def _new_row(event: Mapping[str, Any]) -> StripeEvent:
 def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEvent, bool]]:
     """Each event's row and whether this batch created it."""
     fresh: dict[str, StripeEvent] = {}
+    texts: dict[str, str] = {}
     for event in events:
-        fresh.setdefault(event["id"], _new_row(event))
+        if event["id"] not in fresh:
+            fresh[event["id"]] = _new_row(event)
+            if isinstance(event, VerifiedEvent):
+                texts[event["id"]] = event.text
     using = router.db_for_write(StripeEvent)
     # In event id order: two batches that share events then wait for each other's unique
     # index entries in the same order, never in a circle (a deadlock on PostgreSQL).
     ordered = [fresh[event_id] for event_id in sorted(fresh)]
     if batch_sql.supported(using):
-        created_ids = batch_sql.insert_new(ordered, unique="event_id", using=using)
+        # A webhook's payload is stored as the text Stripe signed, not written out anew.
+        encoded = {"payload": [texts.get(row.event_id) for row in ordered]}
+        created_ids = batch_sql.insert_new(ordered, unique="event_id", using=using, encoded=encoded)
     else:
         created_ids = _insert_one_by_one(ordered, using)
-    existing = {
-        row.event_id: row
-        for row in StripeEvent.objects.using(using).filter(
-            event_id__in=[event_id for event_id in fresh if event_id not in created_ids]
-        )
-    }
+    stored_before = [event_id for event_id in fresh if event_id not in created_ids]
+    existing = (
+        {
+            row.event_id: row
+            for row in StripeEvent.objects.using(using).filter(event_id__in=stored_before)
+        }
+        if stored_before
+        else {}
+    )
     results: list[tuple[StripeEvent, bool]] = []
     seen: set[str] = set()
     for event in events:
@@ -192,7 +203,8 @@ def _update_transactions(
         wanted, {row.transaction_id: row.account for row, _ in new if row.account}
     )
     _lock_linked(transactions)
-    given_account = _share_accounts(new, transactions)
+    given_account = _accounts_from_sessions(transactions, links)
+    given_account |= _share_accounts(new, transactions)
     states = {tx_id: tx.payment_state() for tx_id, tx in transactions.items()}
     _fold_histories(transactions, states, exclude=[row.pk for row, _ in new])
 
@@ -334,6 +346,28 @@ def _session_to_link(
     if session.linked_id:
         return None  # linked before (to this PaymentIntent, or to another: the first stays)
     return link[0]
+
+
+def _accounts_from_sessions(
+    transactions: Mapping[str, StripeTransaction], links: Mapping[str, str]
+) -> set[str]:
+    """Give a PaymentIntent that joins a session the session's connected account, when its
+    own events have named none yet; the ids of the PaymentIntents given one.
+
+    The session's account is the server's policy decision at its create call. Stripe's
+    session object names no destination, so a destination charge's session event, which may
+    come first, would otherwise leave the payment (and that event) without its account.
+    """
+    given: set[str] = set()
+    for session_id, intent_id in links.items():
+        session, intent = transactions.get(session_id), transactions.get(intent_id)
+        if session is None or intent is None or not session.account or intent.account:
+            continue
+        if session.linked_id and session.linked_id != intent_id:
+            continue  # linked to another PaymentIntent before: the first stays
+        intent.account, intent.direct = session.account, intent.direct or session.direct
+        given.add(intent_id)
+    return given
 
 
 def _link(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from . import metrics
+from . import fanout, metrics
 from .conf import bridge_settings
 from .events import event_object
 
@@ -391,9 +391,7 @@ def mark_published(published: list[StripeEvent]) -> int:
         return 0
     now = timezone.now()
     try:
-        type(published[0]).objects.filter(pk__in=[row.pk for row in published]).update(
-            published_at=now
-        )
+        _set_published_at([row.pk for row in published], now)
     except Exception as exc:
         # Sent, but not marked: the relay sends them again, and subscribers drop the
         # repeats (by event id).
@@ -407,6 +405,34 @@ def mark_published(published: list[StripeEvent]) -> int:
     for row in published:
         row.published_at = now
     return len(published)
+
+
+#: Rows marked by one statement at most (well within every database's parameter limit).
+MARK_CHUNK = 500
+
+
+def _set_published_at(pks: list[int], when: Any) -> None:
+    """``UPDATE … SET published_at = when WHERE id IN (pks)``: the statement written out
+    once, not built by a queryset (it follows every batch of the webhook's group commit)."""
+    from django.db import connections, router
+
+    from .models import StripeEvent
+
+    using = router.db_for_write(StripeEvent)
+    connection = connections[using]
+    meta = StripeEvent._meta
+    quote = connection.ops.quote_name
+    field = meta.get_field("published_at")
+    value = field.get_db_prep_save(when, connection)
+    table, column, pk = quote(meta.db_table), quote("published_at"), quote("id")
+    with connection.cursor() as cursor:
+        for start in range(0, len(pks), MARK_CHUNK):
+            chunk = pks[start : start + MARK_CHUNK]
+            marks = ", ".join(["%s"] * len(chunk))
+            cursor.execute(
+                f"UPDATE {table} SET {column} = %s WHERE {pk} IN ({marks})",  # noqa: S608
+                [value, *chunk],
+            )
 
 
 def _log_unpublished(rows: Sequence[StripeEvent], exc: BaseException) -> None:
@@ -459,18 +485,31 @@ async def _send_in_order(layer: Any, messages: list[dict[str, Any]]) -> Outcome:
 
 
 async def _send_chunk(layer: Any, chunk: list[dict[str, Any]]) -> None:
+    """Send each message to its transaction's group (and a linked id's, relabelled), then the
+    chunk to the broadcast group; groups without members are skipped (``fanout``)."""
+    groups = {broadcast_group()}
+    for message in chunk:
+        groups.update(transaction_group(other) for other in message.get("linked_ids", ()))
+        if message["transaction_id"]:
+            groups.add(transaction_group(message["transaction_id"]))
+    live = await fanout.occupied(layer, groups)
     plain = []
     for message in chunk:
         # A payment known by two ids: each id's subscribers get it under their id.
         for other in message.get("linked_ids", ()):
-            await layer.group_send(transaction_group(other), relabel(message, other))
+            group = transaction_group(other)
+            if live is None or group in live:
+                await layer.group_send(group, relabel(message, other))
         if "linked_ids" in message:
             message = {k: v for k, v in message.items() if k != "linked_ids"}
         plain.append(message)
         if message["transaction_id"]:
-            await layer.group_send(transaction_group(message["transaction_id"]), message)
-    batch = {"type": EVENTS_MESSAGE_TYPE, "events": plain}
-    await layer.group_send(broadcast_group(), batch if len(plain) > 1 else plain[0])
+            group = transaction_group(message["transaction_id"])
+            if live is None or group in live:
+                await layer.group_send(group, message)
+    if live is None or broadcast_group() in live:
+        batch = {"type": EVENTS_MESSAGE_TYPE, "events": plain}
+        await layer.group_send(broadcast_group(), batch if len(plain) > 1 else plain[0])
 
 
 async def _send_one_by_one(

@@ -505,6 +505,7 @@ class CheckoutSessionRequestSerializer(RequestBodySerializer):
         help_text="With `name` (and `currency`), instead of `line_items`: one line of this "
         "amount, in the smallest currency unit.",
     )
+    account = _account()
     currency = _currency()
     name = StrictCharField(
         required=False,

@@ -195,13 +195,15 @@ def create_payment_intent(
     return validated(intent, object="payment_intent")
 
 
-def create_checkout_session(params: Mapping[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+def create_checkout_session(
+    params: Mapping[str, Any], *, idempotency_key: str, stripe_account: str | None = None
+) -> dict[str, Any]:
     """Create a Checkout Session (``POST /v1/checkout/sessions``) and return it."""
     client = get_stripe_client()
     with translate_errors():
         session = client.v1.checkout.sessions.create(
             params=dict(params),  # type: ignore[arg-type]
-            options={"idempotency_key": idempotency_key},
+            options=_options(idempotency_key, stripe_account),
         )
     return validated(session, object="checkout.session")
 

@@ -8,7 +8,7 @@ Every other path under the prefix is a JSON 404 (the last route matches anything
 from django.urls import re_path
 
 from . import views, webhooks
-from .realtime import sse
+from .realtime import sse_http
 
 app_name = "stripe_bridge"
 
@@ -24,7 +24,7 @@ urlpatterns = [
         views.TransactionView.as_view(),
         name="transaction",
     ),
-    re_path(r"^events/?$", sse.events_view, name="events"),
+    re_path(r"^events/?$", sse_http.events_view, name="events"),
     re_path(r"^webhooks/handler/?$", webhooks.WebhookView.as_view(), name="webhook"),
     # The other endpoints of WEBHOOK_ENDPOINTS (a Connect endpoint, an Event Destination).
     re_path(

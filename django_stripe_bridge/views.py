@@ -22,7 +22,7 @@ from django.core.exceptions import (
     SuspiciousOperation,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError
 from django.http import Http404, HttpResponseBase
 from django.urls import include, re_path
 from drf_spectacular.openapi import AutoSchema
@@ -38,10 +38,11 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from . import __version__, charges, checkout, idempotency
+from . import __version__, charges, checkout, idempotency, schema_events
 from . import connect as connect_policy
 from .conf import bridge_settings
 from .connect import ConnectCharge
+from .db import non_atomic_requests
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
 from .schema import (
@@ -317,9 +318,7 @@ class _CreateView(BridgeAPIView):
         view = super().as_view(**initkwargs)
         # The key's claim must be committed before Stripe is called (a concurrent retry
         # must see it), and kept when the call fails, even under ATOMIC_REQUESTS.
-        for alias in connections:
-            view = transaction.non_atomic_requests(using=alias)(view)
-        return view
+        return non_atomic_requests(view)
 
     def get_permissions(self) -> list[Any]:
         classes = bridge_settings.CHARGE_PERMISSION_CLASSES
@@ -595,8 +594,12 @@ class CheckoutSessionView(_CreateView):
         """Create the session with the validated body (its URLs resolved); return Stripe's
         object. ``idempotency_key`` is the key for Stripe, already scoped to the client.
         """
+        connect = self.get_connect(data)
         return charges.create_checkout_session(
-            **data, idempotency_key=idempotency_key, user=self.get_transaction_user()
+            **data,
+            idempotency_key=idempotency_key,
+            user=self.get_transaction_user(),
+            connect=connect,
         )
 
 
@@ -615,7 +618,8 @@ class TransactionView(BridgeAPIView):
                 "transaction_id",
                 str,
                 OpenApiParameter.PATH,
-                description="ch_… or pi_…, as answered by charge or payment-intents.",
+                description="ch_…, pi_… or cs_…, as answered by charge, payment-intents or "
+                "checkout-sessions.",
                 examples=[OpenApiExample("A charge", value=EXAMPLE_TRANSACTION_ID)],
             )
         ],
@@ -714,7 +718,18 @@ class SchemaView(SpectacularAPIView):
         prefix = re.sub(r"schema/?$", "", request.path_info).lstrip("/")
         routes = import_module(self.bridge_urlconf).urlpatterns
         self.patterns = [re_path("^" + re.escape(prefix), include(routes))]
-        self.custom_settings = {"OAS_VERSION": OAS_VERSION}
+        self.custom_settings = {
+            "OAS_VERSION": OAS_VERSION,
+            # The project's hooks, then the one describing the event stream (dotted paths:
+            # drf-spectacular imports what custom_settings names).
+            "POSTPROCESSING_HOOKS": [
+                f"{hook.__module__}.{hook.__qualname__}"
+                for hook in [
+                    *spectacular_settings.POSTPROCESSING_HOOKS,
+                    schema_events.add_events_operation,
+                ]
+            ],
+        }
         if not spectacular_settings.TITLE:
             self.custom_settings.update(
                 TITLE="django-stripe-bridge",

@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import json
 import logging
+import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from django.db import DatabaseError, InterfaceError, connections, transaction
+from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.request import RawPostDataException
 from django.utils.decorators import method_decorator
@@ -25,7 +27,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import ingest, metrics, thin
 from .conf import DEFAULT_ENDPOINT, SETTING_NAME, bridge_settings
-from .events import validate_event
+from .db import non_atomic_requests
+from .events import VerifiedEvent, validate_event, validate_shape
 from .exceptions import EventQuarantined, InvalidEvent, SignatureVerificationError
 
 logger = logging.getLogger(__name__)
@@ -158,7 +161,15 @@ def parse_notification(
 
 
 def parse_event(payload: bytes) -> Mapping[str, Any]:
-    """The Stripe event a verified body holds; raise ``InvalidEvent`` if it holds none."""
+    """The Stripe event a verified body holds; raise ``InvalidEvent`` if it holds none.
+
+    A body as Stripe sends them (UTF-8, no escaped NUL or surrogate, finite numbers, an
+    integer ``created``) comes back as a ``VerifiedEvent`` that carries its text; any other
+    is read and checked with more care (``validate_event``).
+    """
+    plain = _parse_plain(payload)
+    if plain is not None:
+        return validate_shape(plain)
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -170,6 +181,48 @@ def parse_event(payload: bytes) -> Mapping[str, Any]:
         # 1732500000.0 is the same JSON number as 1732500000 (JSON Schema agrees).
         event["created"] = int(created)
     return validate_event(event)
+
+
+#: An escape of a NUL or of a UTF-16 surrogate (lone, or half of a pair): the only way text
+#: that is UTF-8 can bring either into a parsed event.
+_RISKY_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+class _NotFinite(ValueError):
+    """A number JSON cannot hold: the careful path says where."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise _NotFinite(text)  # NaN, Infinity, -Infinity
+
+
+_PLAIN_JSON = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
+def _parse_plain(payload: bytes) -> VerifiedEvent | None:
+    """The event of a body that cannot hold anything a database refuses, with its text;
+    ``None`` for any other body (or one that is not JSON), left to the careful path.
+
+    Strict UTF-8 has no lone surrogate, and JSON text no raw NUL: only an escape brings one
+    in, and only an odd literal a number that is not finite.
+    """
+    if b"\\u" in payload and _RISKY_ESCAPE.search(payload):
+        return None
+    try:
+        text = payload.decode("utf-8")
+        event = _PLAIN_JSON.decode(text)
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON: the careful path says so
+        return None
+    if not isinstance(event, dict) or isinstance(event.get("created"), float):
+        return None
+    return VerifiedEvent(event, text)
 
 
 def check_created(
@@ -314,9 +367,7 @@ class WebhookView(View):
         # Under ATOMIC_REQUESTS the whole view would run in one transaction: the answer
         # could claim "stored" before the commit, and on_commit publishing would wait for
         # the end of the request. ingest_event manages its own transaction instead.
-        for alias in connections:
-            view = transaction.non_atomic_requests(using=alias)(view)
-        return view
+        return non_atomic_requests(view)
 
     # -- hooks to override ---------------------------------------------------------------
 

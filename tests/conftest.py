@@ -25,7 +25,29 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"stripe-bridge: database {engine}, CI={services.in_ci()}"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help="write each unit of work's seconds to tests/durations.json (tests/scheduling.py)",
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile`: modules (split by server kind), the longest first."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import LongestFirstScheduling
+
+    return LongestFirstScheduling(config, log)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("record_durations") and not hasattr(config, "workerinput"):
+        from tests.scheduling import DurationRecorder
+
+        config.pluginmanager.register(DurationRecorder(), "duration-recorder")
     # Soak tests (an idle period longer than every timeout in play); CI runs them too.
     config.addinivalue_line("markers", "slow: a soak test of 30 s or more (few, and run in CI)")
     config.addinivalue_line(

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -145,6 +146,50 @@ def _stop(process: subprocess.Popen[bytes], wait: float) -> None:
         process.wait()
 
 
+def _run_migrate(env: dict[str, str]) -> None:
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if migrate.returncode:
+        raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+
+
+#: Migrated SQLite databases of this process, by settings module: each server's database
+#: in its own directory starts as a copy, which saves a ``migrate`` process per server.
+_MIGRATED: dict[str, Path] = {}
+#: The ``DATABASE_URL``s of those copies.
+_COPIED: set[str] = set()
+
+
+def _migrate(env: dict[str, str], var_dir: Path) -> None:
+    """Give the server about to start in ``var_dir`` a migrated database."""
+    database = var_dir / "demo.sqlite3"
+    if env["DATABASE_URL"] in _COPIED:
+        return  # another server's database (two processes of one site)
+    if env["DATABASE_URL"] != f"sqlite:///{database}":
+        _run_migrate(env)  # a database the caller chose (PostgreSQL, a file of its own)
+        return
+    settings = env["DJANGO_SETTINGS_MODULE"]
+    template = _MIGRATED.get(settings)
+    if template is None:
+        template_dir = Path(tempfile.mkdtemp(prefix="stripe-bridge-migrated-"))
+        template = template_dir / "demo.sqlite3"
+        _run_migrate(
+            {**env, "DEMO_VAR_DIR": str(template_dir), "DATABASE_URL": f"sqlite:///{template}"}
+        )
+        if Path(f"{template}-wal").exists():  # not closed cleanly: copying it would lose rows
+            _run_migrate(env)
+            return
+        _MIGRATED[settings] = template
+    shutil.copyfile(template, database)
+    _COPIED.add(env["DATABASE_URL"])
+
+
 @contextlib.contextmanager
 def run_server(
     kind: str = "daphne",
@@ -169,16 +214,7 @@ def run_server(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if migrate.returncode:
-        raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
+    _migrate(full_env, var_dir)
     log_path = var_dir / f"{kind}.log"
     command = server_command(kind, port, app, access_log)
     with open(log_path, "wb") as log:

@@ -129,6 +129,54 @@ def test_an_account_learned_later_is_kept_once_and_never_replaced(caplog: Any) -
     assert "belongs to acct_1Seller" in caplog.text
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("session_event_first", [True, False])
+def test_a_destination_checkout_sessions_payment_carries_the_account(
+    session_event_first: bool,
+) -> None:
+    """The session's account (the server's policy, at its create call) goes to the
+    PaymentIntent that joins it, whichever webhook comes first: Stripe's session object names
+    no destination, and the platform's session event no account."""
+    from django_stripe_bridge.charges import record_transaction
+    from django_stripe_bridge.connect import ChargeMode, ConnectCharge
+
+    account = "acct_2Seller"
+    session = {
+        "id": "cs_test_dest",
+        "object": "checkout.session",
+        "status": "open",
+        "payment_status": "unpaid",
+        "payment_intent": None,
+        "amount_total": 2000,
+        "currency": "usd",
+        "created": 1,
+        "livemode": False,
+    }
+    record_transaction(session, connect=ConnectCharge(account, ChargeMode.DESTINATION))
+    intent = {
+        "id": "pi_dest",
+        "object": "payment_intent",
+        "status": "succeeded",
+        "amount": 2000,
+        "amount_received": 2000,
+        "currency": "usd",
+        "transfer_data": {"destination": account},
+        "livemode": False,
+    }
+    completed = make_event(
+        "checkout.session.completed",
+        {**session, "status": "complete", "payment_status": "paid", "payment_intent": "pi_dest"},
+    )
+    succeeded = make_event("payment_intent.succeeded", intent)
+    order = [completed, succeeded] if session_event_first else [succeeded, completed]
+    rows = [ingest_event(event, publish=False).event for event in order]
+    assert [row.account for row in rows] == [account, account]
+    assert {e.account for e in StripeEvent.objects.all()} == {account}
+    for tx_id in ("cs_test_dest", "pi_dest"):
+        tx = StripeTransaction.objects.get(pk=tx_id)
+        assert (tx.account, tx.direct, tx.status) == (account, False, "succeeded"), tx_id
+
+
 # -- several endpoints, each with its own secrets ------------------------------------------
 
 

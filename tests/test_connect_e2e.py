@@ -1,6 +1,7 @@
 """Stripe Connect end to end on the offline Stripe: a platform with two connected accounts,
-a direct and a destination charge made through the bridge's API, Stripe's webhooks to the
-platform's and the Connect endpoint, and each seller's websocket subscriber."""
+a direct and a destination charge made through the bridge's API (charges, PaymentIntents and
+Checkout Sessions paid on the hosted page), Stripe's webhooks to the platform's and the
+Connect endpoint, and each seller's websocket subscriber."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 import stripe
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -32,6 +34,7 @@ from tests.relay import Relay
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.standin]
 
 PLATFORM_SECRET = "whsec_e2e_platform"
+SUCCESS_URL = "https://shop.example/thanks?session={CHECKOUT_SESSION_ID}"
 CONNECT_SECRET = "whsec_e2e_connect"
 
 #: Filled by each test: account id → (seller's username, how the server charges for it).
@@ -76,6 +79,8 @@ def platform(bridge_stripe: Any, relay: Relay, settings: Any) -> Iterator[dict[s
         WEBHOOK_ENDPOINTS={"connect": [CONNECT_SECRET]},
         CONNECT_POLICY=f"{__name__}.connect_policy",
         SUBSCRIBE_ACCOUNTS=f"{__name__}.accounts_of",
+        CHECKOUT_SUCCESS_URL=SUCCESS_URL,
+        CHECKOUT_REDIRECT_HOSTS=["shop.example"],
     )
     yield {"direct": direct, "destination": destination, "client": client}  # type: ignore[dict-item]
     bridge_stripe.reset(webhooks=True)
@@ -211,6 +216,15 @@ def test_the_offline_stripe_keeps_accounts_apart_and_pays_destinations(
         made.id,
     )
     assert client.v1.application_fees.retrieve(made.application_fee).account == destination
+    # Listed with Stripe's filters (and only those).
+    assert [t.id for t in client.v1.transfers.list({"destination": destination}).data] == [
+        transfer.id
+    ]
+    assert client.v1.transfers.list({"destination": direct}).data == []
+    fees = client.v1.application_fees.list({"charge": made.id}).data
+    assert [f.id for f in fees] == [made.application_fee]
+    with pytest.raises(stripe.InvalidRequestError, match="unknown parameter: charge"):
+        client.v1.transfers.list({"charge": made.id})  # type: ignore[arg-type]
     with pytest.raises(stripe.InvalidRequestError, match="No such destination"):
         client.v1.charges.create(
             {
@@ -293,3 +307,265 @@ def test_staff_operations_and_sync_act_on_the_right_account(
     before = StripeEvent.objects.count()
     call_command("stripe_bridge_sync", "--account", direct, verbosity=0)
     assert StripeEvent.objects.count() == before
+
+
+# --- Checkout Sessions for connected accounts ----------------------------------------------
+
+
+def pay_on_page(url: str, method: str = "card_success") -> None:
+    """The buyer's trip on the stand-in's hosted page (3-D Secure: authenticated)."""
+    answer = requests.post(url, data={"method": method}, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["Location"]
+    if "/_standin/3ds/" in location:
+        page, _, query = location.partition("?client_secret=")
+        authenticated = requests.post(
+            page,
+            data={"client_secret": requests.utils.unquote(query), "action": "complete"},
+            allow_redirects=False,
+            timeout=10,
+        )
+        back = authenticated.headers["Location"]  # the session's return page
+        location = requests.get(back, allow_redirects=False, timeout=10).headers["Location"]
+    assert location.startswith("https://shop.example/thanks?session=cs_"), location
+
+
+async def test_checkout_pays_each_seller_and_each_sees_exactly_its_own_payment(
+    platform: dict[str, str], relay: Relay
+) -> None:
+    direct, destination = platform["direct"], platform["destination"]
+    seller1 = await open_client(cookie=await login("seller1"))
+    seller2 = await open_client(cookie=await login("seller2"))
+    staff = await open_client(cookie=await login("staff", staff=True))
+    await seller1.subscribe(f"account = '{direct}'", subscription="s", replay="none")
+    await seller2.subscribe(f"account = '{destination}'", subscription="s", replay="none")
+    await staff.subscribe("", subscription="s", replay="none")
+
+    body = {"amount": 2500, "currency": "usd", "name": "Poster"}
+    first = await sync_to_async(pay)("stripe_bridge:checkout-sessions", {**body, "account": direct})
+    second = await sync_to_async(pay)(
+        "stripe_bridge:checkout-sessions", {**body, "amount": 4000, "account": destination}
+    )
+    # Seller 1's page takes 3-D Secure: the charge it makes is on the account too.
+    await sync_to_async(pay_on_page)(first["url"], "card_3ds")
+    await sync_to_async(pay_on_page)(second["url"])
+    paths = await sync_to_async(deliver)(relay, wanted=12)
+    assert "/connect" in paths and "/platform" in paths
+
+    client = platform["client"]
+    direct_session = client.v1.checkout.sessions.retrieve(
+        first["id"], options={"stripe_account": direct}
+    )
+    dest_session = client.v1.checkout.sessions.retrieve(second["id"])
+    intents = {direct_session.payment_intent, dest_session.payment_intent}
+    assert None not in intents
+
+    mine, theirs, every = (
+        await frames_until_quiet(seller1),
+        await frames_until_quiet(seller2),
+        await frames_until_quiet(staff),
+    )
+    for frames, session, account in (
+        (mine, direct_session, direct),
+        (theirs, dest_session, destination),
+    ):
+        assert frames and {f["headers"]["account"] for f in frames} == {account}
+        assert {f["headers"]["id"] for f in frames} == {session.payment_intent}
+        # The session and its PaymentIntent, live: both objects' events, no other payment's.
+        objects = {f["data"]["object"]["id"] for f in frames}
+        assert {session.id, session.payment_intent} <= objects
+        assert objects.isdisjoint({first["id"], second["id"]} - {session.id})
+        types = {f["headers"]["type"] for f in frames}
+        assert {"checkout.session.completed", "payment_intent.succeeded"} <= types
+    assert {f["headers"]["id"] for f in every if f["headers"]["account"]} == intents
+    for ws in (seller1, seller2, staff):
+        await ws.close()
+
+    # Both rows of each payment carry its account; the session's is what its client holds.
+    for session, account, is_direct in (
+        (direct_session, direct, True),
+        (dest_session, destination, False),
+    ):
+        for tx_id in (session.id, session.payment_intent):
+            tx = await StripeTransaction.objects.aget(pk=tx_id)
+            assert (tx.account, tx.direct, tx.status) == (account, is_direct, "succeeded"), tx_id
+    events = StripeEvent.objects.filter(transaction_id=direct_session.payment_intent)
+    assert {e.payload.get("account") async for e in events} == {direct}
+
+
+def test_the_offline_stripe_checkout_pays_in_the_sessions_account(
+    platform: dict[str, Any], relay: Relay
+) -> None:
+    client, direct, destination = platform["client"], platform["direct"], platform["destination"]
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "success_url": SUCCESS_URL,
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 3000,
+                    "product_data": {"name": "Lamp"},
+                },
+                "quantity": 1,
+            }
+        ],
+    }
+    on_account = {"stripe_account": direct}
+    own = client.v1.checkout.sessions.create(
+        {**params, "payment_intent_data": {"application_fee_amount": 300}}, options=on_account
+    )
+    # The account's: neither the platform nor another account sees or lists it.
+    for other in ({}, {"stripe_account": destination}):
+        with pytest.raises(stripe.InvalidRequestError, match=r"No such checkout\.session"):
+            client.v1.checkout.sessions.retrieve(own.id, options=other)
+        assert own.id not in {s.id for s in client.v1.checkout.sessions.list(options=other).data}
+    assert [s.id for s in client.v1.checkout.sessions.list(options=on_account).data] == [own.id]
+    pay_on_page(own.url, "card_3ds")
+    own = client.v1.checkout.sessions.retrieve(own.id, options=on_account)
+    intent = client.v1.payment_intents.retrieve(own.payment_intent, options=on_account)
+    charge = client.v1.charges.retrieve(intent.latest_charge, options=on_account)
+    assert (own.status, intent.status, intent.application_fee_amount) == (
+        "complete",
+        "succeeded",
+        300,
+    )
+    with pytest.raises(stripe.InvalidRequestError, match=r"No such payment.intent"):
+        client.v1.payment_intents.retrieve(own.payment_intent)
+    fee = client.v1.application_fees.retrieve(charge.application_fee)
+    assert (fee.account, fee.amount, fee.charge) == (direct, 300, charge.id)
+
+    made = client.v1.checkout.sessions.create(
+        {
+            **params,
+            "payment_intent_data": {
+                "transfer_data": {"destination": destination},
+                "application_fee_amount": 450,
+                "on_behalf_of": destination,
+            },
+        }
+    )
+    pay_on_page(made.url)
+    made = client.v1.checkout.sessions.retrieve(made.id)
+    paid = client.v1.payment_intents.retrieve(made.payment_intent)
+    assert paid.transfer_data.destination == destination
+    assert (paid.application_fee_amount, paid.on_behalf_of) == (450, destination)
+    charge = client.v1.charges.retrieve(paid.latest_charge)
+    assert (charge.destination, charge.on_behalf_of) == (destination, destination)
+    transfer = client.v1.transfers.retrieve(charge.transfer)
+    assert (transfer.destination, transfer.amount, transfer.source_transaction) == (
+        destination,
+        2550,
+        charge.id,
+    )
+    assert client.v1.application_fees.retrieve(charge.application_fee).amount == 450
+
+    # As Stripe refuses them, named inside payment_intent_data.
+    refusals = [
+        ({"transfer_data": {"destination": "acct_nobody"}}, {}, "No such destination"),
+        ({"transfer_data": {"destination": destination}}, on_account, "Stripe-Account"),
+        ({"application_fee_amount": 5000}, on_account, "greater than"),
+        ({"application_fee_amount": 10}, {}, "on behalf of another account"),
+    ]
+    for data, options, message in refusals:
+        with pytest.raises(stripe.InvalidRequestError, match=message) as refused:
+            client.v1.checkout.sessions.create(
+                {**params, "payment_intent_data": data}, options=options
+            )
+        assert str(refused.value.param).startswith("payment_intent_data["), data
+
+    # The direct session's events went to the Connect endpoint, naming the account.
+    time.sleep(1.0)
+    got = relay.take()
+    connect = [json.loads(body) for path, _, body in got if path == "/connect"]
+    platform_events = [json.loads(body) for path, _, body in got if path == "/platform"]
+    assert {e["account"] for e in connect} == {direct}
+    assert {"checkout.session.completed", "charge.succeeded", "payment_intent.succeeded"} <= {
+        e["type"] for e in connect
+    }
+    completed = [e for e in platform_events if e["type"] == "checkout.session.completed"]
+    assert [e["data"]["object"]["id"] for e in completed] == [made.id]
+    assert all("account" not in e for e in platform_events)
+
+
+def test_a_destination_checkout_paid_by_debit_transfers_once_settled(
+    platform: dict[str, Any], bridge_stripe: Any
+) -> None:
+    client, destination = platform["client"], platform["destination"]
+    made = client.v1.checkout.sessions.create(
+        {
+            "mode": "payment",
+            "success_url": SUCCESS_URL,
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": "eur",
+                        "unit_amount": 1000,
+                        "product_data": {"name": "Tea"},
+                    },
+                    "quantity": 2,
+                }
+            ],
+            "payment_intent_data": {
+                "transfer_data": {"destination": destination},
+                "application_fee_amount": 200,
+            },
+        }
+    )
+    pay_on_page(made.url, "delayed")
+    intent_id = client.v1.checkout.sessions.retrieve(made.id).payment_intent
+    pending = client.v1.charges.retrieve(
+        client.v1.payment_intents.retrieve(intent_id).latest_charge
+    )
+    assert (pending.status, pending.destination, pending.transfer) == ("pending", destination, None)
+    bridge_stripe.settle()
+    settled = client.v1.charges.retrieve(pending.id)
+    assert settled.status == "succeeded"
+    transfer = client.v1.transfers.retrieve(settled.transfer)
+    assert (transfer.destination, transfer.amount) == (destination, 1800)
+    assert client.v1.application_fees.retrieve(settled.application_fee).amount == 200
+
+
+def test_a_checkout_for_a_refused_account_creates_nothing(platform: dict[str, Any]) -> None:
+    body = {"amount": 1500, "name": "Mug"}
+    refused = pay("stripe_bridge:checkout-sessions", {**body, "account": "acct_notours"}, 403)
+    assert refused["error"]["code"] == "account_forbidden"
+    assert refused["error"]["param"] == "account"
+    assert "acct_notours" in refused["error"]["message"]
+    assert not StripeTransaction.objects.exists()
+    client = platform["client"]
+    assert client.v1.checkout.sessions.list().data == []
+    for account in (platform["direct"], platform["destination"]):
+        listed = client.v1.checkout.sessions.list(options={"stripe_account": account}).data
+        assert listed == []
+
+
+def test_a_client_cannot_override_the_policy_for_a_checkout(platform: dict[str, Any]) -> None:
+    """The client names an account; how it is charged, and the fee, are the server's."""
+    direct, destination = platform["direct"], platform["destination"]
+    body = {"amount": 2000, "name": "Book"}
+    for smuggled in (
+        {"payment_intent_data": {"transfer_data": {"destination": direct}}},
+        {"transfer_data": {"destination": direct}},
+        {"application_fee_amount": 0},
+        {"on_behalf_of": direct},
+        {"stripe_account": direct},
+    ):
+        answer = pay(
+            "stripe_bridge:checkout-sessions", {**body, "account": destination, **smuggled}, 400
+        )
+        assert answer["error"]["param"] == next(iter(smuggled)), smuggled
+    assert not StripeTransaction.objects.exists()
+
+    # The policy makes seller 2's a destination charge with its fee, whatever the body says.
+    session = pay("stripe_bridge:checkout-sessions", {**body, "account": destination})
+    client = platform["client"]
+    made = client.v1.checkout.sessions.retrieve(session["id"])  # the platform's, not seller 2's
+    pay_on_page(made.url)
+    intent = client.v1.payment_intents.retrieve(
+        client.v1.checkout.sessions.retrieve(session["id"]).payment_intent
+    )
+    assert intent.transfer_data.destination == destination
+    assert (intent.application_fee_amount, intent.on_behalf_of) == (150, destination)
+    tx = StripeTransaction.objects.get(pk=session["id"])
+    assert (tx.account, tx.direct) == (destination, False)

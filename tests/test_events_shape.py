@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,11 +18,13 @@ import pytest
 
 from django_stripe_bridge.events import (
     MAX_TIMESTAMP,
+    VerifiedEvent,
     account_of,
     is_account_id,
     transaction_id_of,
     transaction_kind_of,
     validate_event,
+    validate_shape,
 )
 from django_stripe_bridge.exceptions import InvalidEvent
 
@@ -486,3 +489,26 @@ def test_an_event_with_no_or_a_null_account_is_the_platforms() -> None:
 )
 def test_account_of(event: dict[str, Any], expected: str) -> None:
     assert account_of(event) == expected
+
+
+# --- parsed once: the shape alone, and the event with its text ----------------------------------
+
+
+def test_validate_shape_checks_the_shape_and_not_what_can_be_stored() -> None:
+    with pytest.raises(InvalidEvent, match=re.escape(ID_MESSAGE)):
+        validate_shape(stripe_event(id="ch_not_an_event"))
+    with pytest.raises(InvalidEvent, match=re.escape(DATA_MESSAGE)):
+        validate_shape(stripe_event(data={"object": "x"}))
+    odd = stripe_event(obj={"description": "a\x00b"})
+    assert validate_shape(odd) is odd  # its text had no NUL: webhooks.parse_event knows
+    with pytest.raises(InvalidEvent, match="description"):
+        validate_event(odd)
+
+
+def test_a_verified_event_is_the_event_with_its_text() -> None:
+    event = stripe_event()
+    text = json.dumps(event, indent=2)
+    verified = VerifiedEvent(event, text)
+    assert verified == event and type(verified) is VerifiedEvent
+    assert verified.text == text
+    assert validate_event(verified) is verified

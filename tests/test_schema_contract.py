@@ -100,3 +100,33 @@ def test_a_webhook_whose_created_is_an_integral_float_is_an_event(client):
         HTTP_STRIPE_SIGNATURE=sign_payload(body, "whsec_tests_primary", int(time.time())),
     )
     assert response.status_code == 200, response.content
+
+
+def test_the_event_stream_is_described(client, settings):
+    """``GET events`` (a plain async view drf-spectacular does not see) is in the schema: its
+    query parameters, the Last-Event-ID header, the text/event-stream answer and the
+    statuses of a refused request; under WSGI it answers what the schema says for 501."""
+    bridge_settings_for(settings, REPLAY="all")
+    schema = get_schema(client)
+    operation = schema["paths"][f"{API}/events"]["get"]
+    assert operation["operationId"] == "stripe_events_stream"
+    parameters = {(p["in"], p["name"]): p["schema"] for p in operation["parameters"]}
+    assert set(parameters) == {
+        ("query", "channel"),
+        ("query", "selector"),
+        ("query", "replay"),
+        ("query", "last_event_id"),
+        ("header", "Last-Event-ID"),
+    }
+    assert parameters["query", "replay"]["enum"] == ["all", "latest", "none"]
+    assert parameters["query", "replay"]["default"] == "all"  # from the settings
+    assert parameters["query", "selector"]["maxLength"] == 4096
+    responses = operation["responses"]
+    assert set(responses) == {"200", "403", "429", "501", "503"}
+    assert list(responses["200"]["content"]) == ["text/event-stream"]
+    assert responses["429"]["headers"]["Retry-After"]["schema"]["const"] == "1"
+    response = client.get(f"{API}/events", {"selector": "id = 'ch_1'"})
+    assert response.status_code == 501
+    assert list(responses["501"]["content"]) == [response["Content-Type"]]
+    error = responses["501"]["content"]["application/json"]["schema"]
+    validator(schema, error).validate(response.json())

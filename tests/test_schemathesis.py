@@ -123,6 +123,10 @@ def test_schemathesis_finds_no_difference_between_schema_and_api(
         "--no-color",
         "run",
         f"{live_server.url}/api/services/Stripe/schema?format=json",
+        # The event stream never ends (a client reading its whole body waits for ever) and
+        # live_server is WSGI, where it is 501: its contract is checked by tests/test_sse.py.
+        "--exclude-operation-id",
+        "stripe_events_stream",
         "--phases",
         "examples,coverage,fuzzing",
         "--checks",
@@ -156,7 +160,9 @@ def test_schemathesis_finds_no_difference_between_schema_and_api(
     cases = summary["test_cases"]
     assert cases["generated"] > 0 and cases["with_failures"] == cases["errored"] == 0
     operations = summary["operations"]
-    assert operations["tested"] == operations["total"] == 5, operations
+    # Every operation but the event stream (left out above).
+    assert operations["tested"] == operations["selected"] == 5, operations
+    assert operations["total"] == 6, operations
     # Every operation answered data its schema allows with success, in every phase it had.
     for name, phases in summary["valid_rates"].items():
         for phase, outcome in phases.items():

@@ -1,5 +1,7 @@
-"""The Server-Sent Events view in process, through Django's own ASGI handler: headers, the
-event format, heartbeats, the origin rule, errors ending the stream, and WSGI refused."""
+"""Server-Sent Events in process, through both front doors — the lean ASGI path of
+``with_stripe_webhook`` and the Django view under Django's own ASGI handler: headers, the
+event format, heartbeats, the origin rule, the session's user, errors ending the stream,
+and WSGI refused."""
 
 from __future__ import annotations
 
@@ -9,24 +11,46 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.test import override_settings
 
+from django_stripe_bridge.asgi import with_stripe_webhook
 from tests.realtime_fixtures import *  # noqa: F403
-from tests.realtime_fixtures import charge_event, ingest
+from tests.realtime_fixtures import charge_event, ingest, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PATH = "/api/services/Stripe/events"
+#: The two front doors: ``with_stripe_webhook``'s lean path, and the Django view alone.
+APPS = {
+    "lean": lambda: with_stripe_webhook(get_asgi_application()),
+    "view": get_asgi_application,
+}
+
+
+@pytest.fixture(params=sorted(APPS), autouse=True)
+def front(request: pytest.FixtureRequest) -> Any:
+    """Every test of this module runs through each front door in turn."""
+    Stream.app = APPS[request.param]()
+    return request.param
 
 
 class Stream:
-    """One request to the events view, driven as an ASGI server would."""
+    """One request for an event stream, driven as an ASGI server would."""
 
-    def __init__(self, query: dict[str, str], headers: list[tuple[bytes, bytes]] = ()) -> None:
+    app: Any = None
+
+    def __init__(
+        self,
+        query: dict[str, str],
+        headers: list[tuple[bytes, bytes]] = (),
+        method: str = "GET",
+    ) -> None:
         self.scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": PATH, "raw_path": PATH.encode(),
+            "method": method, "scheme": "http", "path": PATH, "raw_path": PATH.encode(),
             "query_string": urlencode(query).encode(), "root_path": "",
             "headers": [(b"host", b"testserver"), *headers],
             "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
@@ -35,9 +59,7 @@ class Stream:
         self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._gone = asyncio.Event()
         self._sent_request = False
-        self.task = asyncio.ensure_future(
-            get_asgi_application()(self.scope, self._receive, self._send)
-        )
+        self.task = asyncio.ensure_future(self.app(self.scope, self._receive, self._send))
         self._buffer = b""
 
     async def _receive(self) -> dict[str, Any]:
@@ -69,6 +91,13 @@ class Stream:
         block, self._buffer = self._buffer.split(b"\n\n", 1)
         return block.decode()
 
+    async def body(self, timeout: float = 3.0) -> bytes:
+        """The whole body of an answer that ends (a refusal)."""
+        async with asyncio.timeout(timeout):
+            while (chunk := await self.chunks.get()) is not None:
+                self._buffer += chunk
+        return self._buffer
+
     async def frame(self) -> tuple[dict[str, str], dict[str, Any]]:
         """The next event with data: its fields and its frame."""
         while True:
@@ -83,7 +112,7 @@ class Stream:
         await asyncio.wait_for(self.task, 5)
 
 
-async def test_a_stream_answers_with_the_headers_and_the_event_format():
+async def test_a_stream_answers_with_the_headers_and_the_event_format(front):
     row = (await ingest(charge_event("charge.succeeded", "ch_sse"))).event
     stream = Stream({"selector": "id = 'ch_sse'", "replay": "latest"})
     assert await stream.block() == f"retry: {2000}"
@@ -92,6 +121,8 @@ async def test_a_stream_answers_with_the_headers_and_the_event_format():
     assert headers["content-type"] == "text/event-stream"
     assert headers["cache-control"] == "no-cache"
     assert headers["x-accel-buffering"] == "no"
+    # The lean path answers before Django's middleware (whose sessions add Vary: Cookie).
+    assert ("vary" in headers) == (front == "view")
     fields, frame = await stream.frame()
     assert (fields["event"], frame["type"], frame["subscription"]) == (
         "subscribed", "subscribed", "default",
@@ -167,13 +198,113 @@ async def test_a_cross_origin_stream_needs_an_allowed_host(origin, status):
         assert stream.headers()["content-type"] == "application/json"
 
 
-def test_under_wsgi_the_view_answers_501(client):
+@database_sync_to_async
+def login(username: str, *, staff: bool) -> str:
+    user = get_user_model().objects.create_user(username, password="x", is_staff=staff)
+    return session_cookie(user)
+
+
+@pytest.mark.parametrize(("staff", "answer"), [(True, "subscribed"), (False, "forbidden")])
+async def test_the_session_user_is_the_websocket_s(staff, answer):
+    # An unpinned selector needs staff under the default policy: only a session says so.
+    cookie = await login(f"u{int(staff)}", staff=staff)
+    stream = Stream({"selector": "amount > 0"}, [(b"cookie", cookie.encode())])
+    _, frame = await stream.frame()
+    assert frame["type"] == "subscribed" if staff else frame["code"] == answer
+    await stream.disconnect()
+
+
+async def test_a_stream_is_get_only():
+    stream = Stream({"selector": "id = 'ch_p'"}, method="OPTIONS")
+    await stream.block()
+    assert stream.start["status"] == 405
+    assert "GET" in stream.headers()["allow"]
+    await asyncio.wait_for(stream.task, 5)
+
+
+@database_sync_to_async
+def events_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    from django.test import Client
+
+    schema = Client().get("/api/services/Stripe/schema?format=json").json()
+    return schema, schema["paths"][PATH]["get"]["responses"]
+
+
+@override_settings(
+    ALLOWED_HOSTS=["testserver"], STRIPE_BRIDGE={"FRAME_BURST": 1, "MAX_FRAMES_PER_SECOND": 1}
+)
+async def test_the_answers_are_what_the_schema_says():
+    """A stream, a refused origin and a client over its budget are answered as the OpenAPI
+    schema describes them (schemathesis leaves the stream out: it never ends)."""
+    import jsonschema
+
+    from django_stripe_bridge.realtime import sse_http
+
+    sse_http._budgets.clear()
+    schema, responses = await events_schema()
+    origin = [(b"origin", b"http://testserver")]
+
+    def described(stream: Stream) -> dict[str, Any]:
+        answer = responses[str(stream.start["status"])]
+        headers = stream.headers()
+        assert headers["content-type"] in answer["content"]
+        for name, header in answer.get("headers", {}).items():
+            jsonschema.validate(headers[name.lower()], header["schema"])
+        return answer
+
+    ok = Stream({"selector": "id = 'ch_schema'"}, origin)
+    await ok.block()
+    assert ok.start["status"] == 200
+    described(ok)
+    await ok.disconnect()
+    refused = [
+        Stream({"selector": "id = 'ch_schema'"}, [(b"origin", b"http://evil.example")]),
+        Stream({"selector": "id = 'ch_schema'"}, origin),  # the burst of one is spent
+    ]
+    for stream in refused:
+        body = await stream.body()
+        error = described(stream)["content"]["application/json"]["schema"]
+        jsonschema.Draft202012Validator({**error, "components": schema["components"]}).validate(
+            json.loads(body)
+        )
+    assert [stream.start["status"] for stream in refused] == [403, 429]
+
+
+async def test_a_session_that_cannot_be_read_is_503_not_500(monkeypatch):
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    _, responses = await events_schema()
+    cookie = await login("u503", staff=True)
+
+    def database_down(self: Any) -> Any:
+        raise OperationalError("the database is down")
+
+    async def adatabase_down(self: Any) -> Any:
+        raise OperationalError("the database is down")
+
+    # The fault: Channels reads the session with load(), Django's async view with aload().
+    monkeypatch.setattr(SessionStore, "load", database_down)
+    monkeypatch.setattr(SessionStore, "aload", adatabase_down)
+    stream = Stream({"selector": "id = 'ch_503'"}, [(b"cookie", cookie.encode())])
+    body = json.loads(await stream.body())
+    assert (stream.start["status"], body["error"]["code"]) == (503, "service_unavailable")
+    assert (
+        stream.headers()["retry-after"]
+        == responses["503"]["headers"]["Retry-After"]["schema"]["const"]
+    )
+    assert "down" not in json.dumps(body)
+
+
+def test_under_wsgi_the_view_answers_501(client, front):
+    if front == "lean":
+        pytest.skip("WSGI has no lean path")
     response = client.get(PATH, {"selector": "id = 'ch_w'"})
     assert response.status_code == 501
     assert response.json()["error"]["code"] == "not_asgi"
 
 
-async def test_a_disconnect_leaves_the_groups():
+async def test_a_disconnect_leaves_the_groups(front):
     from channels.layers import get_channel_layer
 
     stream = Stream({"selector": "id = 'ch_leave'"})

@@ -1,6 +1,7 @@
-"""Per-client bounds hold on Server-Sent Events (issue 18), against live Daphne: 1,000 idle
-streams cost no more memory per stream than websockets do; a client that opens streams in
-a loop is limited, and meanwhile another client's stream gets its event within 1 s."""
+"""Per-client bounds hold on Server-Sent Events (issue 18), against live servers: 1,000 idle
+streams cost no more memory per stream than websockets do (Daphne and Uvicorn); a client
+that opens streams in a loop is limited, and meanwhile another client's stream gets its
+event within 1 s."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 import pytest
 
 from tests.factories import charge_object, make_event
-from tests.live import LiveServer, run_daphne
+from tests.live import LiveServer, run_daphne, run_server
 from tests.test_client_limits import rss_mib
 from tests.test_scaleout import SECRET, post_webhook
 from tests.transports import open_stream
@@ -26,6 +27,10 @@ STREAMS = 1000
 #: Source addresses the streams come from (20 clients' worth each, within one client's
 #: burst of 60 opens): 1,000 streams are 50 clients, as they would be in production.
 CLIENTS = 50
+#: KiB per connection the two figures may differ by and still count as equal: what the
+#: same measurement varies by from run to run (the interpreter's memory grows by whole
+#: arenas and pages, about 1 MiB over 1,000 connections, so ±1 KiB each).
+NOISE_KIB = 1.0
 
 
 def client_host(n: int) -> str:
@@ -61,13 +66,16 @@ async def idle_cost(server: LiveServer, transport: str) -> float:
 
 
 @pytest.mark.slow
-async def test_idle_streams_cost_no_more_memory_than_websockets():
-    with run_daphne(env=ENV) as server:
-        websocket = await idle_cost(server, "ws")
-    with run_daphne(env=ENV) as server:
-        sse = await idle_cost(server, "sse")
-    print(f"per connection: websocket {websocket * 1024:.1f} KiB, SSE {sse * 1024:.1f} KiB")
-    assert sse <= websocket * 1.1 + 2 / 1024, (sse, websocket)
+async def test_idle_streams_cost_no_more_memory_than_websockets(server_kind):
+    """Each transport in a fresh server process of its own, one after the other: both
+    figures come from the same run. Served as documented, through ``with_stripe_webhook``
+    (the demo's ``asgi.py``), a stream keeps nothing of its request."""
+    with run_server(server_kind, ENV, access_log=False) as server:
+        websocket = await idle_cost(server, "ws") * 1024
+    with run_server(server_kind, ENV, access_log=False) as server:
+        sse = await idle_cost(server, "sse") * 1024
+    print(f"{server_kind}, per connection: websocket {websocket:.1f} KiB, SSE {sse:.1f} KiB")
+    assert sse <= websocket + NOISE_KIB, (sse, websocket)
 
 
 async def test_a_client_opening_streams_in_a_loop_does_not_slow_another():

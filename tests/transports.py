@@ -61,7 +61,13 @@ class SSEConnection:
                 self.headers[name.strip().lower()] = value.strip()
         self._chunked = self.headers.get("transfer-encoding") == "chunked"
         if not self.headers.get("content-type", "").startswith("text/event-stream"):
-            self.body = await self._read_all()
+            length = self.headers.get("content-length")
+            if length is not None and not self._chunked:
+                # The connection may stay open (keep-alive): read the body, not to the end
+                # of the connection, which would wait for the server's idle timeout.
+                self.body = await reader.readexactly(int(length))
+            else:
+                self.body = await self._read_all()
         return self
 
     async def _read_all(self) -> bytes:

@@ -31,6 +31,8 @@ class Transport:
     ``send_frame()`` and ``close_with()``.
     """
 
+    __slots__ = ()  # a transport with slots of its own (the SSE stream) has no __dict__
+
     channel_layer: Any
     channel_name: str
     scope: Any

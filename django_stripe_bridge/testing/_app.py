@@ -284,6 +284,10 @@ async def three_d_secure_answer(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     secret = str(form.get("client_secret", ""))
     intent = _intent_or_404(request, secret)
+    from . import _connect, _context
+
+    # The charge the authentication makes is the PaymentIntent's account's (a direct charge).
+    _context.current().account = _connect.owner(intent)
     success = form.get("action") == "complete"
     with contextlib.suppress(UserError):  # a decline after authentication: recorded
         PaymentIntent._api_authenticate(intent.id, client_secret=secret, success=success)

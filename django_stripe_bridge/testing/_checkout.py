@@ -13,7 +13,10 @@ decline, 3-D Secure) or a SEPA debit, the stand-in's delayed method, that settle
   debit later sends ``checkout.session.async_payment_succeeded`` or ``…_failed``;
 - ``POST /v1/checkout/sessions/{id}/expire`` expires an open session
   (``checkout.session.expired``) and cancels its PaymentIntent, if one was made;
-- the customer then goes to ``success_url``, ``{CHECKOUT_SESSION_ID}`` replaced by the id.
+- the customer then goes to ``success_url``, ``{CHECKOUT_SESSION_ID}`` replaced by the id;
+- a session created with ``Stripe-Account`` is the connected account's (and so are its
+  PaymentIntent, charge and events); ``payment_intent_data``'s ``transfer_data``,
+  ``application_fee_amount`` and ``on_behalf_of`` go to the PaymentIntent it makes (``_connect``).
 
 Prices (``line_items[][price]``) are looked up among localstripe's plans (a Price's id works
 as a Plan's on Stripe too); ``price_data`` makes them inline.
@@ -29,12 +32,12 @@ from aiohttp import web
 from localstripe.errors import UserError
 from localstripe.resources import Charge, PaymentIntent, PaymentMethod, Plan, StripeObject
 
-from . import _context, _later
+from . import _connect, _context, _later
 from ._cards import Decline, TestCard
 from ._currencies import check_amount, format_amount
 from ._errors import invalid, no_such
 from ._events import emit
-from ._lists import paginate, stored, unknown_params
+from ._lists import list_page, unknown_params
 from ._payments import make_payment_method
 
 #: Since this API version the PaymentIntent is made when the customer pays, not with the
@@ -155,6 +158,11 @@ def create_session(
     expiry = _expires_at(expires_at, now)
     types = _payment_method_types(payment_method_types)
     intent_data = payment_intent_data if isinstance(payment_intent_data, dict) else {}
+    connect = _connect.take_connect_params(
+        {key: intent_data[key] for key in _connect.CONNECT_PARAMS if key in intent_data}
+        | {"amount": total},
+        within="payment_intent_data",
+    )
     capture_method = intent_data.get("capture_method") or "automatic"
     if capture_method not in ("automatic", "automatic_async", "manual"):
         raise invalid(
@@ -176,6 +184,7 @@ def create_session(
     )
     session._standin_items = items
     session._standin_capture_method = capture_method
+    session._standin_connect = connect
     session._standin_intent_metadata = (
         dict(intent_data["metadata"]) if isinstance(intent_data.get("metadata"), dict) else {}
     )
@@ -190,24 +199,10 @@ def retrieve_session(id: str, **kwargs: Any) -> CheckoutSession:
     return _retrieve(id)
 
 
-def list_sessions(
-    payment_intent: Any = None,
-    created: Any = None,
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    **kwargs: Any,
-) -> Any:
+def list_sessions(**params: Any) -> Any:
     """``GET /v1/checkout/sessions``, newest first, filtered by ``payment_intent``."""
-    unknown_params(kwargs)
-    items = stored("checkout.session", created, payment_intent=payment_intent)
-    return paginate(
-        "/v1/checkout/sessions",
-        items,
-        "checkout.session",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
+    return list_page(
+        "checkout.session", "/v1/checkout/sessions", params, filters=("payment_intent",)
     )
 
 
@@ -328,6 +323,7 @@ def _intent_of(session: CheckoutSession) -> Any:
     if session._standin_intent is not None:
         return PaymentIntent._api_retrieve(session._standin_intent)
     _context.current().extras["payment_intent"] = {}
+    _context.current().extras["pi_connect"] = dict(getattr(session, "_standin_connect", {}))
     intent = PaymentIntent(
         amount=session.amount_total,
         currency=session.currency,
@@ -392,6 +388,7 @@ def _pay_later(session: CheckoutSession, iban: str) -> str:
         amount=intent.amount, currency=intent.currency, source=payment_method.id, capture=True
     )
     charge.payment_intent = intent.id
+    _connect.inherit_from_intent(charge)
     intent.latest_charge = charge  # status "pending": the PaymentIntent is "processing"
     emit("charge.pending", charge)
     emit("payment_intent.processing", intent)
@@ -406,6 +403,7 @@ def _settle_debit(session: CheckoutSession, intent: Any, charge: Any, *, succeed
         charge._standin_amount_captured = charge.amount
         charge.outcome = {"network_status": "approved_by_network", "type": "authorized"}
         emit("charge.succeeded", charge)
+        _connect.on_captured(charge)
         emit("payment_intent.succeeded", intent)
         session.payment_status = "paid"
         emit("checkout.session.async_payment_succeeded", session)
@@ -479,7 +477,9 @@ async def answer(request: web.Request) -> web.StreamResponse:
     if session.status != "open" or choice not in CHOICES:
         return _render(session)
     _context.begin(
-        api_version=session._standin_api_version, origin=f"{request.scheme}://{request.host}"
+        api_version=session._standin_api_version,
+        origin=f"{request.scheme}://{request.host}",
+        account=_connect.owner(session),  # the payment is made where the session is
     )
     return_url = f"{request.scheme}://{request.host}/_standin/checkout/{session.id}/return"
     target = pay(session, choice, return_url)
@@ -491,7 +491,7 @@ async def returned(request: web.Request) -> web.StreamResponse:
     session = _session_or_404(request)
     if session.status != "open":
         return _render(session)
-    _context.begin(api_version=session._standin_api_version)
+    _context.begin(api_version=session._standin_api_version, account=_connect.owner(session))
     target = finish(session)
     return _render(session) if target is None else web.HTTPSeeOther(target)
 

@@ -13,6 +13,8 @@ Shapes follow Stripe's OpenAPI fixtures (``account``, ``transfer``, ``applicatio
 - ``transfer_data[destination]`` makes a destination charge: once captured, a ``transfer``
   (``tr_…``) moves the amount less the fee to the account; ``application_fee_amount`` makes
   an ``application_fee`` (``fee_…``) for the platform, on direct charges too.
+- A Checkout Session takes these in ``payment_intent_data``, for the PaymentIntent it makes;
+  one created with ``Stripe-Account`` is the account's, and so is what its page pays.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from localstripe.resources import StripeObject, store, try_convert_to_int
 from . import _context
 from ._errors import StripeAPIError, invalid, no_such
 from ._events import emit
-from ._lists import paginate, stored, unknown_params
+from ._lists import list_page, unknown_params
 
-#: What a charge or PaymentIntent create call may carry to pay a connected account.
+#: What a charge or PaymentIntent create call (or a Checkout Session's
+#: ``payment_intent_data``) may carry to pay a connected account.
 CONNECT_PARAMS = ("transfer_data", "application_fee_amount", "on_behalf_of")
 #: Parameters of ``POST /v1/accounts`` kept on the account, and those accepted and ignored.
 _ACCOUNT_FIELDS = ("type", "country", "email", "business_type", "metadata", "capabilities")
@@ -134,23 +137,10 @@ def _retrieve_account(id: str, **data: Any) -> Account:
     return account
 
 
-def _list_accounts(
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    created: Any = None,
-    **data: Any,
-) -> Any:
-    unknown_params(data)
-    if _context.current().account is not None:
-        return paginate("/v1/accounts", [], "account", limit=limit)
-    return paginate(
-        "/v1/accounts",
-        stored("account", created),
-        "account",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
+def _list_accounts(**params: Any) -> Any:
+    # The platform's connected accounts: a connected account lists none.
+    return list_page(
+        "account", "/v1/accounts", params, keep=lambda _: _context.current().account is None
     )
 
 
@@ -223,28 +213,9 @@ def _retriever(cls: Any) -> Any:
     return retrieve
 
 
-def _lister(cls: Any) -> Any:
-    def list_all(
-        limit: Any = None,
-        starting_after: Any = None,
-        ending_before: Any = None,
-        created: Any = None,
-        **data: Any,
-    ) -> Any:
-        unknown_params({k: v for k, v in data.items() if k not in ("destination", "charge")})
-        items = [
-            obj
-            for obj in stored(cls.object, created)
-            if all(getattr(obj, k, None) == v for k, v in data.items())
-        ]
-        return paginate(
-            f"/v1/{cls.object}s",
-            items,
-            cls.object,
-            limit=limit,
-            starting_after=starting_after,
-            ending_before=ending_before,
-        )
+def _lister(cls: Any, *filters: str) -> Any:
+    def list_all(**params: Any) -> Any:
+        return list_page(cls.object, f"/v1/{cls.object}s", params, filters=filters)
 
     return list_all
 
@@ -252,26 +223,35 @@ def _lister(cls: Any) -> Any:
 # --- payments for connected accounts -------------------------------------------------------
 
 
-def take_connect_params(data: dict[str, Any]) -> dict[str, Any]:
-    """Pop and check a create call's Connect parameters; what to set on the object."""
+def take_connect_params(data: dict[str, Any], *, within: str = "") -> dict[str, Any]:
+    """Pop and check a create call's Connect parameters; what to set on the object.
+
+    ``within`` names the hash they came in, for errors (a Checkout Session's
+    ``payment_intent_data``); ``data["amount"]`` is the payment's amount.
+    """
+
+    def name(param: str) -> str:
+        head, bracket, rest = param.partition("[")
+        return f"{within}[{head}]{bracket}{rest}" if within else param
+
     taken = {key: data.pop(key) for key in CONNECT_PARAMS if key in data}
     ctx = _context.current()
     transfer = taken.get("transfer_data")
     if transfer is not None:
         if not isinstance(transfer, dict) or not transfer.get("destination"):
             raise invalid(
-                "Missing required param: transfer_data[destination].",
-                param="transfer_data[destination]",
+                f"Missing required param: {name('transfer_data[destination]')}.",
+                param=name("transfer_data[destination]"),
             )
         if ctx.account is not None:
             raise invalid(
-                "transfer_data cannot be used with Stripe-Account: a destination charge is "
-                "made on the platform.",
-                param="transfer_data",
+                f"{name('transfer_data')} cannot be used with Stripe-Account: a destination "
+                "charge is made on the platform.",
+                param=name("transfer_data"),
             )
         destination = transfer["destination"]
         if not exists(destination):
-            raise no_such("destination", str(destination), "transfer_data[destination]")
+            raise no_such("destination", str(destination), name("transfer_data[destination]"))
         amount = transfer.get("amount")
         taken["transfer_data"] = {
             "amount": None if amount is None else try_convert_to_int(amount),
@@ -279,23 +259,25 @@ def take_connect_params(data: dict[str, Any]) -> dict[str, Any]:
         }
     behalf = taken.get("on_behalf_of")
     if behalf is not None and not exists(behalf):
-        raise no_such("account", str(behalf), "on_behalf_of")
+        raise no_such("account", str(behalf), name("on_behalf_of"))
     fee = taken.get("application_fee_amount")
     if fee is not None:
         fee = try_convert_to_int(fee)
         amount = try_convert_to_int(data.get("amount"))
         if not isinstance(fee, int) or isinstance(fee, bool) or fee < 0:
-            raise invalid(f"Invalid non-negative integer: {fee}", param="application_fee_amount")
+            raise invalid(
+                f"Invalid non-negative integer: {fee}", param=name("application_fee_amount")
+            )
         if isinstance(amount, int) and fee > amount:
             raise invalid(
                 "The application fee amount cannot be greater than the charge amount.",
-                param="application_fee_amount",
+                param=name("application_fee_amount"),
             )
         if ctx.account is None and transfer is None:
             raise invalid(
                 "Can only apply an application_fee_amount when the request is made on behalf "
                 "of another account (using the Stripe-Account header or transfer_data).",
-                param="application_fee_amount",
+                param=name("application_fee_amount"),
             )
         taken["application_fee_amount"] = fee
     return taken
@@ -398,9 +380,9 @@ def install() -> None:
             ("POST", "/v1/accounts", _create_account),
             ("GET", "/v1/accounts", _list_accounts),
             ("GET", "/v1/accounts/{id}", _retrieve_account),
-            ("GET", "/v1/transfers", _lister(Transfer)),
+            ("GET", "/v1/transfers", _lister(Transfer, "destination")),
             ("GET", "/v1/transfers/{id}", _retriever(Transfer)),
-            ("GET", "/v1/application_fees", _lister(ApplicationFee)),
+            ("GET", "/v1/application_fees", _lister(ApplicationFee, "charge")),
             ("GET", "/v1/application_fees/{id}", _retriever(ApplicationFee)),
         ]
     )

@@ -27,7 +27,7 @@ from localstripe.resources import BalanceTransaction, StripeObject, try_convert_
 from . import _later
 from ._errors import invalid
 from ._events import emit
-from ._lists import paginate, stored, unknown_params
+from ._lists import list_page, unknown_params
 
 #: Every field of a dispute's ``evidence`` hash.
 EVIDENCE_FIELDS = (
@@ -166,26 +166,9 @@ def retrieve_dispute(id: str, **kwargs: Any) -> Any:
     return _retrieve(id)
 
 
-def list_disputes(
-    charge: Any = None,
-    payment_intent: Any = None,
-    created: Any = None,
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    **kwargs: Any,
-) -> Any:
+def list_disputes(**params: Any) -> Any:
     """``GET /v1/disputes``, newest first, filtered by ``charge``/``payment_intent``."""
-    unknown_params(kwargs)
-    items = stored("dispute", created, charge=charge, payment_intent=payment_intent)
-    return paginate(
-        "/v1/disputes",
-        items,
-        "dispute",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
-    )
+    return list_page("dispute", "/v1/disputes", params, filters=("charge", "payment_intent"))
 
 
 def update_dispute(

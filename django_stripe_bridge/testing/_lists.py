@@ -1,5 +1,8 @@
 """Stripe-style list pages: newest first, ``limit``, ``starting_after``, ``ending_before``,
-and the ``created`` filter (``created=N`` or ``created[gt|gte|lt|lte]=N``)."""
+and the ``created`` filter (``created=N`` or ``created[gt|gte|lt|lte]=N``).
+
+``list_page()`` is a whole list endpoint of one kind of object; the endpoints call it with
+their URL and the parameters they filter by."""
 
 from __future__ import annotations
 
@@ -112,6 +115,31 @@ def stored(object_name: str, created: Any = None, **equal: Any) -> list[Any]:
     ]
     items.reverse()  # the store keeps creation order; Stripe lists newest first
     return items
+
+
+def list_page(
+    object_name: str,
+    url: str,
+    params: dict[str, Any],
+    *,
+    filters: Sequence[str] = (),
+    keep: Callable[[Any], bool] | None = None,
+) -> Page:
+    """``GET`` a list of stored objects of one kind, as Stripe answers it: the current
+    account's only, newest first, filtered by ``created`` and by equality on ``filters``
+    (the parameters the endpoint takes; any other is refused), and paginated.
+
+    ``keep``: a further predicate an object must pass.
+    """
+    params = dict(params)
+    paging = {name: params.pop(name, None) for name in ("limit", "starting_after", "ending_before")}
+    created = params.pop("created", None)
+    equal = {name: params.pop(name) for name in filters if name in params}
+    unknown_params(params)
+    items = stored(object_name, created, **equal)
+    if keep is not None:
+        items = [item for item in items if keep(item)]
+    return paginate(url, items, object_name, **paging)
 
 
 def unknown_params(params: dict[str, Any]) -> None:

@@ -57,7 +57,7 @@ from ._currencies import check_amount
 from ._disputes import after_capture
 from ._errors import StripeAPIError, invalid, no_such, unexpected_state
 from ._events import emit
-from ._lists import paginate, stored, unknown_params
+from ._lists import list_page, unknown_params
 
 SUCCESS_OUTCOME: dict[str, Any] = {
     "network_status": "approved_by_network",
@@ -452,27 +452,8 @@ def _billing_details(self: Any) -> dict[str, Any]:
     }
 
 
-def _list_charges(
-    cls: Any,
-    url: str,
-    customer: Any = None,
-    payment_intent: Any = None,
-    created: Any = None,
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    **kwargs: Any,
-) -> Any:
-    unknown_params(kwargs)
-    items = stored("charge", created, customer=customer, payment_intent=payment_intent)
-    return paginate(
-        url,
-        items,
-        "charge",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
-    )
+def _list_charges(cls: Any, url: str, **params: Any) -> Any:
+    return list_page("charge", url, params, filters=("customer", "payment_intent"))
 
 
 # --- refunds ---------------------------------------------------------------------------------
@@ -717,26 +698,8 @@ def _pi_api_authenticate(cls: Any, id: str, **kwargs: Any) -> Any:
     return intent
 
 
-def _list_payment_intents(
-    cls: Any,
-    url: str,
-    customer: Any = None,
-    created: Any = None,
-    limit: Any = None,
-    starting_after: Any = None,
-    ending_before: Any = None,
-    **kwargs: Any,
-) -> Any:
-    unknown_params(kwargs)
-    items = stored("payment_intent", created, customer=customer)
-    return paginate(
-        url,
-        items,
-        "payment_intent",
-        limit=limit,
-        starting_after=starting_after,
-        ending_before=ending_before,
-    )
+def _list_payment_intents(cls: Any, url: str, **params: Any) -> Any:
+    return list_page("payment_intent", url, params, filters=("customer",))
 
 
 # --- installation ----------------------------------------------------------------------------
