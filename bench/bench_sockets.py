@@ -21,7 +21,8 @@ ephemeral ports); the latency watchers and the webhooks are this process's. With
 (the default) the server runs on CPU 0 and every client process on CPU 1. The file limit
 is raised for this process and the processes it starts (root may raise the hard limit).
 
-Run (about 6 minutes on 2 cores, both servers)::
+Run (under 10 minutes for both servers on a quiet 2-core machine; 625 s with 60 events a
+point while other work shared the cores)::
 
     .venv/bin/python bench/bench_sockets.py --redis-url redis://127.0.0.1:6379/8
 
