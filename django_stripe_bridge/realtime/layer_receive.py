@@ -4,8 +4,9 @@ The layer's ``receive(channel)`` elects a reader among the coroutines that wait:
 on the layer's receive lock *and* on its channel's buffer, and whoever holds the lock reads
 Redis and fills the others' buffers. With 20,000 idle websockets the lock has 20,000
 waiters, and every message delivered cancels the receiver's wait on the lock, which removes
-it from the lock's queue of waiters: a scan of that queue, ~1.4 ms at 20,000 on a 2-core
-machine, on the event loop, per message (bench/bench_sockets.py).
+it from the lock's queue of waiters: a scan of that queue, ~1.4 ms at 20,000 waiters on
+the reference machine (0.25 ms at 10), on the event loop, per message; and each idle
+connection kept two tasks for it (bench/RESULTS.md, "20,000 sockets on one process").
 
 Here a pump per event loop takes the reader's role for good, through the layer's own
 ``receive()`` on a channel of its own to which nothing is sent, so the layer's reading,
