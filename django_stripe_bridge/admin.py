@@ -318,7 +318,8 @@ def _table(header: Iterable[Any], rows: Iterable[Iterable[Any]]) -> str:
 
 @admin.register(ThinEvent)
 class ThinEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Thin event notifications and their fetch: waiting, done, or refused (and why)."""
+    """Thin event notifications and their fetch: waiting, done, refused or quarantined (and
+    why; a quarantined one's event is under quarantined events)."""
 
     list_display = (
         "event_id",

@@ -1,9 +1,11 @@
 from django.apps import AppConfig
+from django.core.signals import request_started
 from django.utils.translation import gettext_lazy as _
 
 
 class StripeBridgeConfig(AppConfig):
-    """Registers the bridge's system checks and starts the outbox relay with the first publish."""
+    """Registers the bridge's system checks and starts the outbox relay with the first publish
+    or request."""
 
     name = "django_stripe_bridge"
     label = "django_stripe_bridge"
@@ -16,3 +18,6 @@ class StripeBridgeConfig(AppConfig):
 
         if outbox.ensure_relay not in messaging.before_publish:
             messaging.before_publish.append(outbox.ensure_relay)
+        # A restarted process relays (and fetches the thin events left waiting) from its first
+        # request, not only from its first publish: it may publish nothing for a long while.
+        request_started.connect(outbox.start_relay_on_request, dispatch_uid="stripe_bridge_relay")

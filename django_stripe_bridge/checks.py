@@ -302,6 +302,7 @@ _NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
     "LAYER_PROBE_INTERVAL": (False, 0, False, True),
     "THIN_RETRY_DELAY": (False, 0, True, False),
     "THIN_MAX_RETRY_DELAY": (False, 0, True, False),
+    "THIN_LEASE": (False, 0, True, False),
 }
 
 

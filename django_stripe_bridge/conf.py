@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "THIN_RELAY": True,
     "THIN_RETRY_DELAY": 1.0,
     "THIN_MAX_RETRY_DELAY": 3600.0,
+    "THIN_LEASE": 120.0,
     "WEBHOOK_TOLERANCE": 300,
     "WEBHOOK_MAX_BYTES": 1024 * 1024,
     "DEFAULT_CURRENCY": "usd",

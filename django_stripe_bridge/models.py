@@ -278,6 +278,8 @@ class ThinEvent(models.Model):
         PENDING = "pending", _("Pending")
         DONE = "done", _("Done")
         REFUSED = "refused", _("Refused")
+        #: The database refused the fetched event's data: kept as a ``QuarantinedEvent``.
+        QUARANTINED = "quarantined", _("Quarantined")
 
     event_id = models.CharField(_("event id"), max_length=255, unique=True)
     type = models.CharField(_("type"), max_length=100)
@@ -286,7 +288,7 @@ class ThinEvent(models.Model):
     endpoint = models.CharField(_("endpoint"), max_length=40, blank=True)
     notification = models.JSONField(_("notification"))
     status = models.CharField(
-        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+        _("status"), max_length=20, choices=Status.choices, default=Status.PENDING
     )
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     #: When the next fetch may start (a claimed fetch pushes it on: a crash retries later).

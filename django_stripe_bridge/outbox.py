@@ -3,7 +3,8 @@
 An event is committed first and published after (``messaging.publish_event``). When that
 publish fails (layer down), the process dies in between, or marking ``published_at`` fails,
 the row stays unpublished. Every server process runs a relay thread (started by its first
-websocket connection or publish) that, each ``OUTBOX_INTERVAL`` seconds, publishes the
+request, websocket connection, publish or thin event) that, each ``OUTBOX_INTERVAL``
+seconds, fetches the thin events due (``thin.drain()``, with ``THIN_RELAY``) and publishes the
 events unpublished for more than ``OUTBOX_DELAY`` seconds, oldest first, once the layer
 answers, up to ``RELAY_CHUNK`` events per claim and send. Several relays may run at once:
 each event is claimed under a row lock (``SELECT … FOR UPDATE SKIP LOCKED`` where the
@@ -159,6 +160,11 @@ def _run() -> None:
             logger.exception("Outbox relay round failed; retrying later.")
         finally:
             close_old_connections()
+
+
+def start_relay_on_request(**kwargs: object) -> None:
+    """``request_started`` receiver: the relay runs from a process's first request."""
+    ensure_relay()
 
 
 def ensure_relay() -> None:

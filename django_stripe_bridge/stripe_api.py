@@ -37,7 +37,7 @@ from .exceptions import (
     StripeRequestError,
     StripeUnavailable,
 )
-from .upstream import error_fields, error_message, redact, validated
+from .upstream import error_fields, error_message, plain, redact, validated
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def get_stripe_client() -> stripe.StripeClient:
             client = stripe.StripeClient(
                 api_key,
                 stripe_version=bridge_settings.API_VERSION or None,
-                base_addresses={"api": api_base.rstrip("/")} if api_base else None,
+                # {} rather than None: stripe 12 takes None for a mapping and fails.
+                base_addresses={"api": api_base.rstrip("/")} if api_base else {},
                 max_network_retries=bridge_settings.MAX_NETWORK_RETRIES,
                 http_client=stripe.RequestsClient(
                     timeout=tuple(timeout) if isinstance(timeout, list) else timeout
@@ -166,7 +167,7 @@ def list_accounts(page_size: int = 100) -> Iterator[dict[str, Any]]:
             account = next(pages, None)
         if account is None:
             return
-        yield account.to_dict()
+        yield plain(account)
 
 
 def create_charge(
@@ -353,7 +354,7 @@ def list_events(
             event = next(pages, None)
         if event is None:
             return
-        yield event.to_dict()
+        yield plain(event)
 
 
 # --- thin events (Event Destinations, API v2) --------------------------------------------------
@@ -420,7 +421,7 @@ def retrieve_event(event_id: str, *, stripe_account: str | None = None) -> dict[
     client = get_stripe_client()
     with translate_errors(READ_RETRY):
         event = client.v1.events.retrieve(event_id, options=_options(None, stripe_account))
-    return event.to_dict()
+    return plain(event)
 
 
 def _raw_get(path: str, context: str | None) -> dict[str, Any]:
@@ -429,7 +430,7 @@ def _raw_get(path: str, context: str | None) -> dict[str, Any]:
     with translate_errors(READ_RETRY):
         response = client.raw_request("get", path, **options)
         obj = client.deserialize(response, api_mode="V2" if path.startswith("/v2/") else "V1")
-    result: dict[str, Any] = obj.to_dict()
+    result: dict[str, Any] = plain(obj)
     return result
 
 
@@ -459,7 +460,7 @@ def create_event_destination(
         params["description"] = description
     with translate_errors(WEBHOOK_RETRY):
         destination = client.v2.core.event_destinations.create(params=params)  # type: ignore[arg-type]
-    secret = (destination.to_dict().get("webhook_endpoint") or {}).get("signing_secret")
+    secret = (plain(destination).get("webhook_endpoint") or {}).get("signing_secret")
     if not isinstance(secret, str) or not secret:
         raise StripeUnavailable("Stripe made the Event Destination but sent no signing secret.")
     return secret

@@ -16,9 +16,13 @@ all run ``drain()``. Each fetch:
 
 A failed fetch (Stripe down, a 5xx, a timeout) is retried with exponential backoff
 (``THIN_RETRY_DELAY`` doubling up to ``THIN_MAX_RETRY_DELAY``); the queue is a table, so it
-survives restarts. A claimed row's next attempt is pushed ``LEASE`` seconds on first,
+survives restarts. A claimed row's next attempt is pushed ``THIN_LEASE`` seconds on first,
 so two workers never fetch one notification at once and a worker that dies mid-fetch leaves
 it to be retried. ``v2.core.event_destination.ping`` is recorded and needs no fetch.
+
+What no retry mends is not retried: a fetched event the database refuses to store (a data
+error, as for a poison snapshot event) is kept apart as a ``QuarantinedEvent`` and the row
+ends ``quarantined``; a fetched event that is not a valid event ends ``refused``.
 """
 
 from __future__ import annotations
@@ -34,10 +38,10 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import ingest, stripe_api
+from . import ingest, quarantine, stripe_api
 from .conf import bridge_settings
 from .events import is_account_id
-from .exceptions import InvalidEvent, StripeInvalidRequest
+from .exceptions import EventQuarantined, InvalidEvent, StripeInvalidRequest
 from .models import ThinEvent
 
 logger = logging.getLogger(__name__)
@@ -46,8 +50,6 @@ logger = logging.getLogger(__name__)
 THIN_OBJECT = "v2.core.event"
 #: Notifications that need no fetch: answered and recorded.
 PING = "v2.core.event_destination.ping"
-#: Seconds a claimed fetch holds its row before another worker may retry it.
-LEASE = 120
 #: Rows fetched per ``drain()`` call at most.
 DRAIN_BATCH = 50
 
@@ -61,6 +63,11 @@ class DrainResult:
     done: int = 0
     retried: int = 0
     refused: int = 0
+    quarantined: int = 0
+
+
+#: What ``_fetch_and_fold`` says of a row, in ``DrainResult``'s order.
+OUTCOMES = ("done", "retry", "refused", "quarantined")
 
 
 def is_thin(payload: Any) -> bool:
@@ -134,21 +141,23 @@ def drain(*, limit: int = DRAIN_BATCH, now: dt.datetime | None = None) -> DrainR
     due = ThinEvent.objects.filter(
         status=ThinEvent.Status.PENDING, next_attempt_at__lte=now
     ).order_by("next_attempt_at", "id")
-    done = retried = refused = 0
+    outcomes: list[str] = []
     for pk in list(due.values_list("pk", flat=True)[:limit]):
         row = _claim(pk, now)
-        if row is None:
-            continue  # another worker has it
-        outcome = _fetch_and_fold(row)
-        done += outcome == "done"
-        retried += outcome == "retry"
-        refused += outcome == "refused"
-    return DrainResult(done, retried, refused)
+        if row is not None:  # else another worker has it
+            outcomes.append(_fetch_and_fold(row))
+    return DrainResult(*(outcomes.count(name) for name in OUTCOMES))
+
+
+def lease() -> float:
+    """Seconds a claimed fetch holds its row before another worker may retry it
+    (``THIN_LEASE``): longer than a fetch can take, else two workers could fetch one row."""
+    return float(bridge_settings.THIN_LEASE)
 
 
 def _claim(pk: int, now: dt.datetime) -> ThinEvent | None:
     """Take one due row: push its next attempt a lease on (a conditional update)."""
-    lease_end = now + dt.timedelta(seconds=LEASE)
+    lease_end = now + dt.timedelta(seconds=lease())
     claimed = ThinEvent.objects.filter(
         pk=pk, status=ThinEvent.Status.PENDING, next_attempt_at__lte=now
     ).update(next_attempt_at=lease_end)
@@ -162,13 +171,19 @@ def _fetch_and_fold(row: ThinEvent) -> str:
         logger.error("Thin event %s refused: %s", row.event_id, exc)
         _finish(row, ThinEvent.Status.REFUSED, error=str(exc))
         return "refused"
-    except StripeInvalidRequest as exc:
-        # Stripe says the event or object does not exist for this context: no retry mends it.
-        logger.error("Thin event %s refused by Stripe: %s", row.event_id, exc)
+    except (StripeInvalidRequest, InvalidEvent) as exc:
+        # Stripe says the event or object does not exist for this context, or what it sent
+        # is no event: no retry mends it.
+        logger.error("Thin event %s refused: %s", row.event_id, exc)
         _finish(row, ThinEvent.Status.REFUSED, error=str(exc))
         return "refused"
+    except EventQuarantined as exc:
+        # The database refuses the fetched event's data: kept apart (quarantine() logged it),
+        # like a poison snapshot event, rather than fetched and refused again forever.
+        _finish(row, ThinEvent.Status.QUARANTINED, error=str(exc), stripe_event_id=exc.event_id)
+        return "quarantined"
     except Exception as exc:
-        # Stripe unreachable, a 5xx, a timeout (StripeBridgeError), a database error: retry.
+        # Stripe unreachable, a 5xx, a timeout (StripeBridgeError), the database unwell: retry.
         attempts = row.attempts + 1
         delay = backoff(attempts)
         logger.warning(
@@ -221,14 +236,25 @@ def fold(notification: Mapping[str, Any]) -> str:
             snapshot.setdefault("account", account)
         if (snapshot.get("account") or "") != account:
             raise Refused(f"snapshot event {snapshot_id} belongs to another account")
-        ingest.ingest_event(snapshot)
+        _ingest(snapshot)
         return snapshot_id
     related = event.get("related_object") or notification.get("related_object")
     if not isinstance(related, Mapping) or not isinstance(related.get("url"), str):
         return ""  # an event about nothing to fold (stored as a ThinEvent only)
     obj = stripe_api.retrieve_related_object(related["url"], context=context)
-    ingest.ingest_event(as_snapshot(event, obj, account))
+    _ingest(as_snapshot(event, obj, account))
     return str(event["id"])
+
+
+def _ingest(event: Mapping[str, Any]) -> None:
+    """Ingest a fetched event; one whose data the database refuses is quarantined (raises
+    ``EventQuarantined``), any other failure is raised as it is (and retried)."""
+    try:
+        ingest.ingest_event(event)
+    except Exception as exc:
+        if not quarantine.is_data_error(exc):
+            raise
+        raise quarantine.quarantine(event, exc) from exc
 
 
 def as_snapshot(event: Mapping[str, Any], obj: Mapping[str, Any], account: str) -> dict[str, Any]:
@@ -259,8 +285,12 @@ _again = threading.Event()
 
 def kick() -> None:
     """Fetch what is due now in a background thread (one at a time per process; a kick
-    while it runs makes it go round once more)."""
+    while it runs makes it go round once more). The outbox relay thread, started here if
+    it does not run yet, retries what fails."""
     global _kicked
+    from . import outbox
+
+    outbox.ensure_relay()
     with _kick_lock:
         _again.set()
         if _kicked is not None and _kicked.is_alive():

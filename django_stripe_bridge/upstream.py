@@ -258,6 +258,17 @@ _OBJECT_CHECKS: dict[str, tuple[Callable[[Mapping[str, Any]], str | None], ...]]
 }
 
 
+def plain(obj: Any) -> dict[str, Any]:
+    """A ``stripe`` object as plain dicts and lists all the way down.
+
+    ``to_dict()`` is that from stripe 15 on; before, it kept the nested objects as they were
+    and warned that it was deprecated, and ``_to_dict_recursive()`` was the deep one.
+    """
+    if hasattr(obj, "to_dict_recursive"):  # stripe 12 to 14
+        return dict(obj._to_dict_recursive())
+    return dict(obj.to_dict())
+
+
 def validated(
     obj: Any, *, object: str, prefix: str | tuple[str, ...] | None = None
 ) -> dict[str, Any]:
@@ -270,7 +281,7 @@ def validated(
     """
     shape = SHAPES[object]
     prefixes = (prefix,) if isinstance(prefix, str) else (prefix or shape.prefixes)
-    data = obj.to_dict() if callable(getattr(obj, "to_dict", None)) else obj
+    data = plain(obj) if callable(getattr(obj, "to_dict", None)) else obj
     problem = _problem(data, object, prefixes, shape)
     if problem is not None:
         logger.error("Refused Stripe's answer: %s", problem)

@@ -93,6 +93,7 @@ class LiveServer:
     log_path: Path
     env: dict[str, str]
     kind: str = "daphne"
+    command: tuple[str, ...] = ()
 
     @property
     def ws_url(self) -> str:
@@ -132,6 +133,40 @@ def _wait_until_up(server: LiveServer) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"{server.kind} did not answer within {START_TIMEOUT}s:\n{server.log()}")
+
+
+def _start(
+    command: tuple[str, ...], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_and_restart(server: LiveServer) -> None:
+    """Kill ``server``'s process at once (SIGKILL: no shutdown, as in a crash or an OOM kill)
+    and start it again, same command, port, database and log; return once it answers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:  # the port is free again once the killed process is gone, within moments
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+                pass
+        except OSError:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {server.port} still answers after the kill")
+        time.sleep(0.05)
+    server.process = _start(server.command, server.env, server.log_path)
+    _wait_until_up(server)
 
 
 def _stop(process: subprocess.Popen[bytes], wait: float) -> None:
@@ -216,24 +251,17 @@ def run_server(
     }
     _migrate(full_env, var_dir)
     log_path = var_dir / f"{kind}.log"
-    command = server_command(kind, port, app, access_log)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = tuple(server_command(kind, port, app, access_log))
+    log_path.write_bytes(b"")
+    process = _start(command, full_env, log_path)
     server = LiveServer(
-        f"http://127.0.0.1:{port}", port, process, var_dir, log_path, full_env, kind
+        f"http://127.0.0.1:{port}", port, process, var_dir, log_path, full_env, kind, command
     )
     try:
         _wait_until_up(server)
         yield server
     finally:
-        _stop(process, stop_wait)
+        _stop(server.process, stop_wait)  # the latest process, after a kill_and_restart()
 
 
 @dataclass

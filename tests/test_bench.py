@@ -55,7 +55,9 @@ def check_report(result: subprocess.CompletedProcess[str], out) -> None:
     for row in report["rows"]:
         assert row["server"] == "daphne"
         assert row["bridge"] and row["floor"], row
-        assert all(value > 0 for value in row["bridge"] + row["floor"]), row
+        # A quick run's few sockets may fit in pages the process already has: growth 0.
+        least = 0 if row["measure"].startswith("memory") else 1e-9
+        assert all(value >= least for value in row["bridge"] + row["floor"]), row
     assert "ratio" in result.stdout
 
 

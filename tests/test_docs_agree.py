@@ -93,7 +93,7 @@ def test_every_documented_extra_exists_and_holds_what_the_docs_say():
     # "<package> (in the `x` extra" anywhere; "`x` brings … [Package](…) … `package`" in
     # the README's install section.
     claims = re.findall(r"([\w-]+)`?\*{0,2} \(in the `(\w+)` extra", ALL)
-    for extra, text in re.findall(r"`(\w+)` brings ([^;]*)", PAGES["README.md"]):
+    for extra, text in re.findall(r"`(\w+)` brings ([^;]*?)(?:;|\n\n)", PAGES["README.md"]):
         claims += [(a or b, extra) for a, b in re.findall(r"\[(\w+)\]\(|`([\w-]+)`", text)]
     assert len(claims) >= 5, "the docs say which extra brings what"
     wrong = [(p, e) for p, e in claims if p.lower().replace("_", "-") not in requirements(e)]

@@ -28,6 +28,24 @@ def test_typed_marker_and_client_are_in_the_package():
     assert (PACKAGE / "static" / "django_stripe_bridge" / "stripe-bridge.js").exists()
 
 
+def test_the_stripe_range_is_the_one_tox_and_the_readme_test():
+    """pyproject's ``stripe`` range starts at the version ``stripe-lowest`` pins, ends
+    before the major after ``stripe-latest``'s, and is the one the README states."""
+    import configparser
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (spec,) = [d for d in project["dependencies"] if re.match(r"stripe\b", d)]
+    low, high = re.fullmatch(r"stripe>=([\d.]+),<(\d+)", spec).groups()  # type: ignore[union-attr]
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    assert f"stripe=={low}.0" in tox["testenv:stripe-lowest"]["deps"]
+    assert f"<{high}" in tox["testenv:stripe-latest"]["deps"]
+    readme = (ROOT / "README.md").read_text()
+    assert f"(`{spec}`)" in readme and f"{low} to {int(high) - 1}.x" in readme
+
+
 def test_every_command_has_help():
     from django.core.management import get_commands, load_command_class
 

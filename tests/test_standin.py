@@ -679,8 +679,9 @@ def test_events_carry_the_request_and_its_idempotency_key(api: stripe.StripeClie
     )
     (event,) = api.v1.events.list({"type": "charge.succeeded"}).data
     assert event.data.object.id == paid.id
-    assert event.request.idempotency_key == key
-    assert event.request.id.startswith("req_")
+    # Subscripted: before stripe 16, ``event.request`` is a method of the object.
+    assert event["request"]["idempotency_key"] == key
+    assert event["request"]["id"].startswith("req_")
 
 
 # --- idempotency -----------------------------------------------------------------------------

@@ -252,8 +252,8 @@ def test_a_worker_that_dies_mid_fetch_leaves_the_row_to_be_retried(
     now = timezone.now()
     assert thin._claim(row.pk, now) is not None  # claimed, then the worker died
     assert thin._claim(row.pk, now) is None  # nobody else takes it meanwhile
-    assert thin.drain(now=now + dt.timedelta(seconds=thin.LEASE - 1)).done == 0
-    result = thin.drain(now=now + dt.timedelta(seconds=thin.LEASE + 1))
+    assert thin.drain(now=now + dt.timedelta(seconds=thin.lease() - 1)).done == 0
+    result = thin.drain(now=now + dt.timedelta(seconds=thin.lease() + 1))
     row.refresh_from_db()
     assert (result.done, row.status) == (1, "done")
     assert StripeTransaction.objects.get(pk=charge.id).status == "succeeded"

@@ -27,10 +27,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, loop: bool, interval: float, **options: Any) -> None:
         while True:
             result = thin.drain()
-            if options["verbosity"] >= 1 and (result.done or result.retried or result.refused):
+            if options["verbosity"] >= 1 and result != thin.DrainResult():
                 self.stdout.write(
                     f"Thin events: {result.done} folded, {result.retried} to retry, "
-                    f"{result.refused} refused."
+                    f"{result.refused} refused, {result.quarantined} quarantined."
                 )
             if not loop:
                 break
