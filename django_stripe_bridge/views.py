@@ -45,6 +45,7 @@ from .connect import ConnectCharge
 from .db import non_atomic_requests
 from .exceptions import ConfigurationError, StripeRequestError
 from .models import StripeTransaction
+from .realtime import policy as subscribe_policy
 from .schema import (
     CARD_DECLINED_EXAMPLE,
     CHARGE_EXAMPLE,
@@ -606,7 +607,8 @@ class CheckoutSessionView(_CreateView):
 class TransactionView(BridgeAPIView):
     """``GET transactions/<id>``: a transaction's status and events, for clients that poll."""
 
-    # Knowing the id is enough, as for a pinned subscription.
+    # Who may read it is SUBSCRIBE_POLICY's answer for a subscription to its id (checked in
+    # get(): under 'pinned' knowing the id is enough).
     permission_classes = [AllowAny]
 
     @bridge_schema(
@@ -625,6 +627,10 @@ class TransactionView(BridgeAPIView):
         ],
         responses={
             200: TransactionSerializer,
+            403: error_response(
+                "SUBSCRIBE_POLICY does not let this user follow this transaction (under "
+                "'staff': staff, or a seller of its connected account, only)."
+            ),
             404: error_response("No transaction has this id."),
         },
     )
@@ -638,6 +644,11 @@ class TransactionView(BridgeAPIView):
         if tx is None:
             shown = transaction_id if len(transaction_id) <= 60 else transaction_id[:57] + "..."
             raise exceptions.NotFound(f"No such transaction: '{shown}'.")
+        if not subscribe_policy.may_read_transaction(request.user, tx.pk, tx.account):
+            raise exceptions.PermissionDenied(
+                "SUBSCRIBE_POLICY does not let you follow this transaction: it needs a staff "
+                "login, or one of a seller of its connected account."
+            )
         return Response(TransactionSerializer(tx).data)
 
 

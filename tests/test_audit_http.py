@@ -128,4 +128,5 @@ def test_the_app_works_under_any_prefix():
         "/pay/v2/checkout-sessions",
         "/pay/v2/transactions/{transaction_id}",
         "/pay/v2/webhooks/handler",
+        "/pay/v2/events",
     }

@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -291,6 +292,21 @@ def test_sync_skips_invalid_events_and_fails() -> None:
     assert StripeEvent.objects.filter(event_id=good["id"]).exists()
 
 
+@pytest.mark.django_db
+def test_sync_of_an_account_refuses_an_event_naming_another() -> None:
+    """Listed with ``Stripe-Account: acct_A``, an event that says it is ``acct_B``'s is not
+    stored under either account."""
+    own, stray = fresh_event("charge.succeeded"), fresh_event("charge.succeeded")
+    stray["account"] = "acct_B"
+    with (
+        mock.patch("django_stripe_bridge.stripe_api.list_events", return_value=iter([own, stray])),
+        pytest.raises(CommandError, match="1 invalid"),
+    ):
+        run("stripe_bridge_sync", "--account", "acct_A")
+    assert StripeEvent.objects.get(event_id=own["id"]).account == "acct_A"
+    assert not StripeEvent.objects.filter(event_id=stray["id"]).exists()
+
+
 # -- webhook setup ---------------------------------------------------------------------------
 
 
@@ -348,6 +364,42 @@ def test_webhook_setup_secret_only(bridge_on_standin: Any) -> None:
         "--secret-only",
     )
     assert out.strip().startswith("whsec_") and len(out.split()) == 1
+
+
+@pytest.mark.standin
+@pytest.mark.parametrize("thin", [False, True])
+def test_webhook_setup_registers_a_connect_endpoint_and_prints_its_secret_once(
+    bridge_on_standin: Any, webhook_receiver: tuple[str, list[tuple[bytes, str]]], thin: bool
+) -> None:
+    """``--connect`` (and ``--connect --thin``): the connected accounts' events, each naming
+    its account, signed with the one secret printed, as the WEBHOOK_ENDPOINTS entry of the
+    URL's last segment; the platform's own events do not go there."""
+    url, received = webhook_receiver
+    out, _ = run("stripe_bridge_webhook_setup", "--url", url, "--connect", *(["--thin"] * thin))
+    assert "the connected accounts' events" in out
+    [line] = [line for line in out.splitlines() if "WEBHOOK_ENDPOINTS" in line]
+    secret = line.split('["', 1)[1].split('"]', 1)[0]
+    assert secret.startswith("whsec_") and out.count(secret) == 1
+    assert line.strip() == f'STRIPE_BRIDGE[\'WEBHOOK_ENDPOINTS\'] = {{"hook": ["{secret}"]}}'
+
+    client = bridge_on_standin.client()
+    account = client.v1.accounts.create({"type": "standard"}).id
+    client.v1.charges.create({"amount": 700, "currency": "usd", "source": "tok_visa"})
+    made = client.v1.charges.create(
+        {"amount": 800, "currency": "usd", "source": "tok_visa"},
+        options={"stripe_account": account},
+    )
+    wait_for(lambda: received, timeout=10)
+    time.sleep(0.5)  # anything of the platform's would have come by now too
+    for body, signature in received:
+        verify_signature(body, signature, [secret], 300)
+        event = json.loads(body)
+        if thin:
+            assert (event["object"], event["context"]) == ("v2.core.event", account)
+            assert event["related_object"]["id"] == made.id
+        else:
+            assert (event["object"], event["account"]) == ("event", account)
+            assert event["data"]["object"]["id"] == made.id
 
 
 def test_webhook_setup_refuses_a_relative_url() -> None:

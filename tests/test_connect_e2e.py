@@ -309,6 +309,32 @@ def test_staff_operations_and_sync_act_on_the_right_account(
     assert StripeEvent.objects.count() == before
 
 
+def test_staff_capture_and_cancel_act_on_the_right_account(platform: dict[str, Any]) -> None:
+    """Authorizations held for each seller: captured and released with the account's
+    ``Stripe-Account`` for a direct charge, on the platform for a destination charge."""
+    direct, destination = platform["direct"], platform["destination"]
+    client = platform["client"]
+    held = {"amount": 1100, "payment_method": "pm_card_visa", "confirm": True}
+    held["capture_method"] = "manual"
+    made = {
+        (account, step): pay("stripe_bridge:payment-intents", {**held, "account": account})
+        for account in (direct, destination)
+        for step in ("capture", "cancel")
+    }
+    assert {answer["status"] for answer in made.values()} == {"requires_capture"}
+    for (account, step), answer in made.items():
+        tx = StripeTransaction.objects.get(pk=answer["id"])
+        assert tx.account == account
+        if step == "capture":
+            assert operations.capture(tx, amount=1000)["status"] == "succeeded"
+        else:
+            assert operations.cancel(tx)["status"] == "canceled"
+        where = {"stripe_account": account} if account == direct else {}
+        intent = client.v1.payment_intents.retrieve(answer["id"], options=where)
+        wanted = ("succeeded", 1000) if step == "capture" else ("canceled", 0)
+        assert (intent.status, intent.amount_received) == wanted, (account, step)
+
+
 # --- Checkout Sessions for connected accounts ----------------------------------------------
 
 
@@ -451,7 +477,7 @@ def test_the_offline_stripe_checkout_pays_in_the_sessions_account(
     assert paid.transfer_data.destination == destination
     assert (paid.application_fee_amount, paid.on_behalf_of) == (450, destination)
     charge = client.v1.charges.retrieve(paid.latest_charge)
-    assert (charge.destination, charge.on_behalf_of) == (destination, destination)
+    assert (charge.transfer_data.destination, charge.on_behalf_of) == (destination, destination)
     transfer = client.v1.transfers.retrieve(charge.transfer)
     assert (transfer.destination, transfer.amount, transfer.source_transaction) == (
         destination,
@@ -517,7 +543,11 @@ def test_a_destination_checkout_paid_by_debit_transfers_once_settled(
     pending = client.v1.charges.retrieve(
         client.v1.payment_intents.retrieve(intent_id).latest_charge
     )
-    assert (pending.status, pending.destination, pending.transfer) == ("pending", destination, None)
+    assert (pending.status, pending.transfer_data.destination, pending.transfer) == (
+        "pending",
+        destination,
+        None,
+    )
     bridge_stripe.settle()
     settled = client.v1.charges.retrieve(pending.id)
     assert settled.status == "succeeded"
@@ -569,3 +599,33 @@ def test_a_client_cannot_override_the_policy_for_a_checkout(platform: dict[str, 
     assert (intent.application_fee_amount, intent.on_behalf_of) == (150, destination)
     tx = StripeTransaction.objects.get(pk=session["id"])
     assert (tx.account, tx.direct) == (destination, False)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("stripe_bridge:charge", {"token": "tok_visa", "amount": 2000}),
+        ("stripe_bridge:payment-intents", {"amount": 2000, "payment_method": "pm_card_visa"}),
+    ],
+)
+def test_a_client_cannot_override_the_policy_for_a_charge_or_payment_intent(
+    platform: dict[str, Any], path: str, body: dict[str, Any]
+) -> None:
+    """Whose payment it is, and how, is the server's: Connect parameters in the body are
+    refused by name, with or without an account, and nothing reaches Stripe."""
+    direct, destination = platform["direct"], platform["destination"]
+    for smuggled in (
+        {"transfer_data": {"destination": direct}},
+        {"application_fee_amount": 0},
+        {"on_behalf_of": direct},
+        {"stripe_account": direct},
+        {"payment_intent_data": {"transfer_data": {"destination": direct}}},
+    ):
+        for account in ({"account": destination}, {}):
+            answer = pay(path, {**body, **account, **smuggled}, 400)
+            assert answer["error"]["param"] == next(iter(smuggled)), (smuggled, account)
+    assert not StripeTransaction.objects.exists()
+    client = platform["client"]
+    assert client.v1.charges.list().data == []
+    for account_id in (direct, destination):
+        assert client.v1.charges.list(options={"stripe_account": account_id}).data == []

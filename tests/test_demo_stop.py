@@ -108,9 +108,9 @@ def kill_all(pids: set[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_timeout_20_run_demo_leaves_no_process_and_no_bound_port(tmp_path):
+def test_timeout_run_demo_leaves_no_process_and_no_bound_port(tmp_path):
     port = free_port()
-    process, log = start(["timeout", "20", "./run", "demo"], port, tmp_path)
+    process, log = start(["timeout", "30", "./run", "demo"], port, tmp_path)
     started: set[int] = set()
     try:
         wait_until_listening(process, log)

@@ -142,7 +142,8 @@ async def test_event_whose_publish_failed_reaches_a_subscriber_of_another_proces
         "a, b = json.loads(os.environ['OUTBOX_EVENTS'])\n"
         "ingest_event(a)\n"
         "ingest_event(b, publish=False)\n"
-        "assert StripeEvent.objects.filter(published_at__isnull=True).count() == 2\n"
+        # Both committed; whether B's relay has published them yet is a race under load.
+        "assert StripeEvent.objects.filter(event_id__in=[a['id'], b['id']]).count() == 2\n"
     )
     with run_daphne(env=env) as b:
         async with ws_connect(b, f"id = '{tx}'", replay="none") as ws:

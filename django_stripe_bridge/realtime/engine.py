@@ -52,20 +52,43 @@ MATCH_SLICE = 0.002
 REJOIN_MAX_DELAY = 5.0
 
 
+#: The engine's attributes: one engine per connection, 20,000 a process and more, so no
+#: ``__dict__`` (docs/scaling.md).
+ENGINE_SLOTS = (
+    "__weakref__",
+    "_generated",
+    "_recent",
+    "_rejoin",
+    "_replay_slot",
+    "_selector_chars",
+    "closed",
+    "groups",
+    "subscriptions",
+    "transport",
+)
+
+
 class Engine:
     """The subscriptions of one connection: subscribe, unsubscribe, deliver, recover, close."""
+
+    __slots__ = ENGINE_SLOTS
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self.subscriptions: dict[str, Subscription] = {}
         self.groups = Groups(transport)
         self.closed = False
-        #: One replay read at a time per connection.
-        self.replay_slot = asyncio.Semaphore(1)
+        self._replay_slot: asyncio.Semaphore | None = None  # made with the first replay
         self._recent: RecentKeys | None = None  # made with the first event
         self._generated = 0
         self._selector_chars = 0
         self._rejoin: asyncio.Task[None] | None = None
+
+    @property
+    def replay_slot(self) -> asyncio.Semaphore:
+        """One replay read at a time per connection."""
+        self._replay_slot = self._replay_slot or asyncio.Semaphore(1)
+        return self._replay_slot
 
     def start(self) -> None:
         """Have the loop's layer watch recover this connection after layer state loss."""

@@ -47,6 +47,8 @@ class Member(Protocol):
 class Groups:
     """Reference-counted group memberships of one connection's channel."""
 
+    __slots__ = ("_refresh_handle", "_refresh_task", "closed", "member", "refs")
+
     def __init__(self, member: Member) -> None:
         self.member = member
         self.refs: dict[str, int] = {}

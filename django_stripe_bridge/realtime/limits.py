@@ -9,6 +9,8 @@ class TokenBucket:
     """A token bucket that starts full; ``take`` is given the rate and burst each time, so a
     settings change applies at once."""
 
+    __slots__ = ("_at", "_tokens")
+
     def __init__(self, burst: float) -> None:
         self._tokens = float(burst)
         self._at = time.monotonic()

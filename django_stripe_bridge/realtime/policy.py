@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.utils.module_loading import import_string
 
@@ -132,3 +133,17 @@ async def may_subscribe(user: Any, selector: Any) -> bool:
     except Exception:
         logger.exception("SUBSCRIBE_POLICY %r raised; the subscription is refused.", policy)
         return False
+
+
+def may_read_transaction(user: Any, transaction_id: str, account: str) -> bool:
+    """Whether ``user`` may read a stored transaction (``GET transactions/<id>``): what
+    ``SUBSCRIBE_POLICY`` answers for a subscription to its id pinned to its account
+    (``id = '<id>' AND (account = '<account>')``). Under ``pinned`` knowing the id is
+    enough; under ``staff`` it takes staff, or a seller of the transaction's account.
+    Call it from a thread, not the event loop."""
+    from ..selectors import compile_selector, pin_id
+
+    narrowed = None
+    if account:
+        narrowed = compile_selector("account = '{}'".format(account.replace("'", "''")))
+    return bool(async_to_sync(may_subscribe)(user, pin_id(transaction_id, narrowed)))

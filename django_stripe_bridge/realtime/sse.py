@@ -23,7 +23,7 @@ from .. import messaging, metrics
 from ..conf import bridge_settings
 from .engine import Engine
 from .frames import ErrorCode, FrameError, dumps
-from .transport import Transport, receive_retrying
+from .transport import RetryingReceive, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class EventStream(Transport):
             await self.engine.close()
 
     async def _receive(self) -> None:
-        receive = receive_retrying(self._receive_once, self._closed)
+        receive = RetryingReceive(self._receive_once, self.engine)
         try:
             while not self.engine.closed:
                 message = await receive()
@@ -166,9 +166,6 @@ class EventStream(Transport):
 
     def _receive_once(self) -> Any:
         return self.channel_layer.receive(self.channel_name)
-
-    def _closed(self) -> bool:
-        return bool(self.engine.closed)
 
 
 def _wake(waiting: asyncio.Future[None]) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib.auth.models import AnonymousUser
 
@@ -113,29 +113,36 @@ def message_frame(
     }
 
 
-def receive_retrying(
-    receive: Callable[[], Awaitable[Any]], closed: Callable[[], bool]
-) -> Callable[[], Awaitable[Any]]:
-    """``receive`` that retries, with back-off, while it raises and ``closed()`` is false.
+class Closable(Protocol):
+    closed: bool
+
+
+class RetryingReceive:
+    """``receive`` that retries, with back-off, while it raises and ``owner.closed`` is false.
 
     A failing read (Redis restarting, a read timeout) must not close the connection: it stays
-    open and what it missed meanwhile is recovered (see recovery.py).
+    open and what it missed meanwhile is recovered (see recovery.py). One per connection: an
+    object of two slots rather than a closure and a lambda.
     """
 
-    async def retrying() -> Any:
+    __slots__ = ("owner", "receive")
+
+    def __init__(self, receive: Callable[[], Awaitable[Any]], owner: Closable) -> None:
+        self.receive = receive
+        self.owner = owner
+
+    async def __call__(self) -> Any:
         delay = 0.1
         while True:
             try:
-                return await receive()
+                return await self.receive()
             except Exception as exc:
-                if closed():
+                if self.owner.closed:
                     raise
                 _log_receive_failure(exc)
                 recovery.receive_failed()  # what was in flight is caught up
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECEIVE_RETRY_MAX_DELAY)
-
-    return retrying
 
 
 def _log_receive_failure(exc: Exception) -> None:

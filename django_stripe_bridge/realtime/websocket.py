@@ -9,6 +9,7 @@ the socket itself — subscriptions, policy, replay, recovery, groups — is the
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,12 +18,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from .. import messaging, metrics, outbox
 from ..conf import bridge_settings
+from . import layer_receive
 from .closed_input import DropInputAfterClose
 from .engine import Engine
 from .frames import ErrorCode, FrameError, decode, dumps
 from .limits import TokenBucket
 from .subscription import Subscription
-from .transport import Transport, receive_retrying
+from .transport import RetryingReceive, Transport
 
 __all__ = ["ErrorCode", "FrameError", "StripeEventConsumer", "Subscription"]
 
@@ -37,6 +39,8 @@ class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer
         self.engine = Engine(self)
         self._bucket = TokenBucket(bridge_settings.FRAME_BURST)
         self._counted = False
+        #: The layer whose pump reads this connection's messages (layer_receive.py), if any.
+        self._pump_layer: Any = None
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
@@ -52,7 +56,12 @@ class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer
     @channel_receive.setter
     def channel_receive(self, receive: Any) -> None:
         # Channels sets this to the layer's receive() and closes the socket if it raises.
-        self._channel_receive = receive_retrying(receive, lambda: self.engine.closed)
+        if self._pump_layer is None and layer_receive.attach(self.channel_layer):
+            self._pump_layer = self.channel_layer
+            receive = functools.partial(
+                layer_receive.receive, self.channel_layer, self.channel_name
+            )
+        self._channel_receive = RetryingReceive(receive, self.engine)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -144,4 +153,7 @@ class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer
         if self._counted:
             self._counted = False
             metrics.incr("websockets_open", -1)
+        if self._pump_layer is not None:
+            layer_receive.detach(self._pump_layer)
+            self._pump_layer = None
         await self.engine.close()

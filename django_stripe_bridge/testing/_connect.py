@@ -79,6 +79,7 @@ class Account(StripeObject):
         if account_type not in ("custom", "express", "standard", "none"):
             raise invalid("Invalid type: must be one of custom, express, standard", param="type")
         super().__init__()
+        del self.livemode  # Stripe's account has none
         self._standin_account = None  # the platform's object
         self.type = account_type
         self.country = fields.get("country") or "US"
@@ -112,7 +113,34 @@ class Account(StripeObject):
             "pending_verification": [],
         }
         self.future_requirements = dict(self.requirements)
-        self.settings = {"payouts": {"schedule": {"interval": "daily", "delay_days": 2}}}
+        self.settings = {
+            "branding": dict.fromkeys(("icon", "logo", "primary_color", "secondary_color")),
+            "card_payments": {
+                "decline_on": {"avs_failure": False, "cvc_failure": False},
+                **dict.fromkeys(
+                    (
+                        "statement_descriptor_prefix",
+                        "statement_descriptor_prefix_kana",
+                        "statement_descriptor_prefix_kanji",
+                    )
+                ),
+            },
+            "dashboard": {"display_name": None, "timezone": "Etc/UTC"},
+            "payments": dict.fromkeys(
+                (
+                    "statement_descriptor",
+                    "statement_descriptor_kana",
+                    "statement_descriptor_kanji",
+                    "statement_descriptor_prefix_kana",
+                    "statement_descriptor_prefix_kanji",
+                )
+            ),
+            "payouts": {
+                "debit_negative_balances": True,
+                "schedule": {"interval": "daily", "delay_days": 2},
+                "statement_descriptor": None,
+            },
+        }
         self.tos_acceptance = {"date": None, "ip": None}
 
 
@@ -291,7 +319,6 @@ def init_payment(obj: Any, params: dict[str, Any]) -> None:
     if obj.object == "charge":
         obj.transfer = None
         obj.application_fee = None
-        obj.destination = (obj.transfer_data or {}).get("destination")
 
 
 def inherit_from_intent(charge: Any) -> None:
@@ -300,7 +327,6 @@ def inherit_from_intent(charge: Any) -> None:
     if intent is not None and getattr(charge, "transfer_data", None) is None:
         for key in CONNECT_PARAMS:
             setattr(charge, key, getattr(intent, key, None))
-        charge.destination = (charge.transfer_data or {}).get("destination")
 
 
 def on_captured(charge: Any) -> None:

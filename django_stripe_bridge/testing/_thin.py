@@ -9,10 +9,13 @@
   "v2.core.event"``, ``related_object``, ``context`` for a connected account's) signed like a
   webhook; a snapshot destination gets the v1 event itself.
 - ``GET /v2/core/events/{id}`` answers the event, with ``snapshot_event`` naming the v1
-  event it stands for. The stand-in does not check ``Stripe-Context`` there (Stripe does): a
-  client's own check of the context is what tests can then see.
+  event it stands for, to a request whose ``Stripe-Context`` is the event's ``context`` (none
+  for the platform's); any other request gets a 404, as from Stripe. ``related_object.url``
+  is the object's v1 path (``/v1/checkout/sessions/cs_…``), fetched with the same context.
 - ``GET /v2/core/event_destinations`` lists them; ``POST /v2/core/event_destinations/{id}/ping``
   sends ``v2.core.event_destination.ping``.
+- ``POST /_standin/v2_events/{id}`` ``{"snapshot_event": null}`` sets fields of a v2 event
+  made so far (a test makes one that has no snapshot event, only its related object).
 - ``POST /_standin/faults`` ``{"path": "/v2/core/events/", "answers": [500, "timeout"]}``
   makes the next requests under ``path`` fail that way, one answer each (``timeout`` holds
   the request ``hold`` seconds, 30 by default, then fails it). An answer may also be
@@ -91,7 +94,7 @@ async def create_destination(request: web.Request) -> web.Response:
         "object": "v2.core.event_destination",
         "created": now,
         "updated": now,
-        "description": data.get("description"),
+        "description": data.get("description") or "",
         "enabled_events": list(enabled),
         "event_payload": payload,
         "events_from": list(data.get("events_from") or ["@self"]),
@@ -120,8 +123,18 @@ async def list_destinations(request: web.Request) -> web.Response:
 
 async def retrieve_event(request: web.Request) -> web.Response:
     event = events.get(request.match_info["id"])
+    context = request.headers.get("Stripe-Context") or None
+    if event is None or event["context"] != context:
+        shown = request.match_info["id"][:60]
+        return _v2_error(404, f"No such event: '{shown}' in context {context!r}", "not_found")
+    return web.json_response(event)
+
+
+async def change_event(request: web.Request) -> web.Response:
+    event = events.get(request.match_info["id"])
     if event is None:
-        return _v2_error(404, f"No such event: '{request.match_info['id'][:60]}'", "not_found")
+        return _v2_error(404, "No such event.", "not_found")
+    event.update(await request.json())
     return web.json_response(event)
 
 
@@ -195,7 +208,8 @@ def thin_event_for(v1_event: Any) -> dict[str, Any]:
         related = {
             "id": obj["id"],
             "type": obj["object"],
-            "url": f"/v1/{obj['object']}s/{obj['id']}",
+            # checkout.session → /v1/checkout/sessions/…
+            "url": f"/v1/{obj['object'].replace('.', '/')}s/{obj['id']}",
         }
     event = _new_event(
         "v1." + v1_event.type,
@@ -292,3 +306,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v2/core/events/{id}", retrieve_event)
     app.router.add_post("/_standin/faults", set_faults)
     app.router.add_get("/_standin/faults", list_faults)
+    app.router.add_post("/_standin/v2_events/{id}", change_event)

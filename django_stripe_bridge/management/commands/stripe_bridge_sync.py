@@ -33,6 +33,15 @@ def _of_account(events: Iterable[dict[str, Any]], account: str | None) -> Iterat
         yield event
 
 
+def _check_account(event: dict[str, Any], account: str | None) -> None:
+    """Refuse an event listed for one connected account that names another, as the thin
+    events' fetch does: an event is stored under the account it was listed for or not at all.
+    """
+    named = event.get("account") if isinstance(event, dict) else None
+    if account is not None and named != account:
+        raise InvalidEvent(f"it names account {str(named)[:40]!r}, not {account}")
+
+
 def _chunks(events: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     chunk: list[dict[str, Any]] = []
     for event in events:
@@ -136,6 +145,7 @@ class Command(BaseCommand):
         ingested = invalid = 0
         for event in missing:
             try:
+                _check_account(event, account)
                 result = ingest.ingest_event(event)
             except InvalidEvent as exc:
                 invalid += 1

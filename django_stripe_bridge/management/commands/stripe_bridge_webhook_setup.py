@@ -11,7 +11,9 @@ from django_stripe_bridge import stripe_api
 from django_stripe_bridge.conf import SETTING_NAME
 from django_stripe_bridge.exceptions import StripeBridgeError
 
-#: What ``--thin`` subscribes to by default: the events a payment's status folds from.
+#: What ``--thin`` subscribes to by default: the events a payment's status folds from (those
+#: of every object ``payment_state`` reads: charges, PaymentIntents, refunds, disputes and
+#: Checkout Sessions).
 THIN_EVENTS = (
     "v1.charge.succeeded",
     "v1.charge.failed",
@@ -19,7 +21,11 @@ THIN_EVENTS = (
     "v1.charge.captured",
     "v1.charge.expired",
     "v1.charge.refunded",
+    "v1.charge.updated",
     "v1.charge.refund.updated",
+    "v1.refund.created",
+    "v1.refund.updated",
+    "v1.refund.failed",
     "v1.charge.dispute.created",
     "v1.charge.dispute.updated",
     "v1.charge.dispute.closed",
@@ -30,6 +36,10 @@ THIN_EVENTS = (
     "v1.payment_intent.processing",
     "v1.payment_intent.requires_action",
     "v1.payment_intent.amount_capturable_updated",
+    "v1.checkout.session.completed",
+    "v1.checkout.session.async_payment_succeeded",
+    "v1.checkout.session.async_payment_failed",
+    "v1.checkout.session.expired",
 )
 
 
