@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
@@ -144,6 +145,11 @@ def _count_refusals(rows: list[StripeEvent], reasons: dict[int, str]) -> None:
             )
 
 
+#: What the relay thread does each round besides publishing: the app registers the thin
+#: events' retries here (`thin.relay_round`), so that this module need not import them.
+round_work: list[Callable[[], None]] = []
+
+
 def _run() -> None:
     while True:
         time.sleep(bridge_settings.OUTBOX_INTERVAL)
@@ -152,10 +158,8 @@ def _run() -> None:
         try:
             close_old_connections()
             relay_unpublished()
-            if bridge_settings.THIN_RELAY:
-                from . import thin
-
-                thin.drain()  # thin events whose fetch failed, and any left by a restart
+            for work in round_work:
+                work()
         except Exception:
             logger.exception("Outbox relay round failed; retrying later.")
         finally:

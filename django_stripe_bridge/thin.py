@@ -135,6 +135,13 @@ def backoff(attempts: int) -> float:
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
+def relay_round() -> None:
+    """The outbox relay thread's round: the thin events whose fetch failed, and any left by
+    a restart (unless ``THIN_RELAY`` is off)."""
+    if bridge_settings.THIN_RELAY:
+        drain()
+
+
 def drain(*, limit: int = DRAIN_BATCH, now: dt.datetime | None = None) -> DrainResult:
     """Fetch and fold the notifications whose next attempt is due, oldest first."""
     now = now or timezone.now()
