@@ -6,6 +6,7 @@ Import them into a test module with ``from tests.realtime_fixtures import *  # n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -149,6 +150,29 @@ async def flush_channel_layer() -> AsyncIterator[None]:
 def unique_prefix() -> str:
     """A channels-redis ``prefix`` no other test run uses."""
     return f"sbtest{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.asynccontextmanager
+async def core_redis_layer(redis_url: str, **config: Any) -> AsyncIterator[tuple[Any, str, Any]]:
+    """The default channel layer switched to channels-redis's core layer under a prefix of
+    its own (``config`` adds to its CONFIG): ``(layer, prefix, redis client)``; the
+    prefix's keys are deleted afterwards."""
+    import redis.asyncio as aioredis
+    from django.test import override_settings
+
+    prefix = unique_prefix()
+    backend = "channels_redis.core.RedisChannelLayer"
+    config = {"hosts": [redis_url], "prefix": prefix, **config}
+    client = aioredis.from_url(redis_url)
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": backend, "CONFIG": config}}):
+        try:
+            yield get_channel_layer(), prefix, client
+        finally:
+            await get_channel_layer().close_pools()
+            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
 
 
 def dumps(obj: Any) -> bytes:

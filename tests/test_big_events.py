@@ -25,7 +25,7 @@ from tests.webhook_fixtures import sign_payload
 SECRET = "whsec_big_events"
 ITEMS = 500_000
 #: The slowest pong allowed while the big bodies are handled. Parsed on the event loop they
-#: held pongs back 5–8 s; parsed off it, pongs take under 0.1 s on a quiet machine and up to
+#: held pongs back 5 to 8 s; parsed off it, pongs take under 0.1 s on a quiet machine and up to
 #: 1.5 s while the rest of the suite loads both cores (seen in CI), hence 2 s.
 MAX_PONG = 2.0
 

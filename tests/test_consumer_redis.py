@@ -9,14 +9,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
-from channels.layers import get_channel_layer
-from django.test import override_settings
 
 from django_stripe_bridge import messaging
 from django_stripe_bridge.consumers import StripeEventConsumer
 from tests.realtime_fixtures import *  # noqa: F403
-from tests.realtime_fixtures import charge_event, ingest, open_client, unique_prefix
+from tests.realtime_fixtures import charge_event, core_redis_layer, ingest, open_client
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -29,19 +26,8 @@ class NoRenewal(StripeEventConsumer):
 @pytest.fixture
 async def redis_layer(redis_url):
     """The default channel layer switched to channels-redis, with a 2 s ``group_expiry``."""
-    prefix = unique_prefix()
-    config = {"hosts": [redis_url], "prefix": prefix, "group_expiry": 2}
-    layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}}
-    client = aioredis.from_url(redis_url)
-    with override_settings(CHANNEL_LAYERS=layers):
-        try:
-            yield prefix, client
-        finally:
-            await get_channel_layer().close_pools()
-            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+    async with core_redis_layer(redis_url, group_expiry=2) as (_, prefix, client):
+        yield prefix, client
 
 
 async def test_membership_is_renewed_before_group_expiry(redis_layer):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.test import override_settings
@@ -16,26 +15,15 @@ from django_stripe_bridge import messaging
 from django_stripe_bridge.conf import bridge_settings
 from django_stripe_bridge.realtime import layer_receive
 from tests.realtime_fixtures import *  # noqa: F403
-from tests.realtime_fixtures import charge_event, ingest, open_client, unique_prefix
+from tests.realtime_fixtures import charge_event, core_redis_layer, ingest, open_client
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 async def core_layer(redis_url):
-    prefix = unique_prefix()
-    config = {"hosts": [redis_url], "prefix": prefix}
-    layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": config}}
-    client = aioredis.from_url(redis_url)
-    with override_settings(CHANNEL_LAYERS=layers):
-        try:
-            yield get_channel_layer(), prefix, client
-        finally:
-            await get_channel_layer().close_pools()
-            keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
+    async with core_redis_layer(redis_url) as layer:
+        yield layer
 
 
 def waiting_on_lock(layer) -> int:
