@@ -78,11 +78,17 @@ async def test_idle_streams_cost_no_more_memory_than_websockets(server_kind):
     assert sse <= websocket + NOISE_KIB, (sse, websocket)
 
 
+@pytest.mark.serial  # it measures latency: alone, not beside the rest of the suite
 async def test_a_client_opening_streams_in_a_loop_does_not_slow_another():
     with run_daphne(env=ENV) as server:
         tx = f"ch_victim_{uuid.uuid4().hex[:8]}"
         victim = await open_stream("sse", server, f"id = '{tx}'", "none", local_host="127.0.9.9")
         assert (await victim.recv())["type"] == "subscribed"
+        # A first webhook warms the server (its committer and connections) before the attack.
+        await asyncio.to_thread(
+            post_webhook, server, make_event("charge.pending", charge_object(tx))
+        )
+        assert (await victim.recv())["type"] == "message"
         statuses: list[int] = []
         stop = asyncio.Event()
 
