@@ -306,6 +306,19 @@ def _description() -> StrictCharField:
     )
 
 
+def _capture_method(help_text: str) -> StrictChoiceField:
+    return StrictChoiceField(
+        choices=CAPTURE_METHODS,
+        required=False,
+        default="automatic",
+        error_messages=_messages(
+            "capture_method",
+            invalid_choice="'capture_method' must be 'automatic' or 'manual'.",
+        ),
+        help_text=help_text,
+    )
+
+
 def _metadata() -> MetadataField:
     return MetadataField(
         required=False,
@@ -365,16 +378,9 @@ class PaymentIntentRequestSerializer(RequestBodySerializer):
         default=False,
         error_messages=_messages("confirm", invalid="'confirm' must be true or false."),
     )
-    capture_method = StrictChoiceField(
-        choices=CAPTURE_METHODS,
-        required=False,
-        default="automatic",
-        error_messages=_messages(
-            "capture_method",
-            invalid_choice="'capture_method' must be 'automatic' or 'manual'.",
-        ),
-        help_text="'manual' authorizes the amount and leaves it to be captured later "
-        "(status requires_capture); 'automatic' (the default) takes it at once.",
+    capture_method = _capture_method(
+        "'manual' authorizes the amount and leaves it to be captured later "
+        "(status requires_capture); 'automatic' (the default) takes it at once."
     )
     description = _description()
     metadata = _metadata()
@@ -533,16 +539,8 @@ class CheckoutSessionRequestSerializer(RequestBodySerializer):
         ),
     )
     metadata = _metadata()
-    capture_method = StrictChoiceField(
-        choices=CAPTURE_METHODS,
-        required=False,
-        default="automatic",
-        error_messages=_messages(
-            "capture_method",
-            invalid_choice="'capture_method' must be 'automatic' or 'manual'.",
-        ),
-        help_text="'manual' only authorizes the payment (sent as "
-        "payment_intent_data[capture_method]).",
+    capture_method = _capture_method(
+        "'manual' only authorizes the payment (sent as payment_intent_data[capture_method])."
     )
     payment_method_types = PaymentMethodTypesField(
         required=False,
