@@ -431,35 +431,44 @@ async def open_mass(
     return time.perf_counter() - started, cpu_seconds(live.process.pid) - cpu
 
 
-async def bridge_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+async def socket_part(
+    kind: str, args: argparse.Namespace, out: dict[str, Any], consumer: str
+) -> None:
+    """One server process holding ``args.sockets`` idle sockets of ``consumer``: ``"bridge"``
+    (fed by the bridge's webhook; Redis and kernel figures and the staff broadcast too) or
+    ``"bare"`` (the bare consumer, fed by the floor's naive webhook view)."""
+    bridge = consumer == "bridge"
+    url_of = bridge_url if bridge else bare_url
     run = uuid.uuid4().hex[:8]
     mass = args.sockets - WATCHERS
     with bench_server(kind, args) as live:
         cookie = staff_cookie(live)
         clients = Clients(args.clients, LOAD_CPU if args.pin else None)
-        poster = Poster(live, WEBHOOK_PATH)
+        poster = Poster(live, WEBHOOK_PATH if bridge else FLOOR_WEBHOOK_PATH)
         try:
             ids = [f"pi_{run}_w{n}" for n in range(WATCHERS)]
-            mine = await watchers(live, bridge_url, ids)
+            mine = await watchers(live, url_of, ids)
             await latency(poster, mine, ids, 10)  # warm-up
             out["latency_10"], out["cpu_ms_per_event_10"] = await timed_latency(
                 live, poster, mine, ids, args.rounds
             )
-            redis_before = redis_figures(args.redis_url)
-            tcp_before, slab_before = tcp_memory_kib(), slab_kib()
+            if bridge:
+                redis_before = redis_figures(args.redis_url)
+                tcp_before, slab_before = tcp_memory_kib(), slab_kib()
             before = await settled_rss(live.process.pid)
-            seconds, cpu = await open_mass(clients, live, bridge_url, run, mass, cookie)
+            seconds, cpu = await open_mass(clients, live, url_of, run, mass, cookie)
             after = await settled_rss(live.process.pid)
-            redis_after = redis_figures(args.redis_url)
             out["rss_before_kib"], out["rss_after_kib"] = before, after
             out["kib_per_socket"] = (after - before) / mass
             out["connect_seconds"], out["connect_cpu_ms"] = seconds, cpu * 1000 / mass
-            out["tcp_kib"] = tcp_memory_kib() - tcp_before
-            out["slab_kib_per_socket"] = (slab_kib() - slab_before) / mass
-            out["redis_bytes_per_socket"] = (redis_after[0] - redis_before[0]) / mass
-            out["redis_clients"] = redis_after[1] - redis_before[1]
+            if bridge:
+                redis_after = redis_figures(args.redis_url)
+                out["tcp_kib"] = tcp_memory_kib() - tcp_before
+                out["slab_kib_per_socket"] = (slab_kib() - slab_before) / mass
+                out["redis_bytes_per_socket"] = (redis_after[0] - redis_before[0]) / mass
+                out["redis_clients"] = redis_after[1] - redis_before[1]
             say(
-                f"  {kind} bridge: {args.sockets} sockets in {seconds:.0f} s "
+                f"  {kind} {consumer}: {args.sockets} sockets in {seconds:.0f} s "
                 f"({cpu * 1000 / mass:.2f} ms server CPU each), RSS {before / 1024:.0f} → "
                 f"{after / 1024:.0f} MiB: {out['kib_per_socket']:.1f} KiB per socket"
             )
@@ -469,75 +478,52 @@ async def bridge_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) 
             out["latency_n"], out["cpu_ms_per_event_n"] = await timed_latency(
                 live, poster, mine, ids, args.rounds, out["idle_cpu_percent"] / 100
             )
-            out["rss_after_latency_kib"] = rss_kib(live.process.pid)
-            show_latency(kind, "bridge", out, args)
-            await clients.all("staff")
-            out["broadcast_ms"] = []
-            out["broadcast_median_ms"] = []
-            for n in range(args.broadcasts):
-                body = charge_event(10_000 + n, f"ch_{run}_broadcast_{n}")
-                event_id = json.loads(body)["id"]
-                await clients.all("arm", event_id)
-                started = time.monotonic()
-                await poster.post(body)
-                answers = await clients.all("collect", WAIT)
-                times = [t for answer in answers for t in answer[0]]
-                missing = sum(answer[1] for answer in answers)
-                if missing or len(times) != min(STAFF, mass):
-                    raise RuntimeError(f"broadcast: {len(times)} received, {missing} missing")
-                out["broadcast_ms"].append((max(times) - started) * 1000)
-                out["broadcast_median_ms"].append((statistics.median(times) - started) * 1000)
-                await asyncio.sleep(0.2)
-            say(
-                f"  {kind} broadcast to {min(STAFF, mass)} staff sockets: last received after "
-                f"{statistics.median(out['broadcast_ms']):.0f} ms (median of "
-                f"{args.broadcasts}; max {max(out['broadcast_ms']):.0f} ms), half of them after "
-                f"{statistics.median(out['broadcast_median_ms']):.0f} ms"
-            )
-            out["client_rss_kib"] = sum(a[0] for a in await clients.all("rss"))
+            if bridge:
+                out["rss_after_latency_kib"] = rss_kib(live.process.pid)
+            show_latency(kind, consumer, out, args)
+            if bridge:
+                await broadcasts(kind, args, out, clients, poster, run, mass)
         finally:
             poster.close()
             clients.stop()
             await forget_prefix(args.redis_url, args.prefix)
 
 
-async def bare_part(kind: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
-    run = uuid.uuid4().hex[:8]
-    mass = args.sockets - WATCHERS
-    with bench_server(kind, args) as live:
-        cookie = staff_cookie(live)
-        clients = Clients(args.clients, LOAD_CPU if args.pin else None)
-        poster = Poster(live, FLOOR_WEBHOOK_PATH)
-        try:
-            # The same watchers as the bridge's; the floor's naive webhook view feeds them.
-            ids = [f"pi_{run}_w{n}" for n in range(WATCHERS)]
-            mine = await watchers(live, bare_url, ids)
-            await latency(poster, mine, ids, 10)  # warm-up
-            out["latency_10"], out["cpu_ms_per_event_10"] = await timed_latency(
-                live, poster, mine, ids, args.rounds
-            )
-            before = await settled_rss(live.process.pid)
-            seconds, cpu = await open_mass(clients, live, bare_url, run, mass, cookie)
-            after = await settled_rss(live.process.pid)
-            out["rss_before_kib"], out["rss_after_kib"] = before, after
-            out["kib_per_socket"] = (after - before) / mass
-            out["connect_seconds"], out["connect_cpu_ms"] = seconds, cpu * 1000 / mass
-            idle_cpu = cpu_seconds(live.process.pid)
-            await asyncio.sleep(args.idle)
-            out["idle_cpu_percent"] = (cpu_seconds(live.process.pid) - idle_cpu) / args.idle * 100
-            out["latency_n"], out["cpu_ms_per_event_n"] = await timed_latency(
-                live, poster, mine, ids, args.rounds, out["idle_cpu_percent"] / 100
-            )
-            say(
-                f"  {kind} bare: {args.sockets} sockets in {seconds:.0f} s "
-                f"({cpu * 1000 / mass:.2f} ms server CPU each), RSS {before / 1024:.0f} → "
-                f"{after / 1024:.0f} MiB: {out['kib_per_socket']:.1f} KiB per socket"
-            )
-            show_latency(kind, "bare", out, args)
-        finally:
-            poster.close()
-            clients.stop()
-            await forget_prefix(args.redis_url, args.prefix)
+async def broadcasts(
+    kind: str,
+    args: argparse.Namespace,
+    out: dict[str, Any],
+    clients: Clients,
+    poster: Poster,
+    run: str,
+    mass: int,
+) -> None:
+    """A status event to the staff selector held by ``STAFF`` of the sockets, in turn: the
+    time until the last (and the median) of them receives it."""
+    await clients.all("staff")
+    out["broadcast_ms"] = []
+    out["broadcast_median_ms"] = []
+    for n in range(args.broadcasts):
+        body = charge_event(10_000 + n, f"ch_{run}_broadcast_{n}")
+        event_id = json.loads(body)["id"]
+        await clients.all("arm", event_id)
+        started = time.monotonic()
+        await poster.post(body)
+        answers = await clients.all("collect", WAIT)
+        times = [t for answer in answers for t in answer[0]]
+        missing = sum(answer[1] for answer in answers)
+        if missing or len(times) != min(STAFF, mass):
+            raise RuntimeError(f"broadcast: {len(times)} received, {missing} missing")
+        out["broadcast_ms"].append((max(times) - started) * 1000)
+        out["broadcast_median_ms"].append((statistics.median(times) - started) * 1000)
+        await asyncio.sleep(0.2)
+    say(
+        f"  {kind} broadcast to {min(STAFF, mass)} staff sockets: last received after "
+        f"{statistics.median(out['broadcast_ms']):.0f} ms (median of "
+        f"{args.broadcasts}; max {max(out['broadcast_ms']):.0f} ms), half of them after "
+        f"{statistics.median(out['broadcast_median_ms']):.0f} ms"
+    )
+    out["client_rss_kib"] = sum(a[0] for a in await clients.all("rss"))
 
 
 def show_latency(kind: str, consumer: str, out: dict[str, Any], args: argparse.Namespace):
@@ -592,8 +578,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         say(f"{kind}: the bridge, then the bare consumer, {args.sockets} sockets each")
         bridge: dict[str, Any] = {}
         bare: dict[str, Any] = {}
-        await bridge_part(kind, args, bridge)
-        await bare_part(kind, args, bare)
+        await socket_part(kind, args, bridge, "bridge")
+        await socket_part(kind, args, bare, "bare")
         results[kind] = {"bridge": bridge, "bare": bare}
     for kind in args.servers:
         summary(kind, results[kind]["bridge"], results[kind]["bare"], args)
