@@ -531,8 +531,8 @@ def show_latency(kind: str, consumer: str, out: dict[str, Any], args: argparse.N
         values = out[key]
         say(
             f"  {kind} {consumer} latency at {label} sockets: p50 "
-            f"{statistics.median(values):.1f} ms, p99 {pct(values, 99):.1f} ms "
-            f"({len(values)} events)"
+            f"{statistics.median(values):.1f} ms, p99 {pct(values, 99):.1f} ms, max "
+            f"{max(values):.1f} ms ({len(values)} events)"
         )
 
 
@@ -553,6 +553,8 @@ def summary(kind: str, bridge: dict[str, Any], bare: dict[str, Any], args: argpa
         rows.append(
             (f"  {name} at {n} / at {WATCHERS}", at_n[0] / at_10[0], at_n[1] / at_10[1], "≤ 1.2")
         )
+    for count, key in ((WATCHERS, "latency_10"), (n, "latency_n")):
+        rows.append((f"latency max ms, {count} sockets", max(bridge[key]), max(bare[key]), ""))
     for count, key in ((WATCHERS, "cpu_ms_per_event_10"), (n, "cpu_ms_per_event_n")):
         rows.append((f"server CPU ms per event, {count} sockets", bridge[key], bare[key], ""))
     rows.append(

@@ -300,6 +300,7 @@ _NUMBERS: dict[str, tuple[bool, float, bool, bool]] = {
     "OUTBOX_INTERVAL": (False, 0, True, False),
     "OUTBOX_BATCH": (True, 1, False, False),
     "LAYER_PROBE_INTERVAL": (False, 0, False, True),
+    "GC_FREEZE_CONNECTIONS": (True, 0, False, True),
     "THIN_RETRY_DELAY": (False, 0, True, False),
     "THIN_MAX_RETRY_DELAY": (False, 0, True, False),
     "THIN_LEASE": (False, 0, True, False),

@@ -23,6 +23,7 @@ from .. import messaging, metrics
 from ..conf import bridge_settings
 from .engine import Engine
 from .frames import ErrorCode, FrameError, dumps
+from .heap import heap
 from .transport import RetryingReceive, Transport
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class EventStream(Transport):
         """The response body: subscribe with the ``subscribe`` frame ``request``, then
         stream events until the stream ends (or the caller stops reading)."""
         metrics.incr("sse_streams_open")
+        heap.opened()
         _streams.add(self)
         receiver = None
         try:
@@ -144,6 +146,7 @@ class EventStream(Transport):
             self._ended = True
             _streams.discard(self)
             metrics.incr("sse_streams_open", -1)
+            heap.gone()
             if receiver is not None:
                 receiver.cancel()
             await self.engine.close()

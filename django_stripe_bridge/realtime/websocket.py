@@ -22,6 +22,7 @@ from . import layer_receive
 from .closed_input import DropInputAfterClose
 from .engine import Engine
 from .frames import ErrorCode, FrameError, decode, dumps
+from .heap import heap
 from .limits import TokenBucket
 from .subscription import Subscription
 from .transport import RetryingReceive, Transport
@@ -85,6 +86,7 @@ class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer
         await self.accept()
         self._counted = True
         metrics.incr("websockets_open")
+        heap.opened()
         self.engine.start()
         query = self.scope.get("query_string", b"").decode("latin-1")
         params = parse_qs(query, keep_blank_values=True, encoding="utf-8")
@@ -153,6 +155,7 @@ class StripeEventConsumer(DropInputAfterClose, Transport, AsyncWebsocketConsumer
         if self._counted:
             self._counted = False
             metrics.incr("websockets_open", -1)
+            heap.gone()
         if self._pump_layer is not None:
             layer_receive.detach(self._pump_layer)
             self._pump_layer = None
