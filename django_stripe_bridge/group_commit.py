@@ -13,9 +13,11 @@ nobody and a burst pays for one commit per batch instead of one per event.
 Publishing follows on the event loop, batch after batch in commit order, while the next
 batch is being stored: a request is answered once its event is committed, not once it is
 published (the outbox relay covers a process that dies in between). The events sent are
-marked published by the database thread before its next batch, in one statement; when no
-batch follows within ``MARK_DELAY``, on their own (a trickle of webhooks, each its own
-batch, then pays one trip to the database thread per event, not two).
+marked published together, in one statement, ``MARK_DELAY`` after the first of them was
+sent (at once when ``MAX_BATCH`` wait): by the database thread just before the batch it
+stores then, or on their own when none is due. Marking them with every batch cost each
+batch a statement and a commit of its own; now a busy server pays one every ``MARK_DELAY``,
+and a trickle of webhooks, each its own batch, about one trip to the database per event.
 
 The database thread keeps its connection from one batch to the next while more work waits,
 and hands it back (to the pool, when there is one) when the work runs out.
@@ -44,8 +46,8 @@ T = TypeVar("T")
 
 #: Events stored in one transaction at most; more wait for the next batch.
 MAX_BATCH = 200
-#: Seconds the events sent wait to be marked published with the next batch before they are
-#: marked on their own: far below ``OUTBOX_DELAY``, after which the relay sends them again.
+#: Seconds the events sent wait to be marked published, all together: far below
+#: ``OUTBOX_DELAY``, after which the relay sends them again.
 MARK_DELAY = 0.25
 
 Pending = tuple[Mapping[str, Any], "asyncio.Future[IngestResult]"]
@@ -101,11 +103,10 @@ class GroupCommitter:
             while self._pending or (self._to_mark and self._marks_due):
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                marks, self._to_mark = self._to_mark, []
-                self._marks_due = False
-                if self._mark_timer is not None:
-                    self._mark_timer.cancel()
-                    self._mark_timer = None
+                marks: list[StripeEvent] = []
+                if self._marks_due:
+                    marks, self._to_mark = self._to_mark, []
+                    self._marks_due = False
                 await self._commit(batch, marks)
 
     async def _commit(self, batch: list[Pending], marks: list[StripeEvent]) -> None:
@@ -149,11 +150,15 @@ class GroupCommitter:
                     self._mark_later()
 
     def _mark_later(self) -> None:
-        """Have the events sent marked with the next batch, or on their own soon."""
-        if self._marks_due or self._mark_timer is not None:
+        """Have the events sent marked ``MARK_DELAY`` from now (at once when many wait)."""
+        if self._marks_due:
             return
         if len(self._to_mark) >= self.max_batch:
+            if self._mark_timer is not None:
+                self._mark_timer.cancel()
             self._marks_now()
+            return
+        if self._mark_timer is not None:
             return
         loop = asyncio.get_running_loop()
         self._mark_timer = loop.call_later(MARK_DELAY, self._marks_now)

@@ -143,13 +143,15 @@ def test_an_event_given_to_ingest_by_hand_is_still_validated() -> None:
     assert not StripeEvent.objects.exists()
 
 
-# --- marked with the next batch ----------------------------------------------------------------
+# --- marked together, once a while -----------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_events_sent_are_marked_with_the_next_batch_or_soon_after(
+def test_the_events_sent_are_marked_together_once_the_delay_is_up(
     monkeypatch: Any, in_memory_layer: None
 ) -> None:
+    """Not with every batch (a statement and a commit each): every ``MARK_DELAY``, with the
+    batch stored then or on their own, and at once when ``max_batch`` of them wait."""
     committer = group_commit.GroupCommitter()
     trips: list[tuple[int, int]] = []
     store = committer._store
@@ -165,30 +167,56 @@ def test_the_events_sent_are_marked_with_the_next_batch_or_soon_after(
             "charge.succeeded", charge_object(f"ch_mark_{n}"), event_id=f"evt_mark_{n}"
         )
 
-    def published(n: int) -> bool:
-        return StripeEvent.objects.filter(
-            event_id=f"evt_mark_{n}", published_at__isnull=False
-        ).exists()
+    def published(*numbers: int) -> list[bool]:
+        return [
+            StripeEvent.objects.filter(
+                event_id=f"evt_mark_{n}", published_at__isnull=False
+            ).exists()
+            for n in numbers
+        ]
+
+    async def sent(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(committer._to_mark) < count:  # sent, waiting to be marked
+            assert time.monotonic() < deadline, trips
+            await asyncio.sleep(0.01)
+
+    async def until_published(*numbers: int) -> None:
+        deadline = time.monotonic() + 10
+        while not all(await asyncio.to_thread(published, *numbers)):
+            assert time.monotonic() < deadline, trips
+            await asyncio.sleep(0.02)
 
     async def run() -> None:
         monkeypatch.setattr(group_commit, "MARK_DELAY", 30.0)
+        committer.max_batch = 3
         await committer.submit(event(0))
-        while not committer._to_mark:  # sent, waiting to be marked
-            await asyncio.sleep(0.01)
+        await sent(1)
         await committer.submit(event(1))
-        # The second batch's trip marked the first's events: no trip of their own.
-        assert await asyncio.to_thread(published, 0)
-        assert trips == [(1, 0), (1, 1)]
-        monkeypatch.setattr(group_commit, "MARK_DELAY", 0.05)
+        await sent(2)
+        # The second batch did not mark the first's events: their delay is not up.
+        assert trips == [(1, 0), (1, 0)]
+        assert await asyncio.to_thread(published, 0, 1) == [False, False]
+        # A third waiting (max_batch): all three are marked at once, on their own.
         await committer.submit(event(2))
-        deadline = time.monotonic() + 10
-        while not (await asyncio.to_thread(published, 2)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await until_published(0, 1, 2)
+        assert trips[2:] == [(1, 0), (0, 3)]
+        # Their delay up while a batch is due: they go with it, in its trip.
+        await committer.submit(event(3))
+        await sent(1)
+        assert committer._mark_timer is not None
+        committer._mark_timer.cancel()
+        committer._marks_now()  # as the timer does when the delay is up
+        monkeypatch.setattr(group_commit, "MARK_DELAY", 0.05)
+        await committer.submit(event(4))
+        assert trips[4:6] == [(1, 0), (1, 1)]
+        assert await asyncio.to_thread(published, 3) == [True]
+        # With no batch after them, they are marked on their own once the delay is up.
+        await until_published(4)
 
     async_to_sync(run)()
-    assert published(1) and published(2)
-    # With no batch after it, the last events were marked on their own, soon after.
-    assert trips[-1][0] == 0 and sum(marks for _, marks in trips) == 3
+    assert trips[-1] == (0, 1)
+    assert sum(marks for _, marks in trips) == 5
 
 
 # --- only groups with members ------------------------------------------------------------------
