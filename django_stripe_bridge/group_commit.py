@@ -16,8 +16,8 @@ published (the outbox relay covers a process that dies in between). The events s
 marked published together, in one statement, ``MARK_DELAY`` after the first of them was
 sent (at once when ``MAX_BATCH`` wait): by the database thread just before the batch it
 stores then, or on their own when none is due. Marking them with every batch cost each
-batch a statement and a commit of its own; now a busy server pays one every ``MARK_DELAY``,
-and a trickle of webhooks, each its own batch, about one trip to the database per event.
+batch a statement and a commit of its own; now a busy server pays one every ``MARK_DELAY``
+(a trickle of webhooks, each its own batch, still pays a trip of its own for each mark).
 
 The database thread keeps its connection from one batch to the next while more work waits,
 and hands it back (to the pool, when there is one) when the work runs out.
