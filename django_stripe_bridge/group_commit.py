@@ -157,11 +157,9 @@ class GroupCommitter:
             if self._mark_timer is not None:
                 self._mark_timer.cancel()
             self._marks_now()
-            return
-        if self._mark_timer is not None:
-            return
-        loop = asyncio.get_running_loop()
-        self._mark_timer = loop.call_later(MARK_DELAY, self._marks_now)
+        elif self._mark_timer is None:
+            loop = asyncio.get_running_loop()
+            self._mark_timer = loop.call_later(MARK_DELAY, self._marks_now)
 
     def _marks_now(self) -> None:
         self._mark_timer = None
