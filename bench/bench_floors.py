@@ -618,7 +618,7 @@ async def run_server_parts(server: str, args, sizes: Sizes, report: Report, budg
                     f"{server} PostgreSQL ingest",
                     ingest(live, "postgresql", sizes, report, budget, args),
                 )
-        if args.parts in ("all", "ingest"):
+        if args.parts in ("all", "ingest") and not (args.no_sqlite and args.parts == "ingest"):
             live = sqlite_server()
             say(f"{server}, SQLite: ingest")
             await guarded(
@@ -691,6 +691,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"scratch database bench_* for ingest on PostgreSQL (full: {DEFAULT_POSTGRES_URL})",
     )
     parser.add_argument("--no-postgres", action="store_true", help="ingest on SQLite only")
+    parser.add_argument(
+        "--no-sqlite", action="store_true", help="ingest on PostgreSQL only (with --parts ingest)"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--webhook-path", choices=["view", "asgi"], default="asgi")
     parser.add_argument(
