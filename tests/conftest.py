@@ -94,6 +94,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = selected
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's, and before it drops the test databases: the group committers'
+    database threads close their connections. One whose event loop ended with marks still
+    due (an async test that posted webhooks) keeps its connection, and PostgreSQL refuses to
+    drop a database in use ("being accessed by other users")."""
+    yield
+    from django_stripe_bridge import group_commit
+
+    group_commit.close_connections()
+
+
 @pytest.fixture(scope="session", params=TEST_SERVERS)
 def server_kind(request: pytest.FixtureRequest) -> str:
     """Each ASGI server the live-server tests run under, in turn (``tests.live.TEST_SERVERS``)."""
