@@ -6,6 +6,10 @@
   locked until the transaction ends (the transactions an ingest batch folds events into);
 - ``update_fields()`` writes some fields of many rows, each row its own values.
 
+The first two have ``…_later()`` forms that send the statement and return a function that
+reads its rows: in a pipeline (``pipeline.py``) several statements then share one round
+trip, their rows read once it ends.
+
 ``bulk_create(ignore_conflicts=True)`` returns no ids, locking what it skipped takes a
 second statement, and ``bulk_update`` builds a ``CASE`` per field and row. The first two
 need ``INSERT … ON CONFLICT … RETURNING`` (PostgreSQL; SQLite 3.35 and newer:
@@ -86,13 +90,26 @@ def insert_new(
     (``None``: encode the object's value as usual): stored as it is, and the object's own
     value of the field must say the same.
     """
+    return insert_new_later(objs, unique=unique, using=using, encoded=encoded)()
+
+
+def insert_new_later(
+    objs: Sequence[M],
+    *,
+    unique: str,
+    using: str,
+    encoded: Mapping[str, Sequence[str | None]] | None = None,
+) -> Callable[[], dict[Any, Any]]:
+    """``insert_new()``, sent now; what it returns, once the returned function is called."""
     model = type(objs[0])
     quote = connections[using].ops.quote_name
     returning = f"{_column(model._meta.pk, quote)}, {_column(model._meta.get_field(unique), quote)}"
-    inserted: dict[Any, Any] = {}
     action = f"({quote(unique)}) DO NOTHING"
-    for rows in _inserts(objs, using, action, returning, encoded or {}):
-        inserted.update((key, pk_value) for pk_value, key in rows)
+    sent = _inserts(objs, using, action, returning, encoded or {})
+
+    def inserted() -> dict[Any, Any]:
+        return {key: pk_value for rows in sent for pk_value, key in rows()}
+
     return inserted
 
 
@@ -103,20 +120,31 @@ def insert_and_lock(objs: Sequence[M], *, using: str) -> list[M]:
     untouched) and, on PostgreSQL, locked as by ``SELECT … FOR UPDATE`` until the
     transaction ends. Rows are locked in the order given. ``objs`` must not repeat a key.
     """
+    return insert_and_lock_later(objs, using=using)()
+
+
+def insert_and_lock_later(objs: Sequence[M], *, using: str) -> Callable[[], list[M]]:
+    """``insert_and_lock()``, sent now; what it returns, once the returned function is
+    called."""
     model = type(objs[0])
     connection = connections[using]
     action, returning, converters, names = _memo(
         connection, ("lock", model), lambda: _lock_plan(model, connection)
     )
-    stored: list[M] = []
-    for rows in _inserts(objs, using, action, returning, {}):
-        for row in rows:
-            values = []
-            for value, (column, convert) in zip(row, converters, strict=True):
-                for converter in convert:
-                    value = converter(value, column, connection)
-                values.append(value)
-            stored.append(model.from_db(using, names, values))
+    sent = _inserts(objs, using, action, returning, {})
+
+    def stored() -> list[M]:
+        objects: list[M] = []
+        for rows in sent:
+            for row in rows():
+                values = []
+                for value, (column, convert) in zip(row, converters, strict=True):
+                    for converter in convert:
+                        value = converter(value, column, connection)
+                    values.append(value)
+                objects.append(model.from_db(using, names, values))
+        return objects
+
     return stored
 
 
@@ -149,7 +177,7 @@ def update_fields(objs: Sequence[Model], fields: Sequence[str], *, using: str) -
         [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in columns] for obj in objs
     ]
     for values, params in _values(rows, casts, columns, using):
-        _execute(using, f"{head}{values}{tail}", params)
+        _send(using, f"{head}{values}{tail}", params, rows=False)
 
 
 def _update_plan(
@@ -176,9 +204,9 @@ def _inserts(
     on_conflict: str,
     returning: str,
     encoded: Mapping[str, Sequence[str | None]],
-) -> Iterator[list[tuple[Any, ...]]]:
-    """Run the ``INSERT`` statements of ``objs``' rows (more than one where the database's
-    parameter limit demands it); each one's returned rows."""
+) -> list[Callable[[], list[tuple[Any, ...]]]]:
+    """Send the ``INSERT`` statements of ``objs``' rows (more than one where the database's
+    parameter limit demands it); for each, what reads its returned rows."""
     model = type(objs[0])
     connection = connections[using]
     fields, casts, head = _memo(
@@ -186,8 +214,10 @@ def _inserts(
     )
     rows = _row_values(objs, fields, encoded, connection)
     tail = f" ON CONFLICT {on_conflict} RETURNING {returning}"
-    for values, params in _values(rows, casts, fields, using):
-        yield _execute(using, f"{head}{values}{tail}", params)
+    return [
+        _send(using, f"{head}{values}{tail}", params)
+        for values, params in _values(rows, casts, fields, using)
+    ]
 
 
 def _insert_plan(model: type[Model], connection: Any) -> tuple[list[Any], tuple[str, ...], str]:
@@ -269,22 +299,42 @@ def _numbered(using: str) -> bool:
     return connection.vendor == "postgresql" and not connection.queries_logged
 
 
-def _execute(using: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run ``sql`` through Django's cursor wrapper (its execute wrappers apply); its rows."""
+def _send(
+    using: str, sql: str, params: list[Any], *, rows: bool = True
+) -> Callable[[], list[tuple[Any, ...]]]:
+    """Run ``sql`` through Django's cursor wrapper (its execute wrappers apply); what reads
+    its rows (``rows=False``: a statement that returns none).
+
+    In a pipeline the statement is only queued, and its rows are there once the pipeline
+    has synced; elsewhere they are read at once.
+    """
     connection = connections[using]
     if not _numbered(using):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+            found = cursor.fetchall() if rows and cursor.description else []
+        return lambda: found
     import psycopg
 
     connection.validate_thread_sharing()
     connection.ensure_connection()
     connection.validate_no_broken_transaction()
     raw = psycopg.RawCursor(connection.connection)
-    with connection.make_cursor(raw) as cursor:  # type: ignore[arg-type]  # any DB-API cursor
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+    wrapper = connection.make_cursor(raw)  # type: ignore[arg-type]  # any DB-API cursor
+    wrapper.execute(sql, params)
+    if not rows:
+        wrapper.close()  # in a pipeline, the statement is still sent, its outcome checked
+        return list
+    if connection.connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF:
+        with wrapper:
+            found = wrapper.fetchall()
+        return lambda: found
+
+    def fetch() -> list[tuple[Any, ...]]:
+        with wrapper:
+            return wrapper.fetchall()
+
+    return fetch
 
 
 def _column(field: Any, quote: Callable[[str], str]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import batch_sql, signals
+from . import batch_sql, pipeline, signals
 from .events import (
     TRANSACTION_OBJECTS,
     VerifiedEvent,
@@ -89,13 +89,40 @@ def ingest_events(
             validate_event(event)
     if not events:
         return []
-    with transaction.atomic(using=router.db_for_write(StripeEvent)):
-        rows = _insert_events(events)
-        results = _update_transactions(rows, events)
-        transaction.on_commit(
-            lambda: _after_commit(results, publish=publish),
-            using=router.db_for_write(StripeEvent),
-        )
+    using = router.db_for_write(StripeEvent)
+    pipelined = using == router.db_for_write(StripeTransaction) and pipeline.available(using)
+    if pipelined and batch_sql.supported(using):
+        results = _ingest_pipelined(events, using)
+        _after_commit(results, publish=publish)
+        return results
+    with transaction.atomic(using=using):
+        fresh, inserted = _insert_events(events, using)
+        rows = _rows_of(events, fresh, inserted(), using)
+        results, changed = _update_transactions(rows, events)
+        _save(changed)
+        transaction.on_commit(lambda: _after_commit(results, publish=publish), using=using)
+    return results
+
+
+def _ingest_pipelined(events: Sequence[Mapping[str, Any]], using: str) -> list[IngestResult]:
+    """``ingest_events()``' transaction in two round trips (``pipeline.py``): the events'
+    insert and the lock of every transaction they name in the first, the fold's update and
+    the commit in the second.
+
+    The lock comes before the batch knows which of its events are new, so a repeated
+    delivery locks its transaction too (creating its row if it is missing, as its first
+    delivery would have).
+    """
+    with pipeline.transaction(using) as tx:
+        fresh, inserted = _insert_events(events, using)
+        named = [(fresh[e["id"]], e) for e in events if _folds(fresh[e["id"]], e)]
+        wanted, accounts, _ = _wanted(named)
+        locked = StripeTransaction.objects.lock_all_later(wanted, accounts)
+        tx.sync()
+        rows = _rows_of(events, fresh, inserted(), using)
+        results, changed = _update_transactions(rows, events, locked=locked())
+        tx.resume()
+        _save(changed)
     return results
 
 
@@ -120,8 +147,11 @@ def _new_row(event: Mapping[str, Any]) -> StripeEvent:
     )
 
 
-def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEvent, bool]]:
-    """Each event's row and whether this batch created it."""
+def _insert_events(
+    events: Sequence[Mapping[str, Any]], using: str
+) -> tuple[dict[str, StripeEvent], Callable[[], dict[str, int]]]:
+    """Send the insert of the events not stored yet: a row per event id, and what reads
+    ``{event id: primary key}`` of the rows inserted."""
     fresh: dict[str, StripeEvent] = {}
     texts: dict[str, str] = {}
     for event in events:
@@ -129,16 +159,26 @@ def _insert_events(events: Sequence[Mapping[str, Any]]) -> list[tuple[StripeEven
             fresh[event["id"]] = _new_row(event)
             if isinstance(event, VerifiedEvent):
                 texts[event["id"]] = event.text
-    using = router.db_for_write(StripeEvent)
     # In event id order: two batches that share events then wait for each other's unique
     # index entries in the same order, never in a circle (a deadlock on PostgreSQL).
     ordered = [fresh[event_id] for event_id in sorted(fresh)]
     if batch_sql.supported(using):
         # A webhook's payload is stored as the text Stripe signed, not written out anew.
         encoded = {"payload": [texts.get(row.event_id) for row in ordered]}
-        created_ids = batch_sql.insert_new(ordered, unique="event_id", using=using, encoded=encoded)
-    else:
-        created_ids = _insert_one_by_one(ordered, using)
+        sent = batch_sql.insert_new_later(ordered, unique="event_id", using=using, encoded=encoded)
+        return fresh, sent
+    created_ids = _insert_one_by_one(ordered, using)
+    return fresh, lambda: created_ids
+
+
+def _rows_of(
+    events: Sequence[Mapping[str, Any]],
+    fresh: Mapping[str, StripeEvent],
+    created_ids: Mapping[str, int],
+    using: str,
+) -> list[tuple[StripeEvent, bool]]:
+    """Each event's row and whether this batch created it (``created_ids``: the ids of the
+    rows inserted of ``fresh``, the batch's rows by event id)."""
     stored_before = [event_id for event_id in fresh if event_id not in created_ids]
     existing = (
         {
@@ -182,26 +222,41 @@ def _insert_one_by_one(rows: list[StripeEvent], using: str) -> dict[str, int]:
 # --- folding them into their transactions -----------------------------------------------------
 
 
-def _update_transactions(
-    rows: list[tuple[StripeEvent, bool]], events: Sequence[Mapping[str, Any]]
-) -> list[IngestResult]:
-    new = [
-        (row, event)
-        for (row, created), event in zip(rows, events, strict=True)
-        if created
-        and row.transaction_id
-        and event_object(event).get("object") in TRANSACTION_OBJECTS
-    ]
-    wanted = {row.transaction_id: row.livemode for row, _ in new}
+def _wanted(
+    named: Sequence[tuple[StripeEvent, Mapping[str, Any]]],
+) -> tuple[dict[str, bool], dict[str, str], dict[str, str]]:
+    """The transactions the events of ``named`` fold into (id → livemode of a new row), the
+    connected accounts of new rows, and the sessions the events link to their payments."""
+    wanted = {row.transaction_id: row.livemode for row, _ in named}
     links = {}
-    for row, event in new:
+    for row, event in named:
         link = checkout_session_link(event)
         if link is not None:
             links[link[0]] = link[1]
             wanted.setdefault(link[0], row.livemode)
-    transactions = StripeTransaction.objects.lock_all(
-        wanted, {row.transaction_id: row.account for row, _ in new if row.account}
-    )
+    accounts = {row.transaction_id: row.account for row, _ in named if row.account}
+    return wanted, accounts, links
+
+
+def _update_transactions(
+    rows: list[tuple[StripeEvent, bool]],
+    events: Sequence[Mapping[str, Any]],
+    *,
+    locked: Mapping[str, StripeTransaction] | None = None,
+) -> tuple[list[IngestResult], dict[str, tuple[StripeTransaction, set[str]]]]:
+    """Fold the new events into their transactions, locked (by ``lock_all()``, or among
+    ``locked`` when they were locked already); each event's result, and the fields changed
+    of each transaction (for ``_save()``)."""
+    new = [
+        (row, event)
+        for (row, created), event in zip(rows, events, strict=True)
+        if created and _folds(row, event)
+    ]
+    wanted, accounts, links = _wanted(new)
+    if locked is None:
+        transactions = StripeTransaction.objects.lock_all(wanted, accounts)
+    else:
+        transactions = {tx_id: locked[tx_id] for tx_id in wanted}
     _lock_linked(transactions)
     given_account = _accounts_from_sessions(transactions, links)
     given_account |= _share_accounts(new, transactions)
@@ -250,14 +305,19 @@ def _update_transactions(
             session_change=session_change,
         )
     _mirror_linked(transactions, changed_fields)
-    _save(transactions, changed_fields)
     results = []
     for row, created in rows:
         if created and row.pk in after:
             results.append(after[row.pk])
         else:
             results.append(IngestResult(event=row, created=created))
-    return results
+    changed = {tx_id: (transactions[tx_id], fields) for tx_id, fields in changed_fields.items()}
+    return results, changed
+
+
+def _folds(row: StripeEvent, event: Mapping[str, Any]) -> bool:
+    """Whether ``event`` (stored as ``row``) folds into a transaction."""
+    return bool(row.transaction_id) and event_object(event).get("object") in TRANSACTION_OBJECTS
 
 
 def _share_accounts(
@@ -453,11 +513,11 @@ _FOLDED_FIELDS = (
 )
 
 
-def _save(transactions: Mapping[str, StripeTransaction], changed: Mapping[str, set[str]]) -> None:
+def _save(changed: Mapping[str, tuple[StripeTransaction, set[str]]]) -> None:
     """Write the changed transactions' folded fields, in one statement where the database
     allows (``bulk_update`` builds a ``CASE`` per field and row: most of a batch's time went
     there), else one prepared ``UPDATE`` run per row."""
-    dirty = [transactions[tx_id] for tx_id, fields in changed.items() if fields]
+    dirty = [tx for tx, fields in changed.values() if fields]
     if not dirty:
         return
     now = timezone.now()

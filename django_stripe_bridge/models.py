@@ -3,7 +3,7 @@ and ``IdempotencyKey`` (who first used a client's Idempotency-Key)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -90,8 +90,15 @@ class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
         writers of one transaction apply one after the other; rows are created and locked in
         id order, so two writers of several never wait for each other in a circle.
         """
+        return self.lock_all_later(livemode_of, account_of)()
+
+    def lock_all_later(
+        self, livemode_of: Mapping[str, bool], account_of: Mapping[str, str] | None = None
+    ) -> Callable[[], dict[str, StripeTransaction]]:
+        """``lock_all()``, sent now (queued, in a pipeline); what it returns, once the
+        returned function is called."""
         if not livemode_of:
-            return {}
+            return dict
         accounts = account_of or {}
         new = [
             self.model(
@@ -104,10 +111,12 @@ class StripeTransactionQuerySet(models.QuerySet["StripeTransaction"]):
         ]
         if batch_sql.supported(self.db):
             # One statement: insert the missing rows, lock and return all of them.
-            return {tx.pk: tx for tx in batch_sql.insert_and_lock(new, using=self.db)}
+            stored = batch_sql.insert_and_lock_later(new, using=self.db)
+            return lambda: {tx.pk: tx for tx in stored()}
         self.bulk_create(new, ignore_conflicts=True)
         locked = self.select_for_update().filter(pk__in=list(livemode_of)).order_by("pk")
-        return {tx.pk: tx for tx in locked}
+        found: dict[str, StripeTransaction] = {tx.pk: tx for tx in locked}
+        return lambda: found
 
 
 class StripeTransaction(models.Model):

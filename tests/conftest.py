@@ -6,7 +6,7 @@ import logging
 import os
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.conf import settings
@@ -76,8 +76,10 @@ def _uses_database(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL pass, run only the tests that touch the database."""
+    """On the PostgreSQL pass, run only the tests that touch the database; elsewhere, leave
+    out those of PostgreSQL's own behaviour (marked ``postgres``)."""
     if not _is_postgres():
+        _deselect(config, items, lambda item: item.get_closest_marker("postgres") is not None)
         return
     db = settings.DATABASES["default"]
     url = f"postgres://{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
@@ -88,11 +90,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             item.add_marker(pytest.mark.skip(reason=reason))
         return
-    selected = [item for item in items if _uses_database(item)]
-    deselected = [item for item in items if not _uses_database(item)]
+    _deselect(config, items, lambda item: not _uses_database(item))
+
+
+def _deselect(
+    config: pytest.Config, items: list[pytest.Item], left_out: Callable[[pytest.Item], bool]
+) -> None:
+    deselected = [item for item in items if left_out(item)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = selected
+        items[:] = [item for item in items if not left_out(item)]
 
 
 @pytest.fixture(scope="session")
