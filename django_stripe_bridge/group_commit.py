@@ -20,18 +20,22 @@ batch a statement and a commit of its own; now a busy server pays one every ``MA
 (a trickle of webhooks, each its own batch, still pays a trip of its own for each mark).
 
 The database thread keeps its connection from one batch to the next while more work waits,
-and hands it back (to the pool, when there is one) when the work runs out.
+and hands it back (to the pool, when there is one) when the work runs out. A committer whose
+event loop stops while marks wait keeps it: it closes it when the committer is collected,
+or at once with ``close_connections()`` (before a test database is dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from . import messaging
 from .db import release_connections
@@ -72,7 +76,8 @@ class GroupCommitter:
         self._mark_timer: asyncio.TimerHandle | None = None
         # One thread for all of the committer's database work: it keeps one connection.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stripe-bridge-db")
-        weakref.finalize(self, self._executor.shutdown, wait=False)
+        weakref.finalize(self, _retire, self._executor)
+        _alive.add(self)
         self._publish_wakeup = asyncio.Event()
         self._publisher: asyncio.Task[None] | None = None
         #: Sizes of the batches committed so far (for tests and benchmarks).
@@ -187,6 +192,28 @@ class GroupCommitter:
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await sync_to_async(function, thread_sensitive=False, executor=self._executor)(*args)
+
+
+def _retire(executor: ThreadPoolExecutor) -> None:
+    # The thread closes its connections before it ends: left to the garbage collector, they
+    # would stay open until it gets round to them.
+    with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+        executor.submit(connections.close_all)
+    executor.shutdown(wait=False)
+
+
+#: Every committer not yet collected, for ``close_connections()``.
+_alive: weakref.WeakSet[GroupCommitter] = weakref.WeakSet()
+
+
+def close_connections(timeout: float = 10.0) -> None:
+    """Have every committer's database thread close its connections, and wait for it."""
+    for committer in list(_alive):
+        try:
+            closed = committer._executor.submit(connections.close_all)
+        except RuntimeError:  # the interpreter is exiting
+            continue
+        closed.result(timeout)
 
 
 _committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -99,6 +100,25 @@ def _deselect(
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if not left_out(item)]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's, and before it drops the test databases, the threads that outlive a
+    test close their connections: PostgreSQL refuses to drop a database in use ("being
+    accessed by other users"). Those are asgiref's one thread for the ORM calls of async
+    tests (``aget()``, ``sync_to_async``: its connection stays open unless a later call
+    through Channels' ``database_sync_to_async`` happened to close it) and the group
+    committers' threads (one whose event loop ended with marks still due keeps its own)."""
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from django_stripe_bridge import group_commit
+
+    # Thread-sensitive, called from no sync thread: it runs in that shared thread.
+    asyncio.run(sync_to_async(connections.close_all)())
+    group_commit.close_connections()
 
 
 @pytest.fixture(scope="session", params=TEST_SERVERS)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -122,6 +122,30 @@ def login(username: str, *, staff: bool = False) -> str:
     return session_cookie(user)
 
 
+@pytest.fixture
+async def watchers(platform: dict[str, Any]) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """Websocket clients of seller 1, seller 2 and a staff user, logged in, not subscribed;
+    closed after the test."""
+    clients = (
+        await open_client(cookie=await login("seller1")),
+        await open_client(cookie=await login("seller2")),
+        await open_client(cookie=await login("staff", staff=True)),
+    )
+    yield clients
+    for client in clients:
+        await client.close()
+
+
+def webhooks_by_endpoint(relay: Relay) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """After a second for the stand-in to send them: the events delivered to the Connect
+    endpoint, and those to the platform's."""
+    time.sleep(1.0)
+    got = relay.take()
+    connect = [json.loads(body) for path, _, body in got if path == "/connect"]
+    own = [json.loads(body) for path, _, body in got if path == "/platform"]
+    return connect, own
+
+
 async def frames_until_quiet(client: Any, quiet: float = 1.0) -> list[dict[str, Any]]:
     frames = []
     while not await client.nothing(timeout=quiet):
@@ -130,12 +154,10 @@ async def frames_until_quiet(client: Any, quiet: float = 1.0) -> list[dict[str, 
 
 
 async def test_each_seller_sees_exactly_its_own_payments_and_staff_sees_both(
-    platform: dict[str, str], relay: Relay
+    platform: dict[str, str], relay: Relay, watchers: tuple[Any, Any, Any]
 ) -> None:
     direct, destination = platform["direct"], platform["destination"]
-    seller1 = await open_client(cookie=await login("seller1"))
-    seller2 = await open_client(cookie=await login("seller2"))
-    staff = await open_client(cookie=await login("staff", staff=True))
+    seller1, seller2, staff = watchers
     # Too broad, or another seller's: refused; the connection stays usable.
     for selector in ("", f"account = '{destination}'", f"account IN ('{direct}', '{destination}')"):
         answer = await seller1.subscribe(selector, subscription="x", replay="none")
@@ -165,8 +187,6 @@ async def test_each_seller_sees_exactly_its_own_payments_and_staff_sees_both(
     assert {f["headers"]["account"] for f in second} == {destination}
     payments = {f["headers"]["id"] for f in every if f["headers"]["account"]}
     assert payments == {charge["id"], intent["id"]}
-    for client in (seller1, seller2, staff):
-        await client.close()
 
     # Stored once each, with the account the verified events name.
     direct_tx = await StripeTransaction.objects.aget(pk=charge["id"])
@@ -243,10 +263,7 @@ def test_the_offline_stripe_keeps_accounts_apart_and_pays_destinations(
     assert {a.id for a in client.v1.accounts.list().auto_paging_iter()} == {direct, destination}
 
     # Each webhook gets its own: the Connect endpoint the account's events, named.
-    time.sleep(1.0)
-    got = relay.take()
-    connect = [json.loads(body) for path, _, body in got if path == "/connect"]
-    own = [json.loads(body) for path, _, body in got if path == "/platform"]
+    connect, own = webhooks_by_endpoint(relay)
     assert connect and {e["account"] for e in connect} == {direct}
     assert own and all("account" not in e for e in own)
     assert {"transfer.created", "application_fee.created"} <= {e["type"] for e in own}
@@ -357,12 +374,10 @@ def pay_on_page(url: str, method: str = "card_success") -> None:
 
 
 async def test_checkout_pays_each_seller_and_each_sees_exactly_its_own_payment(
-    platform: dict[str, str], relay: Relay
+    platform: dict[str, str], relay: Relay, watchers: tuple[Any, Any, Any]
 ) -> None:
     direct, destination = platform["direct"], platform["destination"]
-    seller1 = await open_client(cookie=await login("seller1"))
-    seller2 = await open_client(cookie=await login("seller2"))
-    staff = await open_client(cookie=await login("staff", staff=True))
+    seller1, seller2, staff = watchers
     await seller1.subscribe(f"account = '{direct}'", subscription="s", replay="none")
     await seller2.subscribe(f"account = '{destination}'", subscription="s", replay="none")
     await staff.subscribe("", subscription="s", replay="none")
@@ -404,8 +419,6 @@ async def test_checkout_pays_each_seller_and_each_sees_exactly_its_own_payment(
         types = {f["headers"]["type"] for f in frames}
         assert {"checkout.session.completed", "payment_intent.succeeded"} <= types
     assert {f["headers"]["id"] for f in every if f["headers"]["account"]} == intents
-    for ws in (seller1, seller2, staff):
-        await ws.close()
 
     # Both rows of each payment carry its account; the session's is what its client holds.
     for session, account, is_direct in (
@@ -501,10 +514,7 @@ def test_the_offline_stripe_checkout_pays_in_the_sessions_account(
         assert str(refused.value.param).startswith("payment_intent_data["), data
 
     # The direct session's events went to the Connect endpoint, naming the account.
-    time.sleep(1.0)
-    got = relay.take()
-    connect = [json.loads(body) for path, _, body in got if path == "/connect"]
-    platform_events = [json.loads(body) for path, _, body in got if path == "/platform"]
+    connect, platform_events = webhooks_by_endpoint(relay)
     assert {e["account"] for e in connect} == {direct}
     assert {"checkout.session.completed", "charge.succeeded", "payment_intent.succeeded"} <= {
         e["type"] for e in connect

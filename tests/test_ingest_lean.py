@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.db import connection, connections
 
 from django_stripe_bridge import events, fanout, group_commit, webhooks
 from django_stripe_bridge.asgi import with_stripe_webhook
@@ -168,12 +168,17 @@ def test_the_events_sent_are_marked_together_once_the_delay_is_up(
         )
 
     def published(*numbers: int) -> list[bool]:
-        return [
-            StripeEvent.objects.filter(
-                event_id=f"evt_mark_{n}", published_at__isnull=False
-            ).exists()
-            for n in numbers
-        ]
+        try:
+            return [
+                StripeEvent.objects.filter(
+                    event_id=f"evt_mark_{n}", published_at__isnull=False
+                ).exists()
+                for n in numbers
+            ]
+        finally:
+            # In a to_thread() thread: its connection would outlive it, and keep the test
+            # database from being dropped at the end of the session (PostgreSQL).
+            connections.close_all()
 
     async def sent(count: int) -> None:
         deadline = time.monotonic() + 10

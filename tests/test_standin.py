@@ -9,17 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -36,6 +33,8 @@ from django_stripe_bridge.testing import (
     pytest_plugin,
     run_stripe_standin,
 )
+from tests.relay import *  # noqa: F403
+from tests.relay import Relay
 
 pytestmark = pytest.mark.standin
 
@@ -143,52 +142,6 @@ def api(clean_standin: StripeStandIn) -> stripe.StripeClient:
     return stripe.StripeClient(
         TEST_API_KEY, base_addresses={"api": clean_standin.base_url}, max_network_retries=0
     )
-
-
-class Receiver:
-    """A webhook endpoint on a free loopback port, recording what Stripe would POST."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        received = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append((dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhooks/"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _headers, body in self.requests]
-
-    def wait_for(self, event_ids: set[str], timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while not event_ids <= {event["id"] for event in self.events()}:
-            if time.monotonic() > deadline:
-                got = {event["id"] for event in self.events()}
-                raise AssertionError(f"webhooks never delivered {event_ids - got}")
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver()
-    yield endpoint
-    endpoint.close()
 
 
 def charge(api: stripe.StripeClient, source: str, amount: int = 1000, **extra: Any) -> Any:
@@ -648,26 +601,30 @@ def _verify_signature(header: str, body: bytes, secret: str) -> None:
 
 
 def test_webhooks_delivered_and_signed(
-    api: stripe.StripeClient, standin: StripeStandIn, receiver: Receiver
+    api: stripe.StripeClient, standin: StripeStandIn, relay: Relay
 ) -> None:
     secret = "whsec_" + uuid.uuid4().hex
-    standin.register_webhook(receiver.url, secret)
-    failures = Receiver()
+    standin.register_webhook(relay.url + "/webhooks/", secret)
+    failures = Relay()
     try:
-        standin.register_webhook(failures.url, "whsec_other", events=["charge.failed"], name="f")
+        standin.register_webhook(
+            failures.url + "/webhooks/", "whsec_other", events=["charge.failed"], name="f"
+        )
         produce_every_event(api)
         listed = list(api.v1.events.list({"limit": 100}).auto_paging_iter())
-        receiver.wait_for({event.id for event in listed})
+        relay.wait_for({event.id for event in listed})
         failures.wait_for({event.id for event in listed if event.type == "charge.failed"})
     finally:
         failures.close()
     assert {event["type"] for event in failures.events()} == {"charge.failed"}
-    delivered = receiver.events()
+    delivered = relay.events()
     assert ALL_EVENT_TYPES <= {event["type"] for event in delivered}
     assert sorted(event["id"] for event in delivered) == sorted(event.id for event in listed)
-    for headers, body in receiver.requests:
-        _verify_signature(headers["Stripe-Signature"], body, secret)
-        event = stripe.Webhook.construct_event(body.decode(), headers["Stripe-Signature"], secret)
+    taken = relay.take()
+    assert {path for path, _signature, _body in taken} == {"/webhooks/"}
+    for _path, signature, body in taken:
+        _verify_signature(signature, body, secret)
+        event = stripe.Webhook.construct_event(body.decode(), signature, secret)
         assert event.type in ALL_EVENT_TYPES | {"charge.refunded"}
     assert all(record.get("status") == 200 for record in standin.webhook_deliveries())
 

@@ -106,3 +106,31 @@ def test_the_group_commit_thread_keeps_its_connection_while_batches_wait() -> No
         assert after is None  # handed back once the work ran out
     else:
         assert after is seen[0]
+
+
+def test_a_committer_whose_loop_ended_with_marks_due_closes_its_connection_on_request() -> None:
+    """A loop that stops while marks wait (an async test that posted webhooks) leaves the
+    committer's thread holding its connection: on PostgreSQL the test database could not be
+    dropped. ``close_connections()`` has it closed (tests/conftest.py, at session end)."""
+    from django_stripe_bridge import group_commit
+    from tests.factories import charge_object, make_event
+
+    committer = group_commit.GroupCommitter()
+
+    async def trickle() -> None:
+        await committer.submit(make_event("charge.succeeded", charge_object("ch_left_1")))
+        for _ in range(200):  # sent: its mark is due in MARK_DELAY
+            if committer._to_mark:
+                break
+            await asyncio.sleep(0.005)
+        assert committer._to_mark
+        await committer.submit(make_event("charge.succeeded", charge_object("ch_left_2")))
+
+    async_to_sync(trickle)()  # its loop is gone before the mark is due
+
+    def held() -> Any:
+        return committer._executor.submit(lambda: connection.connection).result(10)
+
+    assert held() is not None
+    group_commit.close_connections()
+    assert held() is None
