@@ -57,13 +57,18 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay
         writer.close()
 
 
-async def serve(listen: int, target: int, delay: float) -> None:
+async def start(listen: int, target: int, delay: float) -> asyncio.Server:
+    """The proxy, listening on ``listen`` (0: any free port) and forwarding to ``target``."""
+
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection("127.0.0.1", target)
         await asyncio.gather(pipe(client_r, server_w, delay), pipe(server_r, client_w, delay))
 
-    server = await asyncio.start_server(handle, "127.0.0.1", listen, backlog=512)
-    async with server:
+    return await asyncio.start_server(handle, "127.0.0.1", listen, backlog=512)
+
+
+async def serve(listen: int, target: int, delay: float) -> None:
+    async with await start(listen, target, delay) as server:
         print(f"round trip through the proxy: {await measure(listen) * 1000:.2f} ms", flush=True)
         await server.serve_forever()
 
