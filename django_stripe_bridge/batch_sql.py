@@ -321,14 +321,19 @@ def _send(
     connection.validate_no_broken_transaction()
     raw = psycopg.RawCursor(connection.connection)
     wrapper = connection.make_cursor(raw)  # type: ignore[arg-type]  # any DB-API cursor
-    wrapper.execute(sql, params)
-    if not rows:
-        wrapper.close()  # in a pipeline, the statement is still sent, its outcome checked
-        return list
-    if connection.connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF:
+    piped = connection.connection.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF
+    if not (piped and rows):
+        # Closed at once: in a pipeline, a statement without rows is still sent, and its
+        # outcome checked at the sync.
         with wrapper:
-            found = wrapper.fetchall()
+            wrapper.execute(sql, params)
+            found = wrapper.fetchall() if rows else []
         return lambda: found
+    try:
+        wrapper.execute(sql, params)
+    except BaseException:
+        wrapper.close()
+        raise
 
     def fetch() -> list[tuple[Any, ...]]:
         with wrapper:
