@@ -48,7 +48,7 @@ def waits(run: Callable[[], Any]) -> tuple[int, Any]:
 
 
 @pytest.fixture
-def refuse(django_db_blocker: Any) -> Iterator[Callable[[str, str], None]]:
+def refuse() -> Iterator[Callable[[str, str], None]]:
     """Add a CHECK constraint to a table for the test (a real refusal by the server)."""
     added: list[tuple[str, str]] = []
 
