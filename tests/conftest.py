@@ -4,6 +4,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import signal
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +46,11 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a script (`./run test &` in a CI script) inherits
+    # SIGINT ignored, as POSIX shells leave `&` jobs; so would the demo and the CLIs that
+    # tests start and stop with Ctrl-C's signal. Exec resets a handled signal, not an ignored one.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if config.getoption("record_durations") and not hasattr(config, "workerinput"):
         from tests.scheduling import DurationRecorder
 
