@@ -28,10 +28,9 @@ or at once with ``close_connections()`` (before a test database is dropped).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -194,11 +193,19 @@ class GroupCommitter:
         return await sync_to_async(function, thread_sensitive=False, executor=self._executor)(*args)
 
 
+def _close_in_thread(executor: ThreadPoolExecutor) -> Future[None] | None:
+    """Have ``executor``'s thread close its connections; ``None`` once the interpreter is
+    exiting (it takes no more work then)."""
+    try:
+        return executor.submit(connections.close_all)
+    except RuntimeError:
+        return None
+
+
 def _retire(executor: ThreadPoolExecutor) -> None:
     # The thread closes its connections before it ends: left to the garbage collector, they
     # would stay open until it gets round to them.
-    with contextlib.suppress(RuntimeError):  # the interpreter is exiting
-        executor.submit(connections.close_all)
+    _close_in_thread(executor)
     executor.shutdown(wait=False)
 
 
@@ -209,11 +216,9 @@ _alive: weakref.WeakSet[GroupCommitter] = weakref.WeakSet()
 def close_connections(timeout: float = 10.0) -> None:
     """Have every committer's database thread close its connections, and wait for it."""
     for committer in list(_alive):
-        try:
-            closed = committer._executor.submit(connections.close_all)
-        except RuntimeError:  # the interpreter is exiting
-            continue
-        closed.result(timeout)
+        closed = _close_in_thread(committer._executor)
+        if closed is not None:
+            closed.result(timeout)
 
 
 _committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommitter] = (
